@@ -1,0 +1,207 @@
+"""The field table: every setting of a Multipass recipe, named once.
+
+Validation, JSON schema, infotext, positional WebUI args (and later the UI and XYZ axes) are all
+derived from these tables, so a label, a bound or a default can never drift between them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["bool", "int", "float", "str", "choice", "floats", "boxes", "sides"]
+
+MAX_TEXT = 20_000
+MAX_LIST = 64
+MAX_SIDE = 8192  # largest image side Multipass will plan or produce
+MAX_PIXELS = 8192 * 8192 // 2  # 32 Mpx: bounded memory per image
+MIN_STRENGTH = 0.001  # below this a strength means nothing (and fixed steps would overflow)
+NO_SAMPLING = "no sampling (an upscale-only run)"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: its API name, type, default, bounds and the words shown to users."""
+
+    name: str
+    kind: Kind
+    default: Any
+    label: str
+    infotext: str | None  # key after the "Multipass N " prefix; None: not written to infotext
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    special: Any = None  # a value outside the bounds with a meaning of its own
+    special_means: str = "the base generation's value"
+    step: float | None = None  # UI slider step
+
+    def allowed(self) -> str:
+        """Describe the allowed values in words, for error messages and docs."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "str":
+            return f"text of at most {MAX_TEXT} characters"
+        if self.kind in ("int", "float"):
+            what = "a whole number" if self.kind == "int" else "a finite number"
+            text = f"{what} from {_num(self.minimum)} to {_num(self.maximum)}"
+            return text + self._special_text()
+        if self.kind == "floats":
+            return (
+                f"a list of at most {MAX_LIST} numbers, each from "
+                f"{_num(self.minimum)} to {_num(self.maximum)}{self._special_text()}"
+            )
+        if self.kind == "boxes":
+            return (
+                f"a list of at most {MAX_LIST} boxes [x1, y1, x2, y2] of whole pixels, "
+                f"with 0 <= x1 < x2 <= {MAX_SIDE} and 0 <= y1 < y2 <= {MAX_SIDE}"
+            )
+        if self.kind == "sides":
+            return (
+                "an empty list (use padding on every side) or four numbers [left, top, right, "
+                f"bottom], each from {_num(self.minimum)} to {_num(self.maximum)}"
+            )
+        raise AssertionError(self.kind)
+
+    def _special_text(self) -> str:
+        if self.special is None:
+            return ""
+        return f", or {_num(self.special)} for {self.special_means}"
+
+    def accepts_number(self, v: float) -> bool:
+        """Whether a number is within the bounds or is the special value."""
+        if v == self.special:
+            return True
+        lo = -math.inf if self.minimum is None else self.minimum
+        hi = math.inf if self.maximum is None else self.maximum
+        return lo <= v <= hi
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "?"
+    if isinstance(x, float) and x.is_integer() and not math.isinf(x):
+        return str(int(x)) if abs(x) >= 1 or x == 0 else str(x)
+    return str(x)
+
+
+PROMPT_MODES = ("keep", "replace", "append", "template")
+SCHEDULES = ("single", "list", "curve")
+CURVES = ("linear", "aggressive", "lazy")
+SEED_POLICIES = ("same", "offset", "random")
+REGIONS = ("whole", "crop")
+MASK_SOURCES = ("job", "image", "boxes")
+PADDING_UNITS = ("px", "fraction")
+STEP_MODES = ("proportional", "fixed")
+
+# fmt: off
+PASS_FIELDS: tuple[Field, ...] = (
+    Field("enabled", "bool", True, "Enable pass", "enabled"),
+    Field("name", "str", "", "Pass name", "name",
+          help="Shown in plans, progress and contact sheets; empty: 'pass N'."),
+    Field("checkpoint", "str", "", "Checkpoint", "checkpoint",
+          help="A checkpoint from the host's list (title, name or hash); "
+               "empty: keep the current one."),
+    Field("vae", "str", "", "VAE", "vae",
+          help="A VAE from the host's list; empty: keep the current one."),
+    Field("prompt", "str", "", "Prompt", "prompt",
+          help="Used as the prompt mode says; in a template, {prompt} stands for the base prompt."),
+    Field("prompt_mode", "choice", "keep", "Prompt mode", "prompt mode", choices=PROMPT_MODES,
+          help="keep: the base prompt; replace: this prompt; append: base prompt, this prompt; "
+               "template: this prompt with {prompt} replaced by the base prompt."),
+    Field("negative_prompt", "str", "", "Negative prompt", "negative prompt"),
+    Field("negative_prompt_mode", "choice", "keep", "Negative prompt mode", "negative prompt mode",
+          choices=PROMPT_MODES),
+    Field("sampler", "str", "", "Sampler", "sampler",
+          help="A sampler name as the host lists it; empty: the base generation's sampler."),
+    Field("scheduler", "str", "", "Schedule type", "scheduler",
+          help="A schedule type as the host lists it; empty: the base generation's."),
+    Field("steps", "int", 0, "Sampling steps", "steps", minimum=1, maximum=150, special=0, step=1,
+          help="0: the base generation's steps."),
+    Field("cfg_scale", "float", 0.0, "CFG scale", "cfg", minimum=1.0, maximum=30.0, special=0.0,
+          step=0.5, help="0: the base generation's CFG scale."),
+    Field("denoising_strength", "float", 0.5, "Denoising strength", "denoising",
+          minimum=MIN_STRENGTH, maximum=1.0, special=0.0, special_means=NO_SAMPLING, step=0.01,
+          help="Also the start of a curve schedule. 0 runs no sampling (an upscale-only pass)."),
+    Field("schedule", "choice", "single", "Denoise schedule", "schedule", choices=SCHEDULES,
+          help="single: one run; list: one run per strength in the list; "
+               "curve: from the denoising strength to the final strength, as the Loopback script."),
+    Field("strengths", "floats", (), "Strength list", "strengths", minimum=MIN_STRENGTH,
+          maximum=1.0, special=0.0, special_means=NO_SAMPLING,
+          help="For the list schedule, e.g. 0.8, 0.7, 0.6, 0.5."),
+    Field("curve_final", "float", 0.5, "Final denoising strength", "curve final",
+          minimum=MIN_STRENGTH, maximum=1.0, special=0.0, special_means=NO_SAMPLING, step=0.01),
+    Field("curve_passes", "int", 4, "Curve runs", "curve runs", minimum=1, maximum=MAX_LIST,
+          step=1),
+    Field("curve", "choice", "linear", "Denoising curve", "curve", choices=CURVES),
+    Field("repeats", "int", 1, "Repeats per strength", "repeats", minimum=1, maximum=16, step=1,
+          help="Run each strength this many times, feeding each output back, "
+               "so the image converges."),
+    Field("upscale_by", "float", 1.0, "Upscale by", "upscale by", minimum=1.0, maximum=8.0,
+          step=0.05, help="Applied once before the pass; sizes are rounded to multiples of 8."),
+    Field("upscaler", "str", "Lanczos", "Upscaler", "upscaler",
+          help="An upscaler name as the host lists it."),
+    Field("seed", "choice", "same", "Seed", "seed", choices=SEED_POLICIES,
+          help="same: the image's seed; offset: the image's seed + seed offset + run index; "
+               "random: a new random seed per run."),
+    Field("seed_offset", "int", 1, "Seed offset", "seed offset", minimum=-(2**31), maximum=2**31,
+          step=1),
+    Field("region", "choice", "whole", "Region", "region", choices=REGIONS,
+          help="whole: img2img over the whole image; "
+               "crop: detailed inpaint of a crop around the mask."),
+    Field("mask_source", "choice", "job", "Mask source", "mask", choices=MASK_SOURCES,
+          help="job: the job's own inpaint mask; image: this pass's mask image; "
+               "boxes: one crop per box. Masks and boxes are in the base image's pixels."),
+    Field("mask_image", "str", "", "Mask image", None,
+          help="A PNG path relative to the recipe file, or base64 PNG data from the API; "
+               "white is inpainted. Not written to infotext."),
+    Field("boxes", "boxes", (), "Boxes", "boxes"),
+    Field("padding", "float", 32.0, "Padding", "padding", minimum=0.0, maximum=float(MAX_SIDE),
+          step=1.0, help="Context around the mask: pixels, or a fraction of the mask's width "
+                         "(left, right) and height (top, bottom)."),
+    Field("padding_unit", "choice", "px", "Padding unit", "padding unit", choices=PADDING_UNITS),
+    Field("padding_sides", "sides", (), "Padding per side", "padding sides", minimum=0.0,
+          maximum=float(MAX_SIDE), help="Left, top, right, bottom, in the padding unit."),
+    Field("working_width", "int", 0, "Working width", "working width", minimum=64,
+          maximum=4096, special=0, special_means="automatic", step=8,
+          help="0: automatic, the checkpoint's native area (512^2 SD1, 768^2 SD2, 1024^2 SDXL)."),
+    Field("working_height", "int", 0, "Working height", "working height", minimum=64,
+          maximum=4096, special=0, special_means="automatic", step=8),
+    Field("mask_blur", "int", 4, "Mask blur", "mask blur", minimum=0, maximum=64, step=1),
+)
+
+BASE_FIELDS: tuple[Field, ...] = (
+    Field("prompt", "str", "", "Prompt", None),
+    Field("negative_prompt", "str", "", "Negative prompt", None),
+    Field("checkpoint", "str", "", "Checkpoint", None,
+          help="Empty: the runner's default (the first listed)."),
+    Field("vae", "str", "", "VAE", None),
+    Field("sampler", "str", "Euler a", "Sampler", None),
+    Field("scheduler", "str", "", "Schedule type", None),
+    Field("steps", "int", 20, "Sampling steps", None, minimum=1, maximum=150, step=1),
+    Field("cfg_scale", "float", 7.0, "CFG scale", None, minimum=1.0, maximum=30.0, step=0.5),
+    Field("width", "int", 512, "Width", None, minimum=64, maximum=4096, step=8,
+          help="A multiple of 8."),
+    Field("height", "int", 512, "Height", None, minimum=64, maximum=4096, step=8,
+          help="A multiple of 8."),
+    Field("seed", "int", -1, "Seed", None, minimum=-1, maximum=2**32 - 1, step=1,
+          help="-1: random."),
+    Field("images", "int", 1, "Images", None, minimum=1, maximum=64, step=1),
+)
+
+RECIPE_FIELDS: tuple[Field, ...] = (
+    Field("version", "int", 1, "Recipe format version", None, minimum=1, maximum=1),
+    Field("step_mode", "choice", "proportional", "img2img steps", "step mode", choices=STEP_MODES,
+          help="proportional: the WebUI's default, a strength d at N steps runs int(d*N)+1 steps; "
+               "fixed: exactly N steps, as with 'do exactly the amount of steps the slider "
+               "specifies'."),
+)
+# fmt: on
+
+
+def field_map(fields: tuple[Field, ...]) -> dict[str, Field]:
+    """Fields by API name."""
+    return {f.name: f for f in fields}

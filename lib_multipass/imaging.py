@@ -1,0 +1,158 @@
+"""Pixel work for detailed inpainting: masks, blur, crop out, paste back (PIL only)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFilter
+
+from .fields import MAX_SIDE
+from .geometry import Box, Crop, Size, crop_for_mask, resolve_padding, scale_box
+
+SUPPORTED_MODES = ("RGB", "RGBA", "L")
+
+
+@dataclass(frozen=True)
+class MaskedCrop:
+    """A crop planned from a mask: where, and the blurred mask that blends it back."""
+
+    crop: Crop
+    mask_box: Box  # the mask's own box, before blur and padding
+    blurred: Image.Image  # full-image blurred mask; 0 means "left exactly as it was"
+
+
+def mask_from_boxes(size: Size, boxes: Sequence[Box]) -> Image.Image:
+    """An L mask, white inside the boxes."""
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    for x1, y1, x2, y2 in boxes:
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=255)
+    return mask
+
+
+def to_mask(image: Image.Image, size: Size) -> Image.Image:
+    """Any mask image as L at `size`; non-zero pixels are masked, as in the WebUI."""
+    mask = image.convert("L") if image.mode != "L" else image
+    if mask.size != size:
+        mask = mask.resize(size, Image.Resampling.BILINEAR)
+    return mask
+
+
+def blur_mask(mask: Image.Image, blur: int) -> Image.Image:
+    """The soft-edged mask used to blend a generated crop back into the image.
+
+    A Gaussian blur of radius `blur`, rescaled to keep the mask's peak: a mask smaller than the
+    blur would otherwise fade to nearly nothing (a 1-pixel mask at blur 11 rounds to all zeros)
+    and the pass would change nothing. Where even that fades to zero, the radius is halved.
+    """
+    peak_in = mask.getextrema()[1]
+    if blur <= 0 or peak_in == 0:
+        return mask.copy()
+    radius = float(blur)
+    while True:
+        out = mask.filter(ImageFilter.GaussianBlur(radius))
+        peak = out.getextrema()[1]
+        if peak > 0 or radius <= 0.5:
+            break
+        radius /= 2
+    if 0 < peak < peak_in:
+        out = out.point(lambda v: min(peak_in, round(v * peak_in / peak)))
+    return out
+
+
+def plan_masked_crop(
+    mask: Image.Image,
+    p: Any,
+    family: str = "sd1",
+) -> MaskedCrop | None:
+    """The crop for pass `p` over `mask` (same size as the image); None for an empty mask."""
+    mask_box = mask.getbbox()
+    if mask_box is None:
+        return None
+    blurred = blur_mask(mask, p.mask_blur)
+    blurred_box = blurred.getbbox() or mask_box
+    pads = resolve_padding(mask_box, p.padding, p.padding_unit, tuple(p.padding_sides))
+    working = (p.working_width, p.working_height) if p.working_width else None
+    crop = crop_for_mask(blurred_box, mask.size, pads, working, family)
+    return MaskedCrop(crop, mask_box, blurred)
+
+
+def box_crops(
+    size: Size, base_size: Size, boxes: Sequence[Box], p: Any, family: str = "sd1"
+) -> list[MaskedCrop]:
+    """One crop per box; boxes are given in the base image's pixels and scaled to `size`."""
+    out = []
+    for box in boxes:
+        scaled = scale_box(box, base_size, size)
+        if scaled[0] >= scaled[2] or scaled[1] >= scaled[3]:
+            continue  # the box lies outside this image
+        planned = plan_masked_crop(mask_from_boxes(size, [scaled]), p, family)
+        if planned is not None:
+            out.append(planned)
+    return out
+
+
+def cut_crop(image: Image.Image, planned: MaskedCrop) -> tuple[Image.Image, Image.Image]:
+    """The image and its blurred mask cut to the crop and resized to the working size."""
+    box, work = planned.crop.box, planned.crop.working
+    region = image.convert("RGB").crop(box).resize(work, Image.Resampling.LANCZOS)
+    mask = planned.blurred.crop(box).resize(work, Image.Resampling.BILINEAR)
+    return region, mask
+
+
+def paste_back(image: Image.Image, generated: Image.Image, planned: MaskedCrop) -> Image.Image:
+    """Scale the generated crop back and blend it in through the blurred mask.
+
+    Every pixel where the blurred mask is 0 (all of them outside the crop) keeps its exact value;
+    the result has the input's size and mode (RGB, RGBA or L; alpha is kept from the input).
+    """
+    if image.mode not in SUPPORTED_MODES:
+        raise ValueError(
+            f"image mode {image.mode!r} is not supported; allowed: {', '.join(SUPPORTED_MODES)}"
+        )
+    box = planned.crop.box
+    region = image.crop(box)
+    size = (box[2] - box[0], box[3] - box[1])
+    gen = generated if generated.size == size else generated.resize(size, Image.Resampling.LANCZOS)
+    if image.mode == "RGBA":
+        gen = gen.convert("RGB").convert("RGBA")
+        gen.putalpha(region.getchannel("A"))
+    else:
+        gen = gen.convert(image.mode)
+    blended = Image.composite(gen, region, planned.blurred.crop(box))
+    out = image.copy()
+    out.paste(blended, box[:2])
+    return out
+
+
+def open_mask_image(value: str, base_dir: Path | None = None) -> Image.Image:
+    """A mask image from base64 PNG data (optionally a data: URL) or, for recipe files, a path.
+
+    Paths are only taken where `base_dir` is given (a recipe file's folder) and are read relative
+    to it; the API passes None and so accepts image data only. Sizes are bounded.
+    """
+    if value.startswith("data:") or base_dir is None:
+        payload = value.split(",", 1)[1] if value.startswith("data:") else value
+        try:
+            raw = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ValueError(f"mask_image: not base64 PNG data ({e})") from e
+        source: Any = io.BytesIO(raw)
+        shown = "image data"
+    else:
+        source = base_dir / value
+        shown = str(source)
+    try:
+        with Image.open(source) as img:
+            if max(img.size) > MAX_SIDE:
+                raise ValueError(f"mask_image: {img.size[0]}x{img.size[1]} is over {MAX_SIDE} px")
+            img.load()
+            return img.copy()
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"mask_image: cannot read {shown} as an image ({e})") from e

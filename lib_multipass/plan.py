@@ -1,0 +1,296 @@
+"""Expand a recipe into the concrete runs of a job: what each one loads, asks and really does."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .fields import MAX_PIXELS, MAX_SIDE
+from .geometry import Crop, Size, upscaled_size
+from .recipe import Problem, RecipeError, where_pass
+from .schedule import StepCount, img2img_steps, pass_strengths
+
+MAX_RUNS = 256
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a recipe's passes inherit from the base generation."""
+
+    width: int
+    height: int
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = "Euler a"
+    scheduler: str = ""
+    checkpoint: str = ""
+    vae: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    step_mode: str = "proportional"
+    has_job_mask: bool = False
+
+    @classmethod
+    def from_base(cls, base: Any, step_mode: str = "proportional") -> JobContext:
+        """The context of a recipe's own base generation (headless runs)."""
+        return cls(
+            width=base.width,
+            height=base.height,
+            steps=base.steps,
+            cfg_scale=base.cfg_scale,
+            sampler=base.sampler,
+            scheduler=base.scheduler,
+            checkpoint=base.checkpoint,
+            vae=base.vae,
+            prompt=base.prompt,
+            negative_prompt=base.negative_prompt,
+            step_mode=step_mode,
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One img2img run of the job (a pass expands into one or more runs)."""
+
+    number: int  # 1-based over the whole recipe
+    pass_index: int  # 0-based index into recipe.passes
+    repeat: int  # 0-based index among the pass's runs
+    runs_in_pass: int
+    label: str
+    checkpoint: str
+    vae: str
+    prompt: str
+    negative_prompt: str
+    sampler: str
+    scheduler: str
+    steps: int  # sampling steps asked for
+    cfg_scale: float
+    strength: float  # asked
+    count: StepCount  # what really runs
+    size_in: Size
+    size: Size  # after the upscale; also the run's output size
+    upscaler: str | None  # set on a pass's first run when it upscales first
+    seed_delta: int | None  # added to each image's seed; None: a random seed
+    region: str
+    mask_source: str
+    crops: tuple[Crop, ...] | None  # known crops; None where the mask comes at run time
+
+
+def resolve_prompt(mode: str, own: str, base: str) -> str:
+    """A pass's prompt from its mode: keep, replace, append or template ({prompt} = base)."""
+    if mode == "keep":
+        return base
+    if mode == "replace":
+        return own
+    if mode == "append":
+        return f"{base}, {own}" if base and own else base or own
+    if mode == "template":
+        return own.replace("{prompt}", base)
+    raise ValueError(f"prompt mode {mode!r} is not one of keep, replace, append, template")
+
+
+def _seed_delta(p: Any, repeat: int) -> int | None:
+    if p.seed == "same":
+        return 0
+    if p.seed == "offset":
+        return p.seed_offset + repeat
+    return None
+
+
+CropFinder = Callable[[int, Any, Size, str], "tuple[Crop, ...] | None"]
+
+
+def plan_recipe(
+    recipe: Any,
+    ctx: JobContext,
+    *,
+    family_of: Callable[[str], str] = lambda name: "sd1",
+    find_crops: CropFinder | None = None,
+) -> list[Run]:
+    """The runs of a job, in order, with sizes, step counts and crops.
+
+    `family_of` names a checkpoint's family (sd1, sd2, sdxl) for automatic working sizes.
+    `find_crops(pass_index, pass, size, family)` returns the crops it can know before the job
+    runs (boxes, mask images), or None. Raises RecipeError for a job that cannot run.
+    """
+    problems: list[Problem] = []
+    runs: list[Run] = []
+    size: Size = (ctx.width, ctx.height)
+    checkpoint, vae = ctx.checkpoint, ctx.vae
+    for i, p in enumerate(recipe.passes):
+        if not p.enabled:
+            continue
+        where = where_pass(i)
+        checkpoint = p.checkpoint or checkpoint
+        vae = p.vae or vae
+        size_in = size
+        size = upscaled_size(size, p.upscale_by)
+        if max(size) > MAX_SIDE or size[0] * size[1] > MAX_PIXELS:
+            problems.append(
+                Problem(
+                    where,
+                    "upscale_by",
+                    p.upscale_by,
+                    f"a factor that keeps the image within {MAX_SIDE} px a side and "
+                    f"{MAX_PIXELS // 1_000_000} Mpx (it would be {size[0]}x{size[1]})",
+                )
+            )
+            break
+        if p.region == "crop" and p.mask_source == "job" and not ctx.has_job_mask:
+            problems.append(
+                Problem(
+                    where,
+                    "mask_source",
+                    p.mask_source,
+                    "'image' or 'boxes' here: this job has no inpaint mask of its own",
+                )
+            )
+        if p.region == "crop" and p.mask_source == "image" and not p.mask_image:
+            problems.append(
+                Problem(where, "mask_image", p.mask_image, "a mask image for mask source 'image'")
+            )
+        steps = p.steps or ctx.steps
+        strengths = pass_strengths(p)
+        family = family_of(checkpoint)
+        crops = None
+        if p.region == "crop" and find_crops is not None:
+            crops = find_crops(i, p, size, family)
+        name = p.name or f"pass {i + 1}"
+        for k, strength in enumerate(strengths):
+            label = name if len(strengths) == 1 else f"{name} ({k + 1}/{len(strengths)})"
+            runs.append(
+                Run(
+                    number=len(runs) + 1,
+                    pass_index=i,
+                    repeat=k,
+                    runs_in_pass=len(strengths),
+                    label=label,
+                    checkpoint=checkpoint,
+                    vae=vae,
+                    prompt=resolve_prompt(p.prompt_mode, p.prompt, ctx.prompt),
+                    negative_prompt=resolve_prompt(
+                        p.negative_prompt_mode, p.negative_prompt, ctx.negative_prompt
+                    ),
+                    sampler=p.sampler or ctx.sampler,
+                    scheduler=p.scheduler or ctx.scheduler,
+                    steps=steps,
+                    cfg_scale=p.cfg_scale or ctx.cfg_scale,
+                    strength=strength,
+                    count=img2img_steps(strength, steps, ctx.step_mode),
+                    size_in=size_in if k == 0 else size,
+                    size=size,
+                    upscaler=p.upscaler if k == 0 and size != size_in else None,
+                    seed_delta=_seed_delta(p, k),
+                    region=p.region,
+                    mask_source=p.mask_source,
+                    crops=crops,
+                )
+            )
+    if len(runs) > MAX_RUNS:
+        problems.append(
+            Problem("recipe", "passes", f"{len(runs)} runs", f"at most {MAX_RUNS} runs in all")
+        )
+    if problems:
+        raise RecipeError(problems)
+    return runs
+
+
+def _box_text(crops: tuple[Crop, ...] | None, run: Run) -> str:
+    if run.region != "crop":
+        return "whole image"
+    if crops is None:
+        return f"crop from {run.mask_source} mask"
+    if not crops:
+        return "crop: empty mask, skipped"
+    parts = []
+    for c in crops:
+        x1, y1, x2, y2 = c.box
+        parts.append(f"{x2 - x1}x{y2 - y1}@{x1},{y1}->{c.working[0]}x{c.working[1]}")
+    return "crop " + " ".join(parts)
+
+
+def checkpoint_loads(runs: list[Run], start: str) -> int:
+    """Checkpoint switches of a job run pass by pass, putting `start` back at the end."""
+    names = [start, *(r.checkpoint for r in runs), start]
+    return sum(1 for a, b in itertools.pairwise(names) if a != b)
+
+
+def format_plan(runs: list[Run], ctx: JobContext) -> str:
+    """The plan as a text table: pass, checkpoint, strength asked and real, steps, sizes, crops."""
+    header = ("run", "pass", "checkpoint", "asked", "acts as", "steps", "size", "region")
+    rows = [header]
+    for r in runs:
+        size = f"{r.size_in[0]}x{r.size_in[1]}"
+        if r.size != r.size_in:
+            size += f" -> {r.size[0]}x{r.size[1]} ({r.upscaler})"
+        steps = "-" if r.count.run == 0 else f"{r.count.run}/{r.count.schedule}"
+        rows.append(
+            (
+                str(r.number),
+                r.label,
+                r.checkpoint or "(current)",
+                f"{r.strength:.3g}",
+                f"{r.count.strength:.3f}",
+                steps,
+                size,
+                _box_text(r.crops, r),
+            )
+        )
+    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    base = (
+        f"base: {ctx.width}x{ctx.height}, {ctx.steps} steps, "
+        f"checkpoint {ctx.checkpoint or '(current)'}"
+    )
+    mode = "steps: " + (
+        "proportional (a strength d at N steps runs int(d*N)+1 of N)"
+        if ctx.step_mode == "proportional"
+        else "fixed (exactly N steps over a longer schedule)"
+    )
+    total = sum(r.count.run for r in runs)
+    loads = checkpoint_loads(runs, ctx.checkpoint)
+    foot = [
+        f"{len(runs)} runs, {total} sampling steps per image; "
+        f"{loads} checkpoint loads per job whatever its image count (restoring the first included)"
+    ]
+    for r in runs:
+        for c in r.crops or ():
+            if c.scale < 1:
+                foot.append(
+                    f"note: {r.label} works at {c.scale:.2f}x the crop's resolution: the crop is "
+                    "larger than its working size, so it loses detail"
+                )
+    return "\n".join([base, mode, "", *lines, "", *foot])
+
+
+def plan_as_dicts(runs: list[Run]) -> list[Mapping[str, Any]]:
+    """The plan as JSON-ready dicts (for `multipass plan --json` and the API)."""
+    out = []
+    for r in runs:
+        out.append(
+            {
+                "run": r.number,
+                "pass": r.pass_index + 1,
+                "label": r.label,
+                "checkpoint": r.checkpoint,
+                "strength": r.strength,
+                "real_strength": r.count.strength,
+                "steps_run": r.count.run,
+                "schedule_steps": r.count.schedule,
+                "size_in": list(r.size_in),
+                "size_out": list(r.size),
+                "upscaler": r.upscaler,
+                "seed_delta": r.seed_delta,
+                "region": r.region,
+                "crops": None
+                if r.crops is None
+                else [{"box": list(c.box), "working": list(c.working)} for c in r.crops],
+            }
+        )
+    return out

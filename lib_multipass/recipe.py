@@ -1,0 +1,395 @@
+"""Recipes: the passes to run after the base generation, parsed and validated from every form.
+
+A recipe arrives as a JSON file, an API dict (named fields) or the WebUI's positional args.
+All three go through one coercion per field kind, driven by the field table, and every bad value
+is reported with the pass, the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .fields import (
+    BASE_FIELDS,
+    MAX_LIST,
+    MAX_SIDE,
+    MAX_TEXT,
+    PASS_FIELDS,
+    RECIPE_FIELDS,
+    Field,
+)
+
+MAX_PASSES = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One bad input: where it is, which field, the value given and what is allowed."""
+
+    where: str
+    field: str
+    value: Any
+    allowed: str
+
+    def __str__(self) -> str:
+        shown = repr(self.value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return f"{self.where}, field '{self.field}': got {shown}; allowed: {self.allowed}"
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run; `problems` lists every bad input found."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            text = str(self.problems[0])
+        else:
+            text = f"{len(self.problems)} problems:\n" + "\n".join(f"- {p}" for p in self.problems)
+        super().__init__(text)
+
+    @classmethod
+    def single(cls, where: str, field: str, value: Any, allowed: str) -> RecipeError:
+        """An error with one problem."""
+        return cls([Problem(where, field, value, allowed)])
+
+
+class _Bad(Exception):
+    """Raised by a coercion when a value is not allowed."""
+
+
+def _make(name: str, fields: Sequence[Field], extra: Sequence[tuple] = ()) -> type:
+    spec = [(f.name, Any, dataclasses.field(default=f.default)) for f in fields]
+    cls = dataclasses.make_dataclass(name, [*spec, *extra], frozen=True)
+    cls.__module__ = __name__
+    return cls
+
+
+Pass = _make("Pass", PASS_FIELDS)
+Pass.__doc__ = "One pass after the base generation; see PASS_FIELDS for every field."
+Base = _make("Base", BASE_FIELDS)
+Base.__doc__ = "The base generation, for the headless runner (the WebUI brings its own)."
+Recipe = _make(
+    "Recipe",
+    RECIPE_FIELDS,
+    extra=[
+        ("base", Any, dataclasses.field(default=None)),
+        ("passes", Any, dataclasses.field(default=())),
+    ],
+)
+Recipe.__doc__ = "A whole Multipass job description: format version, step mode, base, passes."
+
+
+# ---------------------------------------------------------------------------------------------
+# coercion of one value
+
+
+_NUM = re.compile(r"[,;\s]+")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _to_number(field: Field, v: Any, lenient: bool) -> float:
+    if lenient and isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            raise _Bad from None
+    if not _is_number(v) or not math.isfinite(v):
+        raise _Bad
+    return v
+
+
+def coerce(field: Field, v: Any, *, lenient: bool = False) -> Any:
+    """Return `v` as the field's type or raise _Bad.
+
+    Strict (JSON, API) takes JSON types only; lenient (UI widgets, infotext) also takes text.
+    """
+    kind = field.kind
+    if kind == "bool":
+        if isinstance(v, bool):
+            return v
+        if lenient and isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
+        raise _Bad
+    if kind in ("int", "float"):
+        n = _to_number(field, v, lenient)
+        if kind == "int":
+            if n != int(n):
+                raise _Bad
+            n = int(n)
+        else:
+            n = float(n)
+        if not field.accepts_number(n):
+            raise _Bad
+        return n
+    if kind == "str":
+        if v is None and lenient:
+            return ""
+        if not isinstance(v, str) or len(v) > MAX_TEXT:
+            raise _Bad
+        return v
+    if kind == "choice":
+        if isinstance(v, str):
+            if v in field.choices:
+                return v
+            if lenient:
+                for c in field.choices:
+                    if c.lower() == v.strip().lower():
+                        return c
+        raise _Bad
+    if kind in ("floats", "sides"):
+        items = _split(v, lenient)
+        out = tuple(float(_to_number(field, x, lenient)) for x in items)
+        if any(not field.accepts_number(x) for x in out) or len(out) > MAX_LIST:
+            raise _Bad
+        if kind == "sides" and len(out) not in (0, 4):
+            raise _Bad
+        return out
+    if kind == "boxes":
+        if lenient and isinstance(v, str):
+            v = [_split(part, True) for part in v.split(";") if part.strip()]
+        if not isinstance(v, (list, tuple)) or len(v) > MAX_LIST:
+            raise _Bad
+        boxes = []
+        for box in v:
+            if not isinstance(box, (list, tuple)) or len(box) != 4:
+                raise _Bad
+            nums = [_to_number(field, x, lenient) for x in box]
+            if any(n != int(n) for n in nums):
+                raise _Bad
+            x1, y1, x2, y2 = (int(n) for n in nums)
+            if not (0 <= x1 < x2 <= MAX_SIDE and 0 <= y1 < y2 <= MAX_SIDE):
+                raise _Bad
+            boxes.append((x1, y1, x2, y2))
+        return tuple(boxes)
+    raise AssertionError(kind)
+
+
+def _split(v: Any, lenient: bool) -> Sequence[Any]:
+    if lenient and isinstance(v, str):
+        return [x for x in _NUM.split(v.strip().strip("[]")) if x]
+    if lenient and v is None:
+        return []
+    if not isinstance(v, (list, tuple)):
+        raise _Bad
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+
+def _suggest(key: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _record(
+    cls: type,
+    fields: Sequence[Field],
+    data: Any,
+    where: str,
+    problems: list[Problem],
+    *,
+    lenient: bool = False,
+    skip: Sequence[str] = (),
+) -> Any:
+    if not isinstance(data, Mapping):
+        problems.append(Problem(where, "(all)", data, "an object of named fields"))
+        return None
+    by_name = {f.name: f for f in fields}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key in skip:
+            continue
+        field = by_name.get(key)
+        if field is None:
+            allowed = "no such field" + _suggest(str(key), list(by_name))
+            allowed += "; the fields are " + ", ".join(by_name)
+            problems.append(Problem(where, str(key), raw, allowed))
+            continue
+        try:
+            values[key] = coerce(field, raw, lenient=lenient)
+        except _Bad:
+            problems.append(Problem(where, key, raw, field.allowed()))
+    return cls(**values)
+
+
+def _pass_checks(p: Any, where: str, problems: list[Problem]) -> None:
+    """Rules that tie fields of one pass together.
+
+    A missing mask image is checked when a job is planned: mask images do not travel in infotext,
+    so a pasted recipe may lack one until the user supplies it.
+    """
+    if p.schedule == "list" and not p.strengths:
+        problems.append(
+            Problem(where, "strengths", p.strengths, "at least one strength for schedule 'list'")
+        )
+    if p.region == "crop" and p.mask_source == "boxes" and not p.boxes:
+        problems.append(
+            Problem(where, "boxes", p.boxes, "at least one box for mask source 'boxes'")
+        )
+    if (p.working_width == 0) != (p.working_height == 0):
+        problems.append(
+            Problem(
+                where,
+                "working_height" if p.working_height == 0 else "working_width",
+                (p.working_width, p.working_height),
+                "both working width and height set, or both 0 (automatic)",
+            )
+        )
+
+
+def where_pass(i: int) -> str:
+    """How errors name pass `i` (0-based): 'pass 1' is the first pass after the base."""
+    return f"pass {i + 1}"
+
+
+def parse_pass(data: Any, index: int = 0, *, lenient: bool = False) -> Any:
+    """One pass from a dict of named fields; raises RecipeError naming every bad field."""
+    problems: list[Problem] = []
+    p = _record(Pass, PASS_FIELDS, data, where_pass(index), problems, lenient=lenient)
+    if p is not None and not problems:
+        _pass_checks(p, where_pass(index), problems)
+    if problems:
+        raise RecipeError(problems)
+    return p
+
+
+def parse_recipe(data: Any, *, lenient: bool = False, allow_base: bool = True) -> Any:
+    """A recipe from a JSON-like dict (a recipe file, or an API payload's recipe dict)."""
+    problems: list[Problem] = []
+    if not isinstance(data, Mapping):
+        raise RecipeError([Problem("recipe", "(all)", data, "an object with a 'passes' list")])
+    known = [f.name for f in RECIPE_FIELDS] + (["base", "passes"] if allow_base else ["passes"])
+    head = _record(
+        Recipe, RECIPE_FIELDS, data, "recipe", problems, lenient=lenient, skip=("base", "passes")
+    )
+    for key in data:
+        if key in ("base", "passes") and key not in known:
+            problems.append(
+                Problem("recipe", key, data[key], "no such field here; allowed " + ", ".join(known))
+            )
+    base = None
+    if allow_base and data.get("base") is not None:
+        base = _record(Base, BASE_FIELDS, data["base"], "base", problems, lenient=lenient)
+        if base is not None:
+            for name in ("width", "height"):
+                if getattr(base, name) % 8:
+                    problems.append(
+                        Problem(
+                            "base", name, getattr(base, name), "a multiple of 8 from 64 to 4096"
+                        )
+                    )
+    raw_passes = data.get("passes", [])
+    passes = []
+    if not isinstance(raw_passes, (list, tuple)) or len(raw_passes) > MAX_PASSES:
+        problems.append(
+            Problem("recipe", "passes", raw_passes, f"a list of at most {MAX_PASSES} passes")
+        )
+        raw_passes = []
+    for i, raw in enumerate(raw_passes):
+        before = len(problems)
+        p = _record(Pass, PASS_FIELDS, raw, where_pass(i), problems, lenient=lenient)
+        if p is not None and len(problems) == before:
+            _pass_checks(p, where_pass(i), problems)
+        passes.append(p)
+    if problems:
+        raise RecipeError(problems)
+    return dataclasses.replace(head, base=base, passes=tuple(passes))
+
+
+def load_recipe(path: str | Path) -> Any:
+    """Read and validate a recipe JSON file; JSON syntax errors are reported with their line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RecipeError(
+            [Problem(str(path), "(file)", str(path), f"a readable file ({e})")]
+        ) from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecipeError(
+            [Problem(str(path), "(file)", e.msg, f"valid JSON (line {e.lineno}, column {e.colno})")]
+        ) from e
+    return parse_recipe(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# back to plain data
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def record_to_dict(obj: Any, fields: Sequence[Field], *, compact: bool = False) -> dict[str, Any]:
+    """A record as a JSON-ready dict; compact drops values equal to their defaults."""
+    out = {}
+    for f in fields:
+        v = getattr(obj, f.name)
+        if compact and v == f.default:
+            continue
+        out[f.name] = _plain(v)
+    return out
+
+
+def recipe_to_dict(recipe: Any, *, compact: bool = False) -> dict[str, Any]:
+    """A recipe as the JSON-ready dict that parse_recipe reads back to the same recipe."""
+    out = record_to_dict(recipe, RECIPE_FIELDS, compact=compact)
+    if compact:
+        out["version"] = recipe.version
+    if recipe.base is not None:
+        out["base"] = record_to_dict(recipe.base, BASE_FIELDS, compact=compact)
+    out["passes"] = [record_to_dict(p, PASS_FIELDS, compact=compact) for p in recipe.passes]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the WebUI's positional args: each pass's fields in table order
+
+
+def positional_names(n_passes: int) -> list[str]:
+    """Names of the positional args, e.g. 'pass1.denoising_strength', in order."""
+    return [f"pass{i + 1}.{f.name}" for i in range(n_passes) for f in PASS_FIELDS]
+
+
+def recipe_from_positional(values: Sequence[Any], n_passes: int) -> Any:
+    """A recipe from `n_passes` groups of positional values (UI widget values, lenient types)."""
+    width = len(PASS_FIELDS)
+    if len(values) != width * n_passes:
+        raise RecipeError(
+            [
+                Problem(
+                    "recipe",
+                    "args",
+                    f"{len(values)} values",
+                    f"{width * n_passes} values ({width} per pass for {n_passes} passes)",
+                )
+            ]
+        )
+    passes = [
+        dict(zip((f.name for f in PASS_FIELDS), values[i * width : (i + 1) * width], strict=True))
+        for i in range(n_passes)
+    ]
+    return parse_recipe({"passes": passes}, lenient=True, allow_base=False)
+
+
+def recipe_to_positional(recipe: Any) -> list[Any]:
+    """The positional values that recipe_from_positional turns back into `recipe`'s passes."""
+    return [_plain(getattr(p, f.name)) for p in recipe.passes for f in PASS_FIELDS]

@@ -1,0 +1,158 @@
+"""Masks, crops and paste-back on real PIL images: nothing outside the blurred mask changes."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from lib_multipass.imaging import (
+    blur_mask,
+    box_crops,
+    cut_crop,
+    mask_from_boxes,
+    open_mask_image,
+    paste_back,
+    plan_masked_crop,
+    to_mask,
+)
+from lib_multipass.recipe import parse_pass
+
+
+def noise_image(size, mode, seed):
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    arr = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    return Image.fromarray(arr[..., 0] if channels == 1 else arr, mode)
+
+
+@st.composite
+def jobs(draw):
+    w, h = draw(st.integers(1, 160)), draw(st.integers(1, 160))
+    n = draw(st.integers(0, 3))
+    boxes = []
+    for _ in range(n):
+        x1, y1 = draw(st.integers(0, w - 1)), draw(st.integers(0, h - 1))
+        boxes.append((x1, y1, draw(st.integers(x1 + 1, w)), draw(st.integers(y1 + 1, h))))
+    mode = draw(st.sampled_from(["RGB", "RGBA", "L"]))
+    ww, wh = draw(st.sampled_from([(0, 0), (64, 64), (96, 64), (64, 128)]))
+    p = parse_pass(
+        {
+            "region": "crop",
+            "mask_blur": draw(st.integers(0, 12)),
+            "padding": draw(st.sampled_from([0, 4, 32, 0.5])),
+            "padding_unit": draw(st.sampled_from(["px", "fraction"])),
+            "working_width": ww,
+            "working_height": wh,
+        }
+    )
+    return (w, h), boxes, mode, p, draw(st.integers(0, 2**16))
+
+
+@given(jobs())
+def test_paste_back_changes_nothing_outside_the_blurred_mask(job):
+    size, boxes, mode, p, seed = job
+    image = noise_image(size, mode, seed)
+    mask = mask_from_boxes(size, boxes)
+    planned = plan_masked_crop(mask, p)
+    if not boxes:
+        assert planned is None  # empty mask: no crop
+        return
+    x1, y1, x2, y2 = planned.crop.box
+    assert 0 <= x1 < x2 <= size[0] and 0 <= y1 < y2 <= size[1]
+    # the crop holds the whole mask, blurred edge included
+    bb = planned.blurred.getbbox()
+    assert x1 <= bb[0] and y1 <= bb[1] and x2 >= bb[2] and y2 >= bb[3]
+    region, crop_mask = cut_crop(image, planned)
+    assert region.size == crop_mask.size == planned.crop.working
+    generated = noise_image(region.size, "RGB", seed + 1)
+    out = paste_back(image, generated, planned)
+    assert out.size == image.size and out.mode == image.mode
+    before, after = np.asarray(image), np.asarray(out)
+    keep = np.asarray(planned.blurred) == 0
+    assert np.array_equal(before[keep], after[keep])
+    if mode == "RGBA":
+        assert np.array_equal(before[..., 3], after[..., 3])  # alpha is the input's
+    # where the blurred mask is fully on, the pixel is the generated one
+    full = np.asarray(planned.blurred) == 255
+    if full.any() and planned.crop.scale == 1 and mode == "RGB":
+        crop_gen = np.zeros_like(before)
+        crop_gen[y1:y2, x1:x2] = np.asarray(generated)
+        assert np.array_equal(after[full], crop_gen[full])
+
+
+def test_one_pixel_mask_at_the_corner():
+    image = noise_image((64, 48), "RGB", 1)
+    mask = mask_from_boxes((64, 48), [(63, 47, 64, 48)])
+    planned = plan_masked_crop(mask, parse_pass({"region": "crop", "mask_blur": 0, "padding": 0}))
+    assert planned.mask_box == (63, 47, 64, 48)
+    assert planned.crop.box == (63, 47, 64, 48)
+    out = paste_back(image, Image.new("RGB", planned.crop.working, (1, 2, 3)), planned)
+    assert out.getpixel((63, 47)) == (1, 2, 3)
+    diff = np.argwhere(np.any(np.asarray(out) != np.asarray(image), axis=2))
+    assert diff.tolist() in ([[47, 63]], [])
+
+
+def test_tiny_mask_survives_a_large_blur():
+    mask = mask_from_boxes((44, 57), [(32, 55, 33, 56)])
+    for blur in (0, 1, 4, 11, 64):
+        blurred = blur_mask(mask, blur)
+        assert blurred.getpixel((32, 55)) == 255, blur  # the masked pixel is fully inpainted
+        assert blurred.getextrema()[1] == 255
+
+
+def test_full_image_mask():
+    image = noise_image((96, 64), "L", 2)
+    mask = Image.new("L", (96, 64), 255)
+    planned = plan_masked_crop(
+        mask, parse_pass({"region": "crop", "working_width": 512, "working_height": 512})
+    )
+    assert planned.crop.box == (0, 0, 96, 64)
+    out = paste_back(image, Image.new("RGB", planned.crop.working, (200, 200, 200)), planned)
+    assert out.mode == "L" and out.getpixel((48, 32)) == 200
+
+
+def test_box_crops_scale_from_the_base_image():
+    p = parse_pass(
+        {
+            "region": "crop",
+            "mask_source": "boxes",
+            "boxes": [[10, 10, 20, 20], [40, 40, 50, 50]],
+            "padding": 0,
+            "mask_blur": 0,
+        }
+    )
+    crops = box_crops((128, 128), (64, 64), p.boxes, p)
+    assert [c.mask_box for c in crops] == [(20, 20, 40, 40), (80, 80, 100, 100)]
+
+
+def test_unsupported_mode_is_named():
+    planned = plan_masked_crop(
+        mask_from_boxes((8, 8), [(0, 0, 4, 4)]), parse_pass({"region": "crop"})
+    )
+    with pytest.raises(ValueError, match="image mode 'CMYK' is not supported"):
+        paste_back(Image.new("CMYK", (8, 8)), Image.new("RGB", (8, 8)), planned)
+
+
+def png_bytes(img):
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_open_mask_image_from_data_and_path(tmp_path):
+    img = mask_from_boxes((32, 16), [(0, 0, 8, 8)])
+    data = base64.b64encode(png_bytes(img)).decode()
+    assert open_mask_image(data).size == (32, 16)
+    assert open_mask_image("data:image/png;base64," + data).size == (32, 16)
+    (tmp_path / "m.png").write_bytes(png_bytes(img))
+    assert open_mask_image("m.png", tmp_path).getbbox() == (0, 0, 8, 8)
+    # without a base folder (the API), a path is not opened
+    with pytest.raises(ValueError, match="not base64 PNG data"):
+        open_mask_image(str(tmp_path / "m.png"))
+    with pytest.raises(ValueError, match="cannot read"):
+        open_mask_image(base64.b64encode(b"not a png").decode())
+    assert to_mask(img.convert("RGB"), (64, 32)).size == (64, 32)
