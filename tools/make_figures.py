@@ -1,0 +1,66 @@
+"""Draw the README's figures with Multipass's own geometry: `python tools/make_figures.py`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from lib_multipass.geometry import pad_box, resolve_padding
+from lib_multipass.imaging import box_crops
+from lib_multipass.recipe import Pass
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def crop_figure(out: Path) -> None:
+    """Padding in pixels against padding as a fraction, for a small and a large mask."""
+    size = (768, 512)
+    panels = []
+    for unit, padding in (("px", 32), ("fraction", 0.25)):
+        img = Image.new("RGB", size, (38, 42, 52))
+        draw = ImageDraw.Draw(img)
+        for x in range(0, size[0], 32):
+            draw.line([(x, 0), (x, size[1])], fill=(48, 53, 65))
+        for y in range(0, size[1], 32):
+            draw.line([(0, y), (size[0], y)], fill=(48, 53, 65))
+        p = Pass(
+            region="crop",
+            mask_source="boxes",
+            padding=padding,
+            padding_unit=unit,
+            mask_blur=4,
+            boxes=((90, 220, 130, 240), (330, 170, 690, 350)),
+        )
+        for planned in box_crops(size, size, p.boxes, p):
+            pads = resolve_padding(planned.mask_box, p.padding, p.padding_unit)
+            padded = pad_box(planned.blurred.getbbox(), pads, size)  # blur edge + padding
+            draw.rectangle(_incl(planned.crop.box), outline=(90, 220, 120), width=3)
+            draw.rectangle(_incl(padded), outline=(240, 200, 60), width=2)
+            draw.rectangle(_incl(planned.mask_box), fill=(220, 70, 70))
+            x1, y1, x2, y2 = planned.crop.box
+            w, h = planned.crop.working
+            draw.text(
+                (x1 + 4, y1 - 14 if y1 >= 14 else y2 + 4),
+                f"crop {x2 - x1}x{y2 - y1} -> {w}x{h}",
+                fill=(230, 230, 230),
+            )
+        label = f"padding {padding:g} {unit}: red mask, yellow blurred mask + padding, green crop"
+        draw.text((10, 10), label, fill=(255, 255, 255))
+        panels.append(img)
+    sheet = Image.new("RGB", (size[0] * 2 + 16, size[1]), (20, 20, 24))
+    sheet.paste(panels[0], (0, 0))
+    sheet.paste(panels[1], (size[0] + 16, 0))
+    sheet.save(out, optimize=True)
+
+
+def _incl(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return box[0], box[1], box[2] - 1, box[3] - 1
+
+
+if __name__ == "__main__":
+    target = ROOT / "docs"
+    target.mkdir(exist_ok=True)
+    crop_figure(target / "crop-padding.png")
+    print(f"wrote {target / 'crop-padding.png'}", file=sys.stderr)
