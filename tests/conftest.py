@@ -1,12 +1,33 @@
 """Test set-up: no hub access, a reproducible hypothesis profile, the repo's example folder."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # any hidden model-hub access fails loudly
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+
+
+class NetworkAccess(AssertionError):
+    """A test tried to reach the network; nothing may (models are built from code)."""
+
+
+_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and (host in ("localhost", "::1") or host.startswith("127.")):
+        return _connect(self, address)
+    if self.family == getattr(socket, "AF_UNIX", None):
+        return _connect(self, address)
+    raise NetworkAccess(f"a test tried to connect to {address!r}")
+
+
+socket.socket.connect = _guarded_connect
 
 settings.register_profile(
     "default", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow]
@@ -20,3 +41,20 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def examples_dir() -> Path:
     return ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """The built-in tiny checkpoints, built once per test session."""
+    pytest.importorskip("torch")
+    from lib_multipass.tiny import ensure_tiny_models
+
+    return ensure_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def backend(tiny_models, tmp_path):
+    """A fresh diffusers backend (empty RAM cache, zero counters) over the tiny models."""
+    from lib_multipass.backends.diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend([tiny_models], home=tiny_models.parent / "home")

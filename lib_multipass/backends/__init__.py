@@ -1,0 +1,1 @@
+"""Backends: one module per host (diffusers here; the WebUI's comes with the extension)."""

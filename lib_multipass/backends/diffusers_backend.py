@@ -1,0 +1,429 @@
+"""The diffusers backend: WebUI-style single-file checkpoints, sampled offline on diffusers.
+
+Checkpoints are found by name in folders (never opened by a path from a recipe), loaded with
+`from_single_file` against a local config folder (nothing is fetched from a model hub), and
+kept in a RAM cache bounded in bytes, so switching back and forth does not re-read disk.
+Samplers and schedule types are the WebUI's names; img2img runs exactly the steps the WebUI
+would (lib_multipass.schedule), and masked runs blend latents outside the mask at every step
+as the WebUI's "only masked" inpainting does with a normal checkpoint.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .. import tiny
+from ..checkpoints import CheckpointFile, list_checkpoints, read_safetensors_header, sniff_family
+from ..engine import SampleRequest, StepCallback
+from ..geometry import Size
+from ..plan import Run
+from ..recipe import Problem, where_pass
+from ..schedule import img2img_steps
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+# the WebUI's sampler names -> (diffusers scheduler class, settings)
+SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DDIM": ("DDIMScheduler", {}),
+    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+}
+# the WebUI's schedule types -> scheduler settings ("" and Automatic: the sampler's own)
+SCHEDULE_TYPES: dict[str, dict[str, Any]] = {
+    "": {},
+    "Automatic": {},
+    "Uniform": {},
+    "Karras": {"use_karras_sigmas": True},
+    "Exponential": {"use_exponential_sigmas": True},
+}
+UPSCALERS = {
+    "Lanczos": Image.Resampling.LANCZOS,
+    "Bicubic": Image.Resampling.BICUBIC,
+    "Bilinear": Image.Resampling.BILINEAR,
+    "Nearest": Image.Resampling.NEAREST,
+}
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+
+# SD1.x in diffusers' terms: enough to load a user's SD1 checkpoint with no hub access
+SD1_ARCHITECTURE: dict[str, Any] = {
+    "family": "sd1",
+    "unet": {
+        "sample_size": 64,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+        "block_out_channels": [320, 640, 1280, 1280],
+        "layers_per_block": 2,
+        "cross_attention_dim": 768,
+        "attention_head_dim": 8,
+        "norm_num_groups": 32,
+    },
+    "vae": {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "block_out_channels": [128, 256, 512, 512],
+        "latent_channels": 4,
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "sample_size": 512,
+        "scaling_factor": 0.18215,
+    },
+    "text_encoder": {
+        "architectures": ["CLIPTextModel"],
+        "model_type": "clip_text_model",
+        "vocab_size": 49408,
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "max_position_embeddings": 77,
+        "projection_dim": 768,
+        "hidden_act": "quick_gelu",
+        "bos_token_id": 49406,
+        "eos_token_id": 49407,
+        "pad_token_id": 49407,
+    },
+    "scheduler": tiny.SCHEDULER,
+    "tokenizer": "clip",
+}
+
+
+class BackendError(RuntimeError):
+    """A checkpoint or setting the diffusers backend cannot use."""
+
+
+def _scheduler_class(name: str) -> Any:
+    import diffusers
+
+    return getattr(diffusers, name)
+
+
+def supported_schedule_types(sampler: str) -> list[str]:
+    """The schedule types `sampler` supports in this diffusers version."""
+    cls = _scheduler_class(SAMPLERS[sampler][0])
+    params = inspect.signature(cls.__init__).parameters
+    return [k for k, v in SCHEDULE_TYPES.items() if all(name in params for name in v)]
+
+
+def clip_bpe_file() -> Path | None:
+    """CLIP's BPE merges as shipped in the open-clip-torch wheel, found without importing it."""
+    spec = importlib.util.find_spec("open_clip")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "bpe_simple_vocab_16e6.txt.gz"
+        if path.exists():
+            return path
+    return None
+
+
+def clip_vocabulary(bpe_path: Path) -> tuple[dict[str, int], str]:
+    """vocab.json and merges.txt of CLIP's tokenizer, built from its BPE merges file."""
+    with gzip.open(bpe_path, "rt", encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    merges = [m for m in lines[1 : 49152 - 256 - 2 + 1] if m.strip()]
+    symbols = tiny.byte_symbols()
+    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, "#version: 0.2\n" + "\n".join(merges) + "\n"
+
+
+class DiffusersBackend:
+    """Runs a Multipass job on diffusers (CPU or GPU), with checkpoints from folders."""
+
+    def __init__(
+        self,
+        folders: Sequence[Path],
+        *,
+        home: Path | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        allow_ckpt: bool = False,
+        device: str = "cpu",
+    ) -> None:
+        self.folders = [Path(f) for f in folders]
+        self.home = home or tiny.default_home()
+        self.cache_bytes = cache_bytes
+        self.allow_ckpt = allow_ckpt
+        self.device = device
+        self.disk_loads: Counter[str] = Counter()
+        self.cache_hits: Counter[str] = Counter()
+        self._files: dict[str, CheckpointFile] = {}
+        for folder in self.folders:
+            for c in list_checkpoints(folder) if folder.is_dir() else []:
+                self._files.setdefault(c.name, c)
+        self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._current = ""
+        self._families: dict[str, str] = {}
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def checkpoints(self) -> list[CheckpointFile]:
+        """Every checkpoint this backend can name, first folder first."""
+        return list(self._files.values())
+
+    def current_checkpoint(self) -> str:
+        return self._current
+
+    def _file(self, name: str) -> CheckpointFile:
+        c = self._files.get(name)
+        if c is None:
+            stem = name.removesuffix(".safetensors").removesuffix(".ckpt")
+            c = self._files.get(stem)
+        if c is None:
+            known = ", ".join(self._files) or "none"
+            raise BackendError(f"checkpoint {name!r} is not available; available: {known}")
+        return c
+
+    def checkpoint_family(self, name: str) -> str:
+        name = name or self._current
+        if not name:
+            return "sd1"
+        if name not in self._families:
+            family = "sd1"  # unknown names and unreadable files are reported by check_run
+            try:
+                c = self._file(name)
+                if not c.pickled:
+                    arch = self._metadata_architecture(c)
+                    family = arch["family"] if arch else (sniff_family(c.path) or "sd1")
+            except (BackendError, ValueError, OSError):
+                pass
+            self._families[name] = family
+        return self._families[name]
+
+    def _metadata_architecture(self, c: CheckpointFile) -> dict[str, Any] | None:
+        meta = read_safetensors_header(c.path).get("__metadata__") or {}
+        raw = meta.get(tiny.METADATA_KEY)
+        return json.loads(raw) if raw else None
+
+    def _config_dir(self, c: CheckpointFile) -> Path:
+        arch = None if c.pickled else self._metadata_architecture(c)
+        if arch is None:
+            family = "sd1" if c.pickled else sniff_family(c.path)
+            if family != "sd1":
+                raise BackendError(
+                    f"checkpoint {c.name!r} is {family or 'of an unknown family'}: the diffusers "
+                    "runner loads SD1.x checkpoints and the built-in tiny models"
+                )
+            arch = SD1_ARCHITECTURE
+        digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
+        folder = self.home / "configs" / digest
+        if not (folder / "model_index.json").exists():
+            vocab = None
+            if arch.get("tokenizer") == "clip":
+                bpe = clip_bpe_file()
+                if bpe is None:
+                    raise BackendError(
+                        f"checkpoint {c.name!r} needs CLIP's tokenizer files: install them with "
+                        "`pip install --no-deps open-clip-torch` (its wheel ships them; nothing "
+                        "is downloaded at run time)"
+                    )
+                vocab = clip_vocabulary(bpe)
+            tiny.write_config_dir(folder, arch, vocab)
+        return folder
+
+    def load_checkpoint(self, name: str) -> None:
+        c = self._file(name)
+        if c.name in self._cache:
+            self._cache.move_to_end(c.name)
+            self.cache_hits[c.name] += 1
+        else:
+            if c.pickled and not self.allow_ckpt:
+                raise BackendError(
+                    f"checkpoint {c.name!r} is a pickle-based .ckpt file, which can run code "
+                    "when loaded; convert it to .safetensors, or allow it with --allow-ckpt"
+                )
+            pipe = self._read(c)
+            size = sum(
+                t.numel() * t.element_size()
+                for m in (pipe.unet, pipe.vae, pipe.text_encoder)
+                for t in [*m.parameters(), *m.buffers()]
+            )
+            self._cache[c.name] = (pipe, size)
+            self._evict(keep=c.name)
+        self._current = c.name
+
+    def _read(self, c: CheckpointFile) -> Any:
+        import torch
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import logging as dlogging
+
+        dlogging.set_verbosity_error()
+        dlogging.disable_progress_bar()
+        self.disk_loads[c.name] += 1
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(c.path),
+            config=str(self._config_dir(c)),
+            local_files_only=True,
+            torch_dtype=torch.float32,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(self.device)
+
+    def _evict(self, keep: str) -> None:
+        total = sum(size for _, size in self._cache.values())
+        for name in list(self._cache):
+            if total <= self.cache_bytes:
+                break
+            if name != keep:
+                total -= self._cache.pop(name)[1]
+
+    def cached(self) -> dict[str, int]:
+        """Checkpoints held in RAM and their bytes, least recently used first."""
+        return {name: size for name, (_, size) in self._cache.items()}
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def check_run(self, run: Run) -> list[Problem]:
+        where = where_pass(run.pass_index)
+        problems = []
+        if run.checkpoint:
+            try:
+                c = self._file(run.checkpoint)
+                if c.pickled and not self.allow_ckpt:
+                    problems.append(
+                        Problem(
+                            where,
+                            "checkpoint",
+                            run.checkpoint,
+                            "a .safetensors checkpoint (.ckpt needs --allow-ckpt)",
+                        )
+                    )
+            except BackendError:
+                problems.append(
+                    Problem(
+                        where,
+                        "checkpoint",
+                        run.checkpoint,
+                        "one of " + (", ".join(self._files) or "(no checkpoints found)"),
+                    )
+                )
+        problems += self.check_sampling(run.sampler, run.scheduler, run.vae, where)
+        if run.upscaler is not None and run.upscaler not in UPSCALERS:
+            allowed = "one of " + ", ".join(UPSCALERS)
+            problems.append(Problem(where, "upscaler", run.upscaler, allowed))
+        return problems
+
+    def check_sampling(self, sampler: str, scheduler: str, vae: str, where: str) -> list[Problem]:
+        """Problems with a sampler, schedule type or VAE choice, named as the recipe names them."""
+        problems = []
+        if sampler not in SAMPLERS:
+            problems.append(Problem(where, "sampler", sampler, "one of " + ", ".join(SAMPLERS)))
+        elif scheduler not in supported_schedule_types(sampler):
+            allowed = ", ".join(repr(s) for s in supported_schedule_types(sampler))
+            problems.append(
+                Problem(where, "scheduler", scheduler, f"with {sampler!r}: one of {allowed}")
+            )
+        if vae:
+            problems.append(
+                Problem(where, "vae", vae, "'' (the diffusers runner uses each checkpoint's VAE)")
+            )
+        return problems
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def _pipeline(self, kind: str) -> Any:
+        from diffusers import (
+            StableDiffusionImg2ImgPipeline,
+            StableDiffusionInpaintPipeline,
+            StableDiffusionPipeline,
+        )
+
+        if not self._current:
+            raise BackendError("no checkpoint is loaded")
+        pipe = self._cache[self._current][0]
+        cls = {
+            "txt2img": StableDiffusionPipeline,
+            "img2img": StableDiffusionImg2ImgPipeline,
+            "inpaint": StableDiffusionInpaintPipeline,
+        }[kind]
+        out = pipe if cls is type(pipe) else cls(**pipe.components)
+        out.set_progress_bar_config(disable=True)
+        return out
+
+    def _scheduler(self, pipe: Any, sampler: str, scheduler: str) -> Any:
+        problems = self.check_sampling(sampler, scheduler, "", "sampling")
+        if problems:
+            raise BackendError(str(problems[0]))
+        cls_name, settings = SAMPLERS[sampler]
+        cls = _scheduler_class(cls_name)
+        return cls.from_config(pipe.scheduler.config, **settings, **SCHEDULE_TYPES[scheduler])
+
+    def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
+        import torch
+
+        kind = "txt2img" if request.image is None else "img2img"
+        if request.mask is not None:
+            kind = "inpaint"
+        pipe = self._pipeline(kind)
+        pipe.scheduler = self._scheduler(pipe, request.sampler, request.scheduler)
+
+        def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            on_step(i + 1, p.num_timesteps)
+            return kwargs
+
+        args: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "guidance_scale": request.cfg_scale,
+            "generator": torch.Generator("cpu").manual_seed(request.seed),
+            "callback_on_step_end": callback,
+            "output_type": "pil",
+        }
+        if kind == "txt2img":
+            args |= {
+                "num_inference_steps": request.steps,
+                "height": request.height,
+                "width": request.width,
+            }
+        else:
+            steps, strength = diffusers_steps(request.strength, request.steps, request.step_mode)
+            image = request.image.convert("RGB")
+            if image.size != (request.width, request.height):
+                image = image.resize((request.width, request.height), Image.Resampling.LANCZOS)
+            args |= {"image": image, "num_inference_steps": steps, "strength": strength}
+            if kind == "inpaint":
+                args |= {
+                    "mask_image": request.mask,
+                    "height": request.height,
+                    "width": request.width,
+                }
+        with torch.inference_mode():
+            return pipe(**args).images[0]
+
+    def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
+        if upscaler not in UPSCALERS:
+            raise BackendError(f"upscaler {upscaler!r} is not one of {', '.join(UPSCALERS)}")
+        return image.convert("RGB").resize(size, UPSCALERS[upscaler])
+
+
+def diffusers_steps(strength: float, steps: int, mode: str) -> tuple[int, float]:
+    """num_inference_steps and strength that make diffusers run what the WebUI runs.
+
+    diffusers runs int(num_inference_steps * strength) steps of its schedule; asking for
+    (k + 0.5) / n runs exactly k of n, where k and n come from the WebUI's arithmetic.
+    """
+    count = img2img_steps(strength, steps, mode)
+    return count.schedule, min(1.0, (count.run + 0.5) / count.schedule)

@@ -1,0 +1,414 @@
+"""The engine: runs a recipe over a whole job through a Backend.
+
+It owns the order of work (run k for every image before run k+1 of any image, so the number
+of checkpoint switches depends only on the recipe), detailed-inpaint cropping, progress,
+cancel and skip between steps, and putting back the checkpoint that was loaded before the job.
+On cancel or an error it returns every image finished so far, with an account of where it
+stopped. It imports no torch: backends do the sampling.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from .geometry import Size
+from .imaging import (
+    MaskedCrop,
+    box_crops,
+    cut_crop,
+    open_mask_image,
+    paste_back,
+    plan_masked_crop,
+    to_mask,
+)
+from .plan import JobContext, Run, plan_recipe
+from .recipe import Problem, RecipeError, where_pass
+
+SEED_MODULUS = 2**32
+
+
+class Cancelled(Exception):
+    """The job was asked to stop; raised between sampling steps."""
+
+
+class Skipped(Exception):
+    """The current image's current run was asked to be skipped."""
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One sampling call: txt2img when `image` is None, img2img with it, inpaint with `mask`."""
+
+    prompt: str
+    negative_prompt: str
+    sampler: str
+    scheduler: str
+    steps: int
+    cfg_scale: float
+    seed: int
+    width: int
+    height: int
+    strength: float = 1.0
+    step_mode: str = "proportional"
+    image: Image.Image | None = None
+    mask: Image.Image | None = None  # L, white is regenerated
+    vae: str = ""
+
+
+StepCallback = Callable[[int, int], None]
+
+
+class Backend(Protocol):
+    """What the engine needs from a host: checkpoints, sampling, upscaling."""
+
+    def current_checkpoint(self) -> str:
+        """The name of the loaded checkpoint ('' if none)."""
+        ...
+
+    def load_checkpoint(self, name: str) -> None:
+        """Make `name` the loaded checkpoint."""
+        ...
+
+    def checkpoint_family(self, name: str) -> str:
+        """'sd1', 'sd2' or 'sdxl', for automatic working sizes ('' names the current one)."""
+        ...
+
+    def check_run(self, run: Run) -> list[Problem]:
+        """What in `run` this backend cannot do (unknown checkpoint, sampler, upscaler...)."""
+        ...
+
+    def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
+        """Sample one image; call on_step(step, total) after every step."""
+        ...
+
+    def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
+        """`image` resized to `size` with the named upscaler."""
+        ...
+
+
+class Control:
+    """Cancel and skip requests, settable from another thread (a UI, a signal handler)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._skip = threading.Event()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def skip(self) -> None:
+        self._skip.set()
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    def should_skip(self) -> bool:
+        return self._skip.is_set()
+
+    def clear_skip(self) -> None:
+        self._skip.clear()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the job is: run i of n (0 is the base), image j of m, step s of the run's steps."""
+
+    run: int
+    runs: int
+    label: str
+    image: int
+    images: int
+    step: int
+    steps: int
+    done: int  # sampling steps finished in the whole job
+    total: int  # sampling steps the whole job will take
+
+
+@dataclass
+class RunOutput:
+    """One image after one run, with the seed it used."""
+
+    run: Run | None  # None for the base generation
+    image: Image.Image
+    seed: int
+    skipped: bool = False
+
+
+@dataclass
+class JobResult:
+    """What a job produced. `images` holds each image's latest finished state."""
+
+    images: list[Image.Image]
+    seeds: list[int]
+    outputs: list[list[RunOutput]]  # per image: base (if generated), then each run
+    runs: list[Run]
+    runs_done: int = 0  # runs finished for every image
+    stopped: str | None = None  # None: finished; "cancelled"; "error"
+    error: BaseException | None = None
+    where: str = ""
+    checkpoints_loaded: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
+
+    def account(self) -> str:
+        """One honest sentence on how the job ended."""
+        n = len(self.runs)
+        if self.stopped is None:
+            return f"finished {n} runs over {len(self.images)} images"
+        what = "cancelled" if self.stopped == "cancelled" else f"failed ({self.error})"
+        return (
+            f"{what} at {self.where}; {self.runs_done} of {n} runs finished for every image, "
+            "and every image keeps its last finished state"
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """The inputs of a job besides the recipe."""
+
+    ctx: JobContext
+    images: Sequence[Image.Image] | None = None  # None: generate the base with txt2img
+    seeds: Sequence[int] = (0,)
+    job_mask: Image.Image | None = None  # the job's own inpaint mask, base image size
+    recipe_dir: Path | None = None  # where a recipe file's mask image paths start; None: API
+
+
+def _masks_for(recipe: Any, job: Job) -> tuple[dict[int, Image.Image], list[Problem]]:
+    """Load every pass's mask image before anything runs, so a bad one never half-runs a job."""
+    masks: dict[int, Image.Image] = {}
+    problems: list[Problem] = []
+    for i, p in enumerate(recipe.passes):
+        if p.enabled and p.region == "crop" and p.mask_source == "image" and p.mask_image:
+            try:
+                masks[i] = open_mask_image(p.mask_image, job.recipe_dir)
+            except ValueError as e:
+                problems.append(Problem(where_pass(i), "mask_image", p.mask_image, str(e)))
+    return masks, problems
+
+
+def prepare(recipe: Any, job: Job, backend: Backend) -> tuple[list[Run], dict[int, Image.Image]]:
+    """Plan and check the whole job; raises RecipeError before any work if anything is wrong."""
+    ctx = job.ctx
+    if job.job_mask is not None and not ctx.has_job_mask:
+        ctx = JobContext(**{**ctx.__dict__, "has_job_mask": True})
+    runs = plan_recipe(recipe, ctx, family_of=backend.checkpoint_family)
+    masks, problems = _masks_for(recipe, job)
+    seen = set()
+    for run in runs:
+        if run.pass_index not in seen:
+            seen.add(run.pass_index)
+            problems.extend(backend.check_run(run))
+    if job.images is not None and len(job.images) != len(job.seeds):
+        problems.append(
+            Problem("job", "seeds", len(job.seeds), f"one seed per image ({len(job.images)})")
+        )
+    if problems:
+        raise RecipeError(problems)
+    return runs, masks
+
+
+def crops_for(
+    run: Run, recipe: Any, job: Job, masks: dict[int, Image.Image], size: Size, family: str
+) -> list[MaskedCrop]:
+    """The crops of a crop run on an image of `size`; masks are in base-image pixels."""
+    p = recipe.passes[run.pass_index]
+    base_size = (job.ctx.width, job.ctx.height)
+    if p.mask_source == "boxes":
+        return box_crops(size, base_size, p.boxes, p, family)
+    source = masks.get(run.pass_index) if p.mask_source == "image" else job.job_mask
+    if source is None:
+        return []
+    planned = plan_masked_crop(to_mask(source, size), p, family)
+    return [] if planned is None else [planned]
+
+
+def run_job(
+    recipe: Any,
+    job: Job,
+    backend: Backend,
+    *,
+    control: Control | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    rng: random.Random | None = None,
+) -> JobResult:
+    """Run the base generation (if `job.images` is None) and every pass over every image."""
+    runs, masks = prepare(recipe, job, backend)
+    control = control or Control()
+    rng = rng or random.Random()
+    ctx = job.ctx
+    n_images = len(job.images) if job.images is not None else len(job.seeds)
+    result = JobResult(
+        images=list(job.images or []),
+        seeds=list(job.seeds),
+        outputs=[[] for _ in range(n_images)],
+        runs=runs,
+    )
+    original = backend.current_checkpoint()
+    counts = _step_totals(recipe, job, runs, masks, backend)
+    done = 0
+    label = "base"
+    image_index = 0
+
+    def load(name: str) -> None:
+        if name and name != backend.current_checkpoint():
+            backend.load_checkpoint(name)
+            result.checkpoints_loaded.append(name)
+
+    def on_step_for(run_no: int, label: str, image: int) -> StepCallback:
+        def on_step(step: int, steps: int) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(
+                    Progress(run_no, len(runs), label, image, n_images, step, steps, done, counts)
+                )
+            if control.should_stop():
+                raise Cancelled
+            if control.should_skip():
+                raise Skipped
+
+        return on_step
+
+    try:
+        if job.images is None:
+            load(ctx.checkpoint)
+            for image_index, seed in enumerate(job.seeds):
+                if control.should_stop():
+                    raise Cancelled
+                request = SampleRequest(
+                    ctx.prompt,
+                    ctx.negative_prompt,
+                    ctx.sampler,
+                    ctx.scheduler,
+                    ctx.steps,
+                    ctx.cfg_scale,
+                    seed % SEED_MODULUS,
+                    ctx.width,
+                    ctx.height,
+                    vae=ctx.vae,
+                )
+                image = backend.generate(request, on_step_for(0, label, image_index))
+                result.images.append(image)
+                result.outputs[image_index].append(RunOutput(None, image, seed))
+        for run in runs:
+            label = run.label
+            load(run.checkpoint)
+            family = backend.checkpoint_family(run.checkpoint)
+            for image_index in range(n_images):
+                if control.should_stop():
+                    raise Cancelled
+                seed = _seed(result.seeds[image_index], run, rng)
+                on_step = on_step_for(run.number, label, image_index)
+                try:
+                    image = _apply(
+                        run,
+                        recipe,
+                        job,
+                        masks,
+                        backend,
+                        result.images[image_index],
+                        seed,
+                        family,
+                        on_step,
+                    )
+                    skipped = False
+                except Skipped:
+                    control.clear_skip()
+                    image, skipped = result.images[image_index], True
+                result.images[image_index] = image
+                result.outputs[image_index].append(RunOutput(run, image, seed, skipped))
+            result.runs_done += 1
+    except Cancelled:
+        result.stopped = "cancelled"
+        result.where = _where(label, image_index, n_images)
+    except Exception as e:
+        result.stopped, result.error = "error", e
+        result.where = _where(label, image_index, n_images)
+    finally:
+        try:
+            if original and backend.current_checkpoint() != original:
+                backend.load_checkpoint(original)
+                result.checkpoints_loaded.append(original)
+        except Exception as e:
+            if result.error is None:
+                result.stopped, result.error = "error", e
+                result.where = f"putting back checkpoint {original!r}"
+    return result
+
+
+def _where(label: str, image_index: int, n_images: int) -> str:
+    return f"{label}, image {image_index + 1} of {n_images}"
+
+
+def _seed(image_seed: int, run: Run, rng: random.Random) -> int:
+    if run.seed_delta is None:
+        return rng.randrange(SEED_MODULUS)
+    return (image_seed + run.seed_delta) % SEED_MODULUS
+
+
+def _request(run: Run, size: Size, seed: int, step_mode: str, **kw: Any) -> SampleRequest:
+    return SampleRequest(
+        run.prompt,
+        run.negative_prompt,
+        run.sampler,
+        run.scheduler,
+        run.steps,
+        run.cfg_scale,
+        seed,
+        size[0],
+        size[1],
+        strength=run.strength,
+        step_mode=step_mode,
+        vae=run.vae,
+        **kw,
+    )
+
+
+def _apply(
+    run: Run,
+    recipe: Any,
+    job: Job,
+    masks: dict[int, Image.Image],
+    backend: Backend,
+    image: Image.Image,
+    seed: int,
+    family: str,
+    on_step: StepCallback,
+) -> Image.Image:
+    """One run on one image: upscale first if asked, then sample the whole image or its crops."""
+    if run.upscaler is not None:
+        image = backend.upscale(image, run.size, run.upscaler)
+    if run.count.run == 0:
+        return image
+    mode = job.ctx.step_mode
+    if run.region == "whole":
+        return backend.generate(_request(run, run.size, seed, mode, image=image), on_step)
+    for planned in crops_for(run, recipe, job, masks, image.size, family):
+        region, mask = cut_crop(image, planned)
+        request = _request(run, planned.crop.working, seed, mode, image=region, mask=mask)
+        image = paste_back(image, backend.generate(request, on_step), planned)
+    return image
+
+
+def _step_totals(
+    recipe: Any, job: Job, runs: list[Run], masks: dict[int, Image.Image], backend: Backend
+) -> int:
+    """Sampling steps of the whole job, for progress; crops counted per crop."""
+    n_images = len(job.images) if job.images is not None else len(job.seeds)
+    total = 0 if job.images is not None else job.ctx.steps * n_images
+    for run in runs:
+        per = run.count.run
+        if run.region == "crop" and per:
+            family = backend.checkpoint_family(run.checkpoint)
+            per *= max(1, len(crops_for(run, recipe, job, masks, run.size, family)))
+        total += per * n_images
+    return total

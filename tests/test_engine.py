@@ -1,0 +1,257 @@
+"""End to end on the built-in tiny models: real checkpoints, real diffusers, real crops."""
+
+import dataclasses
+import socket
+
+import numpy as np
+import pytest
+from conftest import NetworkAccess
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from diffusers import (  # noqa: E402
+    EulerAncestralDiscreteScheduler,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionPipeline,
+)
+
+from lib_multipass import tiny  # noqa: E402
+from lib_multipass.engine import Control, Job, run_job  # noqa: E402
+from lib_multipass.imaging import box_crops  # noqa: E402
+from lib_multipass.plan import JobContext  # noqa: E402
+from lib_multipass.recipe import RecipeError, parse_recipe  # noqa: E402
+
+CTX = JobContext(
+    width=64,
+    height=64,
+    steps=8,
+    cfg_scale=7.0,
+    sampler="Euler a",
+    checkpoint="tiny-toon",
+    prompt="a red fox in snow",
+    negative_prompt="blurry",
+)
+
+
+def job(seeds=(11,), **kw):
+    return Job(ctx=dataclasses.replace(CTX, **kw), seeds=list(seeds))
+
+
+def arr(img):
+    return np.asarray(img.convert("RGB"))
+
+
+TWO_PASSES = parse_recipe(
+    {
+        "passes": [
+            {"checkpoint": "tiny-photo", "upscale_by": 1.5, "denoising_strength": 0.5},
+            {
+                "checkpoint": "tiny-toon",
+                "denoising_strength": 0.75,
+                "prompt": "photo",
+                "prompt_mode": "append",
+            },
+        ]
+    }
+)
+
+
+def by_hand_pipeline(cls, models, name):
+    config = tiny.write_config_dir(models.parent / "by-hand-config", tiny.architecture())
+    pipe = cls.from_single_file(
+        str(models / f"{name}.safetensors"),
+        config=str(config),
+        local_files_only=True,
+        torch_dtype=torch.float32,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_one_go_equals_by_hand(backend, tiny_models):
+    result = run_job(TWO_PASSES, job(), backend)
+    assert result.complete, result.account()
+
+    # the same three generations one after another, in plain diffusers, same seeds.
+    # The WebUI runs int(d * 8) + 1 of 8 steps: 5 for 0.5 and 7 for 0.75; diffusers runs
+    # int(8 * strength) steps, so by hand those are strengths 5/8 and 7/8.
+    seed = 11
+    toon = by_hand_pipeline(StableDiffusionPipeline, tiny_models, "tiny-toon")
+    base = toon(
+        "a red fox in snow",
+        negative_prompt="blurry",
+        num_inference_steps=8,
+        guidance_scale=7.0,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(seed),
+    ).images[0]
+    photo = by_hand_pipeline(StableDiffusionImg2ImgPipeline, tiny_models, "tiny-photo")
+    first = photo(
+        "a red fox in snow",
+        negative_prompt="blurry",
+        image=base.resize((96, 96), Image.Resampling.LANCZOS),
+        strength=5 / 8,
+        num_inference_steps=8,
+        guidance_scale=7.0,
+        generator=torch.Generator().manual_seed(seed),
+    ).images[0]
+    toon2 = by_hand_pipeline(StableDiffusionImg2ImgPipeline, tiny_models, "tiny-toon")
+    second = toon2(
+        "a red fox in snow, photo",
+        negative_prompt="blurry",
+        image=first,
+        strength=7 / 8,
+        num_inference_steps=8,
+        guidance_scale=7.0,
+        generator=torch.Generator().manual_seed(seed),
+    ).images[0]
+
+    stages = [o.image for o in result.outputs[0]]
+    assert np.array_equal(arr(stages[0]), arr(base))
+    assert np.array_equal(arr(stages[1]), arr(first))
+    assert np.array_equal(arr(stages[2]), arr(second))
+    assert np.array_equal(arr(result.images[0]), arr(second))
+    assert result.images[0].size == (96, 96)
+
+
+def test_same_seed_same_result_bit_for_bit(backend):
+    a = run_job(TWO_PASSES, job(), backend)
+    b = run_job(TWO_PASSES, job(), backend)
+    assert np.array_equal(arr(a.images[0]), arr(b.images[0]))
+
+
+def test_the_two_builtin_checkpoints_differ(backend):
+    toon = run_job(parse_recipe({"passes": []}), job(), backend).images[0]
+    photo = run_job(parse_recipe({"passes": []}), job(checkpoint="tiny-photo"), backend).images[0]
+    assert np.abs(arr(toon).astype(int) - arr(photo).astype(int)).mean() > 10
+
+
+def test_detailed_inpaint_changes_nothing_outside_its_blurred_mask(backend):
+    crop_pass = {
+        "region": "crop",
+        "mask_source": "boxes",
+        "boxes": [[20, 24, 36, 40]],
+        "padding": 8,
+        "mask_blur": 3,
+        "working_width": 64,
+        "working_height": 64,
+        "denoising_strength": 0.6,
+    }
+    recipe = parse_recipe({"passes": [crop_pass]})
+    result = run_job(recipe, job(), backend)
+    assert result.complete, result.account()
+    before, after = result.outputs[0][0].image, result.images[0]
+    (planned,) = box_crops((64, 64), (64, 64), recipe.passes[0].boxes, recipe.passes[0])
+    outside = np.asarray(planned.blurred) == 0
+    assert np.array_equal(arr(before)[outside], arr(after)[outside])
+    inside = np.asarray(planned.blurred) == 255
+    assert (arr(before)[inside] != arr(after)[inside]).any()  # the crop was really redone
+
+
+def test_grouped_order_loads_each_checkpoint_once(backend):
+    recipe = parse_recipe(
+        {
+            "passes": [
+                {"checkpoint": "tiny-toon"},
+                {"checkpoint": "tiny-photo"},
+                {"checkpoint": "tiny-toon"},
+            ]
+        }
+    )
+    result = run_job(recipe, job(seeds=[1, 2, 3, 4], checkpoint="tiny-photo"), backend)
+    assert result.complete
+    assert dict(backend.disk_loads) == {"tiny-photo": 1, "tiny-toon": 1}
+    # base on photo, then toon, photo, toon: 4 switches for 4 images, the same as for 1
+    assert result.checkpoints_loaded == ["tiny-photo", "tiny-toon", "tiny-photo", "tiny-toon"]
+
+
+def test_cancel_in_pass_2_keeps_pass_1_and_the_original_checkpoint(backend):
+    backend.load_checkpoint("tiny-photo")  # what the user had loaded
+    full = run_job(TWO_PASSES, job(seeds=[5, 6]), backend)
+    control = Control()
+
+    def progress(p):
+        if p.run == 2 and p.step == 2:
+            control.cancel()
+
+    result = run_job(TWO_PASSES, job(seeds=[5, 6]), backend, control=control, progress=progress)
+    assert result.stopped == "cancelled" and result.runs_done == 1
+    assert "image 1 of 2" in result.where and "pass 2" in result.where
+    for i in range(2):
+        pass1 = full.outputs[i][1].image
+        assert np.array_equal(arr(result.images[i]), arr(pass1))
+        assert len(result.outputs[i]) == 2  # base and pass 1
+    assert backend.current_checkpoint() == "tiny-photo"
+
+
+def test_error_in_pass_2_keeps_pass_1_and_the_original_checkpoint(backend, tiny_models, tmp_path):
+    from lib_multipass.backends.diffusers_backend import DiffusersBackend
+
+    # a checkpoint whose header reads but whose weights are cut off, as after a broken download
+    folder = tmp_path / "more"
+    folder.mkdir()
+    data = (tiny_models / "tiny-toon.safetensors").read_bytes()
+    (folder / "broken.safetensors").write_bytes(data[: len(data) // 2])
+    backend = DiffusersBackend([tiny_models, folder], home=tiny_models.parent / "home")
+    backend.load_checkpoint("tiny-photo")
+    recipe = parse_recipe({"passes": [{"denoising_strength": 0.5}, {"checkpoint": "broken"}]})
+    result = run_job(recipe, job(seeds=[5, 6]), backend)
+    assert result.stopped == "error" and result.runs_done == 1
+    assert "pass 2" in result.where and "failed" in result.account()
+    assert [len(o) for o in result.outputs] == [2, 2]
+    assert backend.current_checkpoint() == "tiny-photo"
+
+
+def test_skip_abandons_only_the_current_image_run(backend):
+    control = Control()
+    skipped = []
+
+    def progress(p):
+        if p.run == 1 and p.image == 0 and p.step == 1 and not skipped:
+            skipped.append(True)
+            control.skip()
+
+    recipe = parse_recipe({"passes": [{"denoising_strength": 0.5}, {"denoising_strength": 0.4}]})
+    result = run_job(recipe, job(seeds=[5, 6]), backend, control=control, progress=progress)
+    assert result.complete
+    first = result.outputs[0]
+    assert first[1].skipped and np.array_equal(arr(first[1].image), arr(first[0].image))
+    assert not result.outputs[1][1].skipped and not first[2].skipped
+
+
+def test_bad_recipe_never_half_runs(backend):
+    recipe = parse_recipe(
+        {
+            "passes": [
+                {"denoising_strength": 0.5},
+                {"checkpoint": "nope", "sampler": "Euler z", "upscale_by": 2, "upscaler": "ESRGAN"},
+            ]
+        }
+    )
+    with pytest.raises(RecipeError) as info:
+        run_job(recipe, job(), backend)
+    fields = {(p.where, p.field) for p in info.value.problems}
+    assert fields == {("pass 2", "checkpoint"), ("pass 2", "sampler"), ("pass 2", "upscaler")}
+    assert backend.disk_loads == {}  # nothing was loaded, nothing ran
+
+
+def test_strength_zero_is_upscale_only(backend):
+    recipe = parse_recipe(
+        {"passes": [{"upscale_by": 2, "denoising_strength": 0, "upscaler": "Nearest"}]}
+    )
+    result = run_job(recipe, job(), backend)
+    base = result.outputs[0][0].image
+    assert np.array_equal(
+        arr(result.images[0]), arr(base.resize((128, 128), Image.Resampling.NEAREST))
+    )
+
+
+def test_no_network_is_touched():
+    with pytest.raises(NetworkAccess):
+        socket.create_connection(("203.0.113.1", 443), timeout=1)
