@@ -212,8 +212,8 @@ def _box_text(crops: tuple[Crop, ...] | None, run: Run) -> str:
 
 
 def checkpoint_loads(runs: list[Run], start: str) -> int:
-    """Checkpoint switches of a job run pass by pass, putting `start` back at the end."""
-    names = [start, *(r.checkpoint for r in runs), start]
+    """Checkpoint switches of a job run pass by pass, after the base on `start`."""
+    names = [start, *(r.checkpoint for r in runs)]
     return sum(1 for a, b in itertools.pairwise(names) if a != b)
 
 
@@ -257,7 +257,7 @@ def format_plan(runs: list[Run], ctx: JobContext) -> str:
     loads = checkpoint_loads(runs, ctx.checkpoint)
     foot = [
         f"{len(runs)} runs, {total} sampling steps per image; "
-        f"{loads} checkpoint loads per job whatever its image count (restoring the first included)"
+        f"{loads} checkpoint switches after the base, however many images the job has"
     ]
     for r in runs:
         for c in r.crops or ():

@@ -13,7 +13,7 @@ def test_plan_each_example(examples_dir, capsys):
     for path in sorted(examples_dir.glob("*.json")):
         assert main(["plan", str(path)]) == 0
         out = capsys.readouterr().out
-        assert "run  pass" in out and "checkpoint loads per job" in out
+        assert "run  pass" in out and "checkpoint switches after the base" in out
 
 
 def test_plan_of_the_face_example_shows_the_crop(examples_dir, capsys):
@@ -119,3 +119,12 @@ def test_pure_modules_import_no_torch_gradio_or_webui():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_engine_and_runner_leave_torch_to_the_backend():
+    code = (
+        "import sys, lib_multipass.engine, lib_multipass.runner, lib_multipass.ldm; "
+        "print([m for m in ('torch', 'diffusers', 'gradio', 'modules') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -130,12 +130,10 @@ def loopback(initial: float, final: float, loops: int, curve: str) -> list[float
     return [calc(i) for i in range(loops)]
 
 
-@given(
-    st.floats(0, 1),
-    st.floats(0, 1),
-    st.integers(1, 64),
-    st.sampled_from(["linear", "aggressive", "lazy"]),
-)
+CURVE_NAMES = st.sampled_from(["linear", "aggressive", "lazy"])
+
+
+@given(st.floats(0, 1), st.floats(0, 1), st.integers(1, 64), CURVE_NAMES)
 def test_curves_equal_loopback(start, final, runs, curve):
     assert curve_strengths(start, final, runs, curve) == loopback(start, final, runs, curve.title())
 
@@ -158,12 +156,7 @@ def test_pass_strengths_expand_schedules_and_repeats():
     assert pass_strengths(curve) == pytest.approx([0.8, 0.7, 0.6, 0.5])
 
 
-@given(
-    st.floats(0, 1),
-    st.floats(0, 1),
-    st.integers(2, 64),
-    st.sampled_from(["linear", "aggressive", "lazy"]),
-)
+@given(st.floats(0, 1), st.floats(0, 1), st.integers(2, 64), CURVE_NAMES)
 def test_curves_are_monotone_between_ends(start, final, runs, curve):
     values = curve_strengths(start, final, runs, curve)
     assert values[0] == start and math.isclose(values[-1], final, abs_tol=1e-12)

@@ -1,0 +1,168 @@
+"""Headless jobs: a recipe's base and passes on a backend, written out as WebUI-readable PNGs.
+
+Outputs: every image's final state, every run's intermediate image, a contact sheet (a row per
+image, a column per run), the recipe as JSON, and WebUI infotext in every PNG so that the
+WebUI's PNG Info tab reads the generation and the Multipass recipe back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+from .engine import Job, JobResult
+from .infotext import params_to_text, protect, recipe_to_params
+from .plan import JobContext
+from .recipe import Base, recipe_to_dict
+
+THUMB_HEIGHT = 160
+
+
+def make_job(
+    recipe: Any,
+    *,
+    default_checkpoint: str,
+    images: int | None = None,
+    seed: int | None = None,
+    size: tuple[int, int] | None = None,
+    recipe_dir: Path | None = None,
+) -> Job:
+    """The job a recipe describes, with command-line overrides; seeds go +1 per image."""
+    base = recipe.base or Base()
+    if not base.checkpoint:
+        base = dataclasses.replace(base, checkpoint=default_checkpoint)
+    if size is not None:
+        base = dataclasses.replace(base, width=size[0], height=size[1])
+    first = base.seed if seed is None else seed
+    if first == -1:
+        first = random.randrange(2**32)
+    count = images or base.images
+    return Job(
+        ctx=JobContext.from_base(base, recipe.step_mode),
+        seeds=[(first + i) % 2**32 for i in range(count)],
+        recipe_dir=recipe_dir,
+    )
+
+
+def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
+    """The WebUI's own infotext items for the base generation."""
+    params = {"Steps": str(ctx.steps), "Sampler": ctx.sampler}
+    if ctx.scheduler:
+        params["Schedule type"] = ctx.scheduler
+    params |= {
+        "CFG scale": f"{ctx.cfg_scale:g}",
+        "Seed": str(seed),
+        "Size": f"{ctx.width}x{ctx.height}",
+        "Model": protect(ctx.checkpoint),
+    }
+    return params
+
+
+def infotext(recipe: Any, ctx: JobContext, seed: int, stage: str | None = None) -> str:
+    """A full WebUI infotext: prompt, negative prompt, and the params line with the recipe."""
+    params = base_params(ctx, seed) | recipe_to_params(recipe)
+    if stage:
+        params["Multipass stage"] = protect(stage)
+    text = ctx.prompt
+    if ctx.negative_prompt:
+        text += f"\nNegative prompt: {ctx.negative_prompt}"
+    return f"{text}\n{params_to_text(params)}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "pass"
+
+
+def _save(image: Image.Image, path: Path, text: str) -> Path:
+    info = PngInfo()
+    info.add_text("parameters", text)
+    image.save(path, pnginfo=info)
+    return path
+
+
+@dataclass
+class Written:
+    """The files a job wrote."""
+
+    finals: list[Path]
+    intermediates: list[Path]
+    contact_sheet: Path | None
+    recipe: Path
+
+
+def write_outputs(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Written:
+    """Save finals, intermediates, contact sheet and recipe; whatever the job finished."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    finals, steps = [], []
+    for i, outputs in enumerate(result.outputs):
+        seed = result.seeds[i]
+        for k, out in enumerate(outputs):
+            label = "base" if out.run is None else out.run.label
+            name = f"{i + 1:02d}-{seed}-{k:02d}-{_slug(label)}.png"
+            stage = f"{label}{' (skipped)' if out.skipped else ''}"
+            steps.append(_save(out.image, out_dir / name, infotext(recipe, job.ctx, seed, stage)))
+        if outputs:
+            state = "final" if result.complete else "partial"
+            path = out_dir / f"{i + 1:02d}-{seed}-{state}.png"
+            finals.append(_save(outputs[-1].image, path, infotext(recipe, job.ctx, seed)))
+    sheet = contact_sheet(result)
+    sheet_path = None
+    if sheet is not None:
+        sheet_path = out_dir / "contact-sheet.png"
+        sheet.save(sheet_path)
+    recipe_path = out_dir / "recipe.json"
+    recipe_path.write_text(json.dumps(recipe_to_dict(recipe), indent=2) + "\n", encoding="utf-8")
+    return Written(finals, steps, sheet_path, recipe_path)
+
+
+def contact_sheet(result: JobResult, thumb_height: int = THUMB_HEIGHT) -> Image.Image | None:
+    """A row per image, a column per stage (base, then each run), labelled."""
+    rows = [r for r in result.outputs if r]
+    if not rows:
+        return None
+    font = ImageFont.load_default()
+    columns = max(len(r) for r in rows)
+
+    def thumb(image: Image.Image) -> Image.Image:
+        width = max(1, round(image.width * thumb_height / image.height))
+        return image.resize((width, thumb_height))
+
+    thumbs = [[thumb(o.image) for o in row] for row in rows]
+    col_w = [max(t[c].width for t in thumbs if c < len(t)) for c in range(columns)]
+    pad, head, side = 6, 34, 90
+    width = side + sum(col_w) + pad * (columns + 1)
+    height = head + len(rows) * (thumb_height + pad) + pad
+    sheet = Image.new("RGB", (width, height), (24, 24, 28))
+    draw = ImageDraw.Draw(sheet)
+    labels = []
+    for c in range(columns):
+        out = next(r[c] for r in rows if c < len(r))
+        if out.run is None:
+            labels.append(("base", ""))
+        else:
+            run = out.run
+            labels.append((run.label, f"{run.checkpoint} @ {run.strength:.2f}"))
+    x = side + pad
+    for c, (title, sub) in enumerate(labels):
+        draw.text((x, 4), title, fill=(235, 235, 235), font=font)
+        draw.text((x, 18), sub, fill=(160, 160, 170), font=font)
+        x += col_w[c] + pad
+    for r, row in enumerate(thumbs):
+        y = head + r * (thumb_height + pad)
+        draw.text((pad, y + 4), f"image {r + 1}", fill=(235, 235, 235), font=font)
+        draw.text((pad, y + 18), f"seed {result.seeds[r]}", fill=(160, 160, 170), font=font)
+        x = side + pad
+        for c, thumb in enumerate(row):
+            sheet.paste(thumb, (x, y))
+            if result.outputs[r][c].skipped:
+                draw.text((x + 4, y + 4), "skipped", fill=(255, 80, 80), font=font)
+            x += col_w[c] + pad
+    return sheet
