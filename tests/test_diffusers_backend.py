@@ -170,3 +170,21 @@ def test_clip_vocabulary_follows_clips_order(tmp_path):
     assert vocab["th"] == 512 and vocab["the</w>"] == 513
     assert vocab["<|startoftext|>"] == 514 and vocab["<|endoftext|>"] == 515
     assert merges.splitlines() == ["#version: 0.2", "t h", "th e</w>"]
+
+
+def test_sd1_architecture_has_sd15_parameter_counts():
+    """The SD1 config the runner loads user checkpoints with builds SD1.5's exact networks."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lib_multipass.backends.diffusers_backend import SD1_ARCHITECTURE
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD1_ARCHITECTURE["unet"])
+        vae = AutoencoderKL(**SD1_ARCHITECTURE["vae"])
+        text = CLIPTextModel(CLIPTextConfig(**SD1_ARCHITECTURE["text_encoder"]))
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    assert (count(unet), count(vae), count(text)) == (859_520_964, 83_653_863, 123_060_480)

@@ -54,6 +54,7 @@ SCHEDULE_TYPES: dict[str, dict[str, Any]] = {
     "Uniform": {},
     "Karras": {"use_karras_sigmas": True},
     "Exponential": {"use_exponential_sigmas": True},
+    "Beta": {"use_beta_sigmas": True},
 }
 UPSCALERS = {
     "Lanczos": Image.Resampling.LANCZOS,
