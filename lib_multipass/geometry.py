@@ -68,13 +68,33 @@ def pad_box(box: Box, pads: tuple[int, int, int, int], size: Size) -> Box:
     return (max(0, x1 - left), max(0, y1 - top), min(w, x2 + right), min(h, y2 + bottom))
 
 
+def size_for_area(area: float, aspect: float, minimum: int = 64) -> Size:
+    """Multiples of 8 with about `area` pixels whose ratio is nearest `aspect`.
+
+    Rounding each side alone can be 10% off the aspect at small sizes; this tries the
+    multiples of 8 on both sides of the ideal width and picks the truest ratio.
+    """
+    width = math.sqrt(area * aspect)
+    best: tuple[float, float, Size] | None = None
+    for w in {max(minimum, 8 * math.floor(width / 8)), max(minimum, 8 * math.ceil(width / 8))}:
+        for h in {
+            max(minimum, 8 * math.floor(w / aspect / 8)),
+            max(minimum, 8 * math.ceil(w / aspect / 8)),
+        }:
+            key = (abs(math.log((w / h) / aspect)), abs(w * h - area))
+            if best is None or key < best[:2]:
+                best = (*key, (w, h))
+    assert best is not None
+    return best[2]
+
+
 def auto_working_size(box_size: Size, family: str = "sd1") -> Size:
     """The checkpoint's native pixel area at the crop's aspect (within 1:3..3:1), multiples of 8."""
     side = FAMILY_SIDE.get(family)
     if side is None:
         raise ValueError(f"checkpoint family {family!r} is not one of {', '.join(FAMILY_SIDE)}")
     aspect = min(MAX_AUTO_ASPECT, max(1 / MAX_AUTO_ASPECT, box_size[0] / box_size[1]))
-    return round8(side * math.sqrt(aspect)), round8(side / math.sqrt(aspect))
+    return size_for_area(side * side, aspect)
 
 
 def _place(lo_need: int, hi_need: int, length: int, extent: int, centre: float) -> int:
@@ -117,9 +137,7 @@ def crop_for_mask(
         # the mask itself cannot be framed at this aspect inside the image:
         # crop the padded box and let the working size follow its aspect instead
         cw, ch = pw, ph
-        area = work[0] * work[1]
-        a = pw / ph
-        work = (round8(math.sqrt(area * a), 8), round8(math.sqrt(area / a), 8))
+        work = size_for_area(work[0] * work[1], pw / ph, 8)
     cw_i = min(w_img, max(mw, math.floor(cw + 0.5)))
     ch_i = min(h_img, max(mh, math.floor(ch + 0.5)))
 

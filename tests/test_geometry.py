@@ -147,3 +147,24 @@ def test_upscaled_size_rounds_to_8():
     assert upscaled_size((512, 768), 1.5) == (768, 1152)
     assert upscaled_size((512, 512), 1.3) == (664, 664)
     assert upscaled_size((520, 512), 1) == (520, 512)
+
+
+def test_small_working_sizes_keep_the_aspect():
+    # a 56x64 image too small to frame its mask at 1:1: the working size follows the crop,
+    # and rounding each side alone to 8 would give 56x72 (0.78 for 0.875)
+    crop = crop_for_mask((0, 0, 32, 57), (56, 64), (32,) * 4, (64, 64))
+    assert crop.box == (0, 0, 56, 64)
+    assert crop.working == (56, 64)
+
+
+@given(st.floats(64 * 64, 2048 * 2048), st.floats(1 / 3, 3))
+def test_size_for_area_is_the_truest_multiple_of_8(area, aspect):
+    from lib_multipass.geometry import size_for_area
+
+    w, h = size_for_area(area, aspect)
+    assert w % 8 == 0 and h % 8 == 0
+    ideal_w = (area * aspect) ** 0.5
+    assert abs(w - ideal_w) < 8
+    for other_h in (h - 8, h + 8):
+        if other_h >= 64:
+            assert abs(w / h - aspect) <= abs(w / other_h - aspect) + 1e-12

@@ -78,7 +78,7 @@ def test_paste_back_changes_nothing_outside_the_blurred_mask(job):
         assert np.array_equal(before[..., 3], after[..., 3])  # alpha is the input's
     # where the blurred mask is fully on, the pixel is the generated one
     full = np.asarray(planned.blurred) == 255
-    if full.any() and planned.crop.scale == 1 and mode == "RGB":
+    if full.any() and planned.crop.working == (x2 - x1, y2 - y1) and mode == "RGB":
         crop_gen = np.zeros_like(before)
         crop_gen[y1:y2, x1:x2] = np.asarray(generated)
         assert np.array_equal(after[full], crop_gen[full])
