@@ -147,7 +147,7 @@ class JobResult:
 
     images: list[Image.Image]
     seeds: list[int]
-    outputs: list[list[RunOutput]]  # per image: base (if generated), then each run
+    outputs: list[list[RunOutput]]  # per image: the base (given or generated), then each run
     runs: list[Run]
     runs_done: int = 0  # runs finished for every image
     stopped: str | None = None  # None: finished; "cancelled"; "error"
@@ -252,6 +252,8 @@ def run_job(
         outputs=[[] for _ in range(n_images)],
         runs=runs,
     )
+    for i, image in enumerate(job.images or []):
+        result.outputs[i].append(RunOutput(None, image, result.seeds[i]))
     original = backend.current_checkpoint()
     counts = _step_totals(recipe, job, runs, masks, backend)
     done = 0

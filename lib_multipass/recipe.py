@@ -191,7 +191,9 @@ def _split(v: Any, lenient: bool) -> Sequence[Any]:
 
 
 def _suggest(key: str, names: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, names, n=1)
+    low = key.lower()
+    close = [n for n in names if low and (low in n or n.startswith(low[:5]))][:1]
+    close = close or difflib.get_close_matches(low, names, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

@@ -1,0 +1,1 @@
+"""The WebUI glue: imports the host's `modules` lazily, so the package imports anywhere."""

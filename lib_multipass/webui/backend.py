@@ -1,0 +1,157 @@
+"""The WebUI backend: passes run as nested img2img jobs through `modules.processing`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from PIL import Image
+
+from ..checkpoints import sniff_family
+from ..engine import Cancelled, Control, SampleRequest, Skipped, StepCallback
+from ..geometry import Size
+from ..plan import Run
+from ..recipe import Problem, where_pass
+from . import compat
+
+
+def _shared() -> Any:
+    return compat._module("modules.shared")
+
+
+class WebUIControl(Control):
+    """Interrupt and Skip as the WebUI's buttons set them."""
+
+    def should_stop(self) -> bool:
+        state = _shared().state
+        return bool(state.interrupted or getattr(state, "stopping_generation", False))
+
+    def should_skip(self) -> bool:
+        return bool(_shared().state.skipped)
+
+    def clear_skip(self) -> None:
+        _shared().state.skipped = False
+
+
+def _listed(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"one of {shown}{', ...' if len(names) > limit else ''}" if names else "(none listed)"
+
+
+class WebUIBackend:
+    """Checkpoints, sampling and upscaling through the host WebUI."""
+
+    def __init__(self, outpath_samples: str = "", outpath_grids: str = "") -> None:
+        self.outpath_samples = outpath_samples
+        self.outpath_grids = outpath_grids
+        self._families: dict[str, str] = {}
+
+    def current_checkpoint(self) -> str:
+        info = compat.current_checkpoint()
+        return info.title if info is not None else ""
+
+    def load_checkpoint(self, name: str) -> None:
+        info = compat.find_checkpoint(name)
+        if info is None:
+            raise LookupError(f"checkpoint {name!r} is not in the WebUI's list")
+        if str(info.filename).lower().endswith(".ckpt") and not compat.allow_pickles():
+            raise PermissionError(
+                f"checkpoint {name!r} is a pickle-based .ckpt file; start the WebUI with "
+                "--multipass-allow-ckpt to let Multipass load it"
+            )
+        compat.switch_checkpoint(info)
+
+    def checkpoint_family(self, name: str) -> str:
+        info = compat.find_checkpoint(name) if name else compat.current_checkpoint()
+        if info is None:
+            return "sd1"
+        key = str(info.filename)
+        if key not in self._families:
+            family = None
+            if key.lower().endswith(".safetensors"):
+                try:
+                    family = sniff_family(key)
+                except (OSError, ValueError):
+                    family = None
+            self._families[key] = family or "sd1"
+        return self._families[key]
+
+    def check_run(self, run: Run) -> list[Problem]:
+        where = where_pass(run.pass_index)
+        problems = []
+        if run.checkpoint:
+            info = compat.find_checkpoint(run.checkpoint)
+            if info is None:
+                allowed = _listed(compat.checkpoint_titles()) + " (a title, name or hash)"
+                problems.append(Problem(where, "checkpoint", run.checkpoint, allowed))
+            elif str(info.filename).lower().endswith(".ckpt") and not compat.allow_pickles():
+                allowed = "a .safetensors checkpoint (.ckpt needs --multipass-allow-ckpt)"
+                problems.append(Problem(where, "checkpoint", run.checkpoint, allowed))
+        if compat.find_sampler(run.sampler) is None:
+            problems.append(Problem(where, "sampler", run.sampler, _listed(compat.sampler_names())))
+        labels = compat.scheduler_labels()
+        if run.scheduler and labels and not compat.find_scheduler(run.scheduler):
+            problems.append(Problem(where, "scheduler", run.scheduler, _listed(labels)))
+        if run.upscaler is not None and run.upscaler not in compat.upscaler_names():
+            allowed = _listed(compat.upscaler_names())
+            problems.append(Problem(where, "upscaler", run.upscaler, allowed))
+        if run.vae and run.vae not in compat.vae_names():
+            problems.append(Problem(where, "vae", run.vae, _listed(compat.vae_names())))
+        return problems
+
+    def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
+        processing = compat._module("modules.processing")
+        shared = _shared()
+        info = compat.find_checkpoint(self.current_checkpoint())
+        args: dict[str, Any] = {
+            "sd_model": shared.sd_model,
+            "outpath_samples": self.outpath_samples,
+            "outpath_grids": self.outpath_grids,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "styles": [],
+            "seed": request.seed,
+            "subseed": -1,
+            "subseed_strength": 0,
+            "sampler_name": request.sampler,
+            "batch_size": 1,
+            "n_iter": 1,
+            "steps": request.steps,
+            "cfg_scale": request.cfg_scale,
+            "width": request.width,
+            "height": request.height,
+            "init_images": [request.image],
+            "mask": request.mask,
+            "mask_blur": 0,
+            "inpainting_fill": 1,  # original content: the crop itself is the starting point
+            "inpaint_full_res": False,  # Multipass has already cropped
+            "denoising_strength": request.strength,
+            "do_not_save_samples": True,
+            "do_not_save_grid": True,
+            "override_settings": compat.nested_override_settings(info, request.vae),
+            "override_settings_restore_afterwards": True,
+        }
+        cls = processing.StableDiffusionProcessingImg2Img
+        if request.scheduler and "scheduler" in {f.name for f in dataclasses.fields(cls)}:
+            args["scheduler"] = request.scheduler
+        p = cls(**args)
+        p.scripts = compat.empty_script_runner()
+        p.script_args = []
+        try:
+            processed = processing.process_images(p)
+        finally:
+            if hasattr(p, "close"):
+                p.close()
+        state = shared.state
+        if state.interrupted or getattr(state, "stopping_generation", False):
+            raise Cancelled
+        if state.skipped:
+            raise Skipped
+        on_step(request.steps, request.steps)
+        if not processed.images:
+            raise RuntimeError("the WebUI returned no image for a Multipass pass")
+        return processed.images[0]
+
+    def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
+        images = compat._module("modules.images")
+        return images.resize_image(0, image, size[0], size[1], upscaler_name=upscaler)

@@ -1,0 +1,253 @@
+"""The WebUI job flow: validate before anything runs, run the passes over the whole job after
+the base generation, put the finished images in the gallery and save them with full infotext.
+
+Per-job state lives in a dict keyed by the processing object's id, never on the Script
+instance: XYZ plot copies `p` for every cell and each copy is its own job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from ..engine import Job, JobResult, Progress, run_job
+from ..infotext import recipe_to_params
+from ..plan import JobContext
+from ..recipe import RecipeError, parse_recipe
+from . import compat
+from .backend import WebUIBackend, WebUIControl
+
+log = logging.getLogger("multipass")
+PREFIX = "Multipass"
+
+
+@dataclass
+class JobState:
+    """What `setup` learns that `postprocess` needs."""
+
+    recipe: Any
+    save_samples: bool
+    save_grid: bool
+    job_mask: Image.Image | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+_jobs: dict[int, JobState] = {}
+
+
+def parse_args(enabled: Any, recipe: Any) -> Any | None:
+    """The recipe in the script's args, or None when Multipass is off for this job.
+
+    The args are the UI's (enable switch, recipe dict) or an API request's, in the same shape.
+    """
+    if not enabled:
+        return None
+    if recipe is None:
+        recipe = {}
+    if isinstance(recipe, str):
+        import json
+
+        try:
+            recipe = json.loads(recipe)
+        except json.JSONDecodeError as e:
+            raise RecipeError.single("recipe", "(all)", recipe[:40], f"a JSON object ({e})") from e
+    return parse_recipe(recipe, allow_base=False)
+
+
+def step_mode() -> str:
+    """The host's img2img step arithmetic: 'fixed' when its fix-steps option is on."""
+    opts = compat._module("modules.shared").opts
+    return "fixed" if getattr(opts, "img2img_fix_steps", False) else "proportional"
+
+
+def context(p: Any, width: int, height: int, has_mask: bool) -> JobContext:
+    """What the passes inherit from the job's own generation."""
+    backend = WebUIBackend()
+    return JobContext(
+        width=width,
+        height=height,
+        steps=int(p.steps),
+        cfg_scale=float(p.cfg_scale),
+        sampler=p.sampler_name or "",
+        scheduler=getattr(p, "scheduler", None) or "",
+        checkpoint=backend.current_checkpoint(),
+        prompt=getattr(p, "main_prompt", None) or p.prompt,
+        negative_prompt=getattr(p, "main_negative_prompt", None) or p.negative_prompt,
+        step_mode=step_mode(),
+        has_job_mask=has_mask,
+    )
+
+
+def final_size(p: Any) -> tuple[int, int]:
+    """The size of the job's images before Multipass (after hires fix, if it is on)."""
+    if getattr(p, "enable_hr", False):
+        scale = float(getattr(p, "hr_scale", 1) or 1)
+        w = int(getattr(p, "hr_resize_x", 0) or 0) or int(p.width * scale)
+        h = int(getattr(p, "hr_resize_y", 0) or 0) or int(p.height * scale)
+        return w // 8 * 8, h // 8 * 8
+    return int(p.width), int(p.height)
+
+
+def validate(enabled: Any, recipe_arg: Any, size: tuple[int, int], has_mask: bool, p: Any) -> Any:
+    """The recipe, checked against the host's lists; raises RecipeError naming every problem."""
+    from ..engine import prepare
+
+    recipe = parse_args(enabled, recipe_arg)
+    if recipe is not None:
+        ctx = context(p, *size, has_mask=has_mask)
+        prepare(recipe, Job(ctx, images=[], seeds=[], job_mask=None), WebUIBackend())
+    return recipe
+
+
+@dataclass
+class RequestView:
+    """The fields of an API request body that a recipe's check needs, shaped like `p`."""
+
+    body: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        defaults = {
+            "steps": 20,
+            "cfg_scale": 7.0,
+            "sampler_name": "Euler a",
+            "prompt": "",
+            "negative_prompt": "",
+            "width": 512,
+            "height": 512,
+        }
+        if name in defaults:
+            return self.body.get(name, defaults[name]) or defaults[name]
+        return self.body.get(name)
+
+
+def validate_request(enabled: Any, recipe_arg: Any, body: dict[str, Any]) -> None:
+    """The API's check of a request body (see api.RecipeCheck)."""
+    view = RequestView(body)
+    has_mask = bool(body.get("mask"))
+    validate(enabled, recipe_arg, final_size(view), has_mask, view)
+
+
+def setup(p: Any, enabled: Any, recipe_arg: Any) -> None:
+    """Validate the whole recipe against the host before the base generation starts.
+
+    A bad recipe stops the job before anything is generated, with the reason in the
+    generation info; it never half-runs.
+    """
+    _jobs.pop(id(p), None)
+    mask = getattr(p, "image_mask", None)
+    try:
+        recipe = validate(enabled, recipe_arg, final_size(p), mask is not None, p)
+        if recipe is None:
+            return
+    except RecipeError as e:
+        message = f"{PREFIX}: nothing was generated: {e}"
+        log.error(message)
+        if hasattr(p, "comment"):
+            p.comment(message)
+        compat._module("modules.shared").state.interrupted = True
+        _jobs[id(p)] = JobState(None, False, False, problems=[str(e)])
+        return
+    _jobs[id(p)] = JobState(
+        recipe,
+        save_samples=not p.do_not_save_samples,
+        save_grid=not p.do_not_save_grid,
+        job_mask=mask,
+    )
+
+
+def process(p: Any) -> None:
+    """Write the recipe into the job's infotext; keep the host from saving the base images."""
+    state = _jobs.get(id(p))
+    if state is None or state.recipe is None:
+        return
+    p.extra_generation_params.update(recipe_to_params(state.recipe))
+    p.do_not_save_samples = True  # the finished images are saved after the passes
+    p.do_not_save_grid = True
+
+
+def postprocess(p: Any, processed: Any) -> JobResult | None:
+    """Run the passes over every image of the job, then save and show the finished ones."""
+    state = _jobs.pop(id(p), None)
+    if state is None or state.recipe is None:
+        return None
+    shared = compat._module("modules.shared")
+    first = getattr(processed, "index_of_first_image", 0)
+    seeds = list(getattr(processed, "all_seeds", None) or [processed.seed])
+    images = processed.images[first : first + len(seeds)]
+    if not images:
+        return None
+    seeds = seeds[: len(images)]
+    ctx = context(p, *images[0].size, has_mask=state.job_mask is not None)
+    job = Job(ctx, images=images, seeds=seeds, job_mask=state.job_mask)
+    backend = WebUIBackend(p.outpath_samples, p.outpath_grids)
+    runs_images = len(state.recipe.passes) * len(images)
+    shared.state.job_count = max(shared.state.job_count, 0) + runs_images
+
+    def progress(pr: Progress) -> None:
+        shared.state.textinfo = f"{PREFIX}: {pr.label}, image {pr.image + 1} of {pr.images}"
+
+    result = run_job(state.recipe, job, backend, control=WebUIControl(), progress=progress)
+    if not result.complete:
+        message = f"{PREFIX}: {result.account()}"
+        log.warning(message)
+        if hasattr(p, "comment"):
+            p.comment(message)
+        comments = getattr(processed, "comments", None)
+        if isinstance(comments, str):
+            processed.comments = (comments + "\n" + message).strip()
+    for i, image in enumerate(result.images):
+        processed.images[first + i] = image
+    _save(p, processed, state, result, first)
+    return result
+
+
+def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int) -> None:
+    images = compat._module("modules.images")
+    opts = compat._module("modules.shared").opts
+    infotexts = list(getattr(processed, "infotexts", None) or [])
+    fmt = getattr(opts, "samples_format", "png")
+    for i, image in enumerate(result.images):
+        info = infotexts[first + i] if first + i < len(infotexts) else processed.info
+        seed = result.seeds[i]
+        prompt = processed.all_prompts[i] if getattr(processed, "all_prompts", None) else p.prompt
+        if state.save_samples:
+            images.save_image(image, p.outpath_samples, "", seed, prompt, fmt, info=info, p=p)
+        if state.save_samples and getattr(opts, "multipass_save_intermediates", False):
+            for k, out in enumerate(result.outputs[i][:-1]):
+                suffix = "-multipass-base" if out.run is None else f"-multipass-{k}"
+                images.save_image(
+                    out.image,
+                    p.outpath_samples,
+                    "",
+                    seed,
+                    prompt,
+                    fmt,
+                    info=info,
+                    p=p,
+                    suffix=suffix,
+                )
+    # the host made no grid (process() turned it off); make it from the finished images
+    if state.save_grid and len(result.images) > 1:
+        grid = images.image_grid(result.images, p.batch_size)
+        if first > 0:
+            processed.images[0] = grid
+        else:
+            processed.images.insert(0, grid)
+            processed.index_of_first_image = 1
+            if infotexts:
+                processed.infotexts = [processed.info, *infotexts]
+        if getattr(opts, "grid_save", True):
+            images.save_image(
+                grid,
+                p.outpath_grids,
+                "grid",
+                processed.seed,
+                p.prompt,
+                getattr(opts, "grid_format", "png"),
+                info=processed.info,
+                p=p,
+                grid=True,
+            )

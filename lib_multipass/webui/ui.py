@@ -1,0 +1,231 @@
+"""The Multipass accordion, built from the field table (gradio 3.41 and 4.x).
+
+`ui()` returns two components, the enable switch and one state holding the recipe dict, so the
+UI and the API share one argument shape: `[enabled, {"passes": [...]}]`. The visible widgets
+keep that dict up to date; they are also the paste targets of the infotext keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..fields import PASS_FIELDS, Field
+from ..infotext import KEY_PASSES, has_recipe, recipe_from_params
+from ..recipe import RecipeError, coerce, record_to_dict
+from ..schedule import img2img_steps, pass_strengths
+
+SAME = {
+    "checkpoint": "Use same checkpoint",
+    "vae": "Use same VAE",
+    "sampler": "Use same sampler",
+    "scheduler": "Use same scheduler",
+}
+# fields shown in the pass's first rows; the rest go in a "More" accordion
+MAIN = ("enabled", "checkpoint", "denoising_strength", "prompt", "prompt_mode", "upscale_by")
+
+
+@dataclass
+class Choices:
+    """The host's lists for the dropdowns."""
+
+    checkpoints: list[str] = field(default_factory=list)
+    vaes: list[str] = field(default_factory=list)
+    samplers: list[str] = field(default_factory=list)
+    schedulers: list[str] = field(default_factory=list)
+    upscalers: list[str] = field(default_factory=list)
+
+
+def elem_id(tab: str, index: int, name: str) -> str:
+    """The elem_id of a pass widget, e.g. 'multipass_txt2img_p1_checkpoint'."""
+    return f"multipass_{tab}_p{index + 1}_{name}"
+
+
+def default_pass(index: int, padding_unit: str = "px") -> dict[str, Any]:
+    """A pass as the UI starts it: every field at its default, only the first enabled."""
+    out = {
+        f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in PASS_FIELDS
+    }
+    out["enabled"] = index == 0
+    out["padding_unit"] = padding_unit
+    return out
+
+
+def default_state(n_passes: int, padding_unit: str = "px") -> dict[str, Any]:
+    return {"passes": [default_pass(i, padding_unit) for i in range(n_passes)]}
+
+
+def to_widget(f: Field, value: Any) -> Any:
+    """A recipe value as its widget shows it."""
+    if f.name in SAME and value == "":
+        return SAME[f.name]
+    if f.kind in ("floats", "sides"):
+        return ", ".join(f"{x:g}" for x in value)
+    if f.kind == "boxes":
+        return "; ".join(" ".join(str(c) for c in b) for b in value)
+    return value
+
+
+def from_widget(f: Field, value: Any) -> Any:
+    """A widget's value as the recipe holds it (raises _Bad for a value it cannot take)."""
+    if f.name in SAME and value == SAME[f.name]:
+        return ""
+    if f.name == "mask_image" and value is not None and not isinstance(value, str):
+        buf = io.BytesIO()
+        value.save(buf, "PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+    v = coerce(f, value, lenient=True)
+    return list(v) if isinstance(v, tuple) else v
+
+
+def hint(values: dict[str, Any], base_steps: int | None, step_mode: str = "proportional") -> str:
+    """What the pass will really run, e.g. '0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)'."""
+    from ..recipe import parse_pass
+
+    try:
+        p = parse_pass(values)
+    except RecipeError as e:
+        return f"⚠ {e.problems[0]}"
+    steps = p.steps or base_steps or 20
+    where = "" if p.steps or base_steps else " (base steps assumed 20)"
+    parts = []
+    for s in dict.fromkeys(pass_strengths(p)):
+        parts.append(img2img_steps(s, steps, step_mode).describe(s, steps))
+    runs = len(pass_strengths(p))
+    head = f"{runs} runs: " if runs > 1 else ""
+    return head + "; ".join(parts) + where
+
+
+def update_state(state: dict[str, Any], index: int, name: str, value: Any) -> dict[str, Any]:
+    """A new state dict with one field of one pass changed (the old one is never mutated)."""
+    f = next(f for f in PASS_FIELDS if f.name == name)
+    new = copy.deepcopy(state) if state else {"passes": []}
+    while len(new["passes"]) <= index:
+        new["passes"].append(default_pass(len(new["passes"])))
+    try:
+        new["passes"][index][name] = from_widget(f, value)
+    except Exception:
+        return new
+    return new
+
+
+def paste_value(index: int, f: Field) -> Callable[[dict[str, Any]], Any]:
+    """A paste callback: the field's value from pasted infotext, its default where the recipe
+    leaves it out, and no change at all when the text holds no Multipass recipe."""
+
+    def read(params: dict[str, Any]) -> Any:
+        if not has_recipe(params):
+            return None
+        try:
+            recipe = recipe_from_params(params)
+        except RecipeError:
+            return None
+        if index < len(recipe.passes):
+            return to_widget(f, getattr(recipe.passes[index], f.name))
+        return False if f.name == "enabled" else to_widget(f, f.default)
+
+    return read
+
+
+def recipe_state_from_params(params: dict[str, Any], n_passes: int) -> dict[str, Any] | None:
+    """The state dict for pasted infotext (None when it holds no recipe)."""
+    if not has_recipe(params):
+        return None
+    recipe = recipe_from_params(params)
+    passes = [record_to_dict(p, PASS_FIELDS) for p in recipe.passes]
+    while len(passes) < n_passes:
+        extra = default_pass(len(passes))
+        extra["enabled"] = False
+        passes.append(extra)
+    return {"passes": passes}
+
+
+def build(
+    gr: Any,
+    input_accordion: Any,
+    tab: str,
+    n_passes: int,
+    choices: Choices,
+    padding_unit: str = "px",
+    base_steps: Any = None,
+    step_mode: Callable[[], str] = lambda: "proportional",
+) -> tuple[Any, Any, list[tuple[Any, Any]], dict[str, Any]]:
+    """Build the accordion; returns (enable switch, state, paste fields, widgets by elem_id)."""
+    state_value = default_state(n_passes, padding_unit)
+    widgets: dict[str, Any] = {}
+    paste: list[tuple[Any, Any]] = []
+    with input_accordion(False, label="Multipass", elem_id=f"multipass_{tab}") as enabled:
+        state = gr.State(value=state_value)
+        gr.HTML(
+            "<p class='multipass-note'>Passes run after the generation, each on the output of "
+            "the one before, over every image of the job.</p>"
+        )
+        for i in range(n_passes):
+            with gr.Accordion(
+                label=f"Pass {i + 1}", open=i == 0, elem_id=f"multipass_{tab}_p{i + 1}"
+            ):
+                hint_box = gr.HTML(
+                    value=hint(state_value["passes"][i], None, step_mode()),
+                    elem_id=elem_id(tab, i, "hint"),
+                    elem_classes=["multipass-hint"],
+                )
+                made = {}
+                for f in [f for f in PASS_FIELDS if f.name in MAIN]:
+                    made[f.name] = _widget(gr, f, tab, i, state_value["passes"][i], choices)
+                with gr.Accordion(label="More settings", open=False):
+                    for f in [f for f in PASS_FIELDS if f.name not in MAIN]:
+                        made[f.name] = _widget(gr, f, tab, i, state_value["passes"][i], choices)
+                for name, widget in made.items():
+                    widgets[elem_id(tab, i, name)] = widget
+                    f = next(x for x in PASS_FIELDS if x.name == name)
+                    if f.infotext is not None:
+                        paste.append((widget, paste_value(i, f)))
+                    _wire(gr, widget, state, hint_box, i, name, base_steps, step_mode)
+    paste.append((enabled, lambda params: True if KEY_PASSES in params else None))
+    return enabled, state, paste, widgets
+
+
+def _wire(gr, widget, state, hint_box, index, name, base_steps, step_mode) -> None:
+    inputs = [state, widget] + ([base_steps] if base_steps is not None else [])
+
+    def on_change(current, value, steps=None):
+        new = update_state(current, index, name, value)
+        return new, hint(new["passes"][index], int(steps) if steps else None, step_mode())
+
+    widget.change(fn=on_change, inputs=inputs, outputs=[state, hint_box], show_progress=False)
+
+
+def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Choices) -> Any:
+    eid = elem_id(tab, i, f.name)
+    value = to_widget(f, values[f.name])
+    lists = {
+        "checkpoint": choices.checkpoints,
+        "vae": choices.vaes,
+        "sampler": choices.samplers,
+        "scheduler": choices.schedulers,
+    }
+    common = {"label": f.label, "elem_id": eid}
+    if f.help:
+        common["info"] = f.help if len(f.help) < 90 else None
+    if f.name in lists:
+        return gr.Dropdown(choices=[SAME[f.name], *lists[f.name]], value=value, **common)
+    if f.name == "upscaler":
+        opts = choices.upscalers or [f.default]
+        return gr.Dropdown(choices=opts, value=value if value in opts else opts[0], **common)
+    if f.name == "mask_image":
+        return gr.Image(label=f.label, type="pil", image_mode="L", elem_id=eid)
+    if f.kind == "bool":
+        return gr.Checkbox(value=value, **common)
+    if f.kind == "choice":
+        return gr.Radio(choices=list(f.choices), value=value, **common)
+    if f.kind in ("int", "float"):
+        lo = f.special if f.special is not None else f.minimum
+        if f.name == "padding" or f.maximum - lo > 5000:
+            return gr.Number(value=value, precision=0 if f.kind == "int" else None, **common)
+        return gr.Slider(minimum=lo, maximum=f.maximum, step=f.step or 1, value=value, **common)
+    lines = 2 if f.name in ("prompt", "negative_prompt") else 1
+    return gr.Textbox(value=value, lines=lines, **common)

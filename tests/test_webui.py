@@ -1,0 +1,448 @@
+"""The WebUI extension's real code, run against a thin stand-in of the WebUI's `modules`
+(tests/webui_stub: A1111 1.10.1 signatures, and a Forge 2 flavour)."""
+
+import asyncio
+import importlib
+import importlib.util
+import json
+import sys
+
+import pytest
+from conftest import ROOT
+from PIL import Image
+
+STUB = ROOT / "tests" / "webui_stub"
+RECIPE = {
+    "passes": [
+        {"checkpoint": "photo", "denoising_strength": 0.5},
+        {
+            "checkpoint": "toon.safetensors [aaaa]",
+            "denoising_strength": 0.3,
+            "prompt": "detailed",
+            "prompt_mode": "append",
+        },
+    ]
+}
+
+
+def _purge():
+    for name in list(sys.modules):
+        if name.split(".")[0] in (
+            "modules",
+            "modules_forge",
+            "multipass_script",
+        ) or name.startswith("lib_multipass.webui"):
+            del sys.modules[name]
+
+
+@pytest.fixture(params=["a1111", "forge"])
+def webui(request, monkeypatch):
+    """A fresh stand-in WebUI with the Multipass script loaded as the host loads it."""
+    monkeypatch.setenv("MULTIPASS_STUB_FLAVOUR", request.param)
+    monkeypatch.syspath_prepend(str(STUB))
+    _purge()
+    from modules import processing, scripts, sd_models, shared
+
+    sd_models.list_models()
+    if request.param == "forge":
+        from modules_forge import main_entry
+
+        main_entry.refresh_model_loading_parameters()
+        sd_models.forge_model_reload()
+    else:
+        sd_models.reload_model_weights()
+    sd_models.loads.clear()
+    shared.sd_upscalers = [type("U", (), {"name": n})() for n in ("Lanczos", "R-ESRGAN 4x+")]
+    spec = importlib.util.spec_from_file_location(
+        "multipass_script", ROOT / "scripts" / "multipass.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    script = module.MultipassScript()
+    runner = scripts.ScriptRunner()
+    runner.add_alwayson(script, 2)
+    scripts.scripts_data.append(
+        scripts.ScriptClassData(type(script), "scripts/multipass.py", str(ROOT), module)
+    )
+    yield type(
+        "WebUI",
+        (),
+        {
+            "flavour": request.param,
+            "runner": runner,
+            "script": script,
+            "module": module,
+            "processing": processing,
+            "shared": shared,
+            "sd_models": sd_models,
+        },
+    )
+    processing.calls.clear()
+    processing.on_call.clear()
+    _purge()
+
+
+def txt2img(webui, enabled=True, recipe=RECIPE, n_iter=1, batch_size=1, **kw):
+    webui.shared.state.begin()  # as the UI and API do before the job's args are set
+    p = webui.processing.StableDiffusionProcessingTxt2Img(
+        prompt="a castle",
+        negative_prompt="blurry",
+        seed=100,
+        steps=20,
+        sampler_name="Euler a",
+        width=64,
+        height=64,
+        n_iter=n_iter,
+        batch_size=batch_size,
+        outpath_samples="out",
+        outpath_grids="grids",
+        **kw,
+    )
+    p.scripts = webui.runner
+    args = [None] * len(webui.runner.inputs)
+    args[webui.script.args_from] = enabled
+    args[webui.script.args_from + 1] = recipe
+    p.script_args = tuple(args)
+    return p, webui.processing.process_images(p)
+
+
+def errors_reported():
+    from modules import errors
+
+    return [str(e) for _, e in errors.reported]
+
+
+def test_title_is_the_api_key(webui):
+    assert webui.script.title().lower() == "multipass"
+    assert webui.script.show(False) is sys.modules["modules.scripts"].AlwaysVisible
+
+
+def test_disabled_does_nothing(webui):
+    _p, processed = txt2img(webui, enabled=False)
+    assert [c["kind"] for c in webui.processing.calls] == ["txt2img"]
+    assert "Multipass passes" not in processed.infotexts[0]
+
+
+def test_passes_run_grouped_by_checkpoint_across_the_job(webui):
+    _p, _processed = txt2img(webui, n_iter=3, batch_size=2)
+    calls = webui.processing.calls
+    kinds = [(c["kind"], c["checkpoint"]) for c in calls]
+    assert kinds[:6] == [("txt2img", "toon.safetensors [aaaa]")] * 6
+    assert kinds[6:12] == [("img2img", "photo.safetensors [bbbb]")] * 6
+    assert kinds[12:] == [("img2img", "toon.safetensors [aaaa]")] * 6
+    # two switches for six images, as for one; the user's checkpoint is loaded afterwards
+    assert webui.sd_models.loads == ["photo.safetensors [bbbb]", "toon.safetensors [aaaa]"]
+    assert webui.shared.sd_model.sd_checkpoint_info.title == "toon.safetensors [aaaa]"
+    assert webui.shared.opts.sd_model_checkpoint == "toon.safetensors [aaaa]"
+    # the seeds follow the images, the prompts the recipe, the strengths the passes
+    assert [c["seed"] for c in calls[6:12]] == [100, 101, 102, 103, 104, 105]
+    assert {c["prompt"] for c in calls[12:]} == {"a castle, detailed"}
+    assert [c["strength"] for c in calls[6:]] == [0.5] * 6 + [0.3] * 6
+    # nested passes: no scripts, no saving, no host crop (Multipass crops itself)
+    assert all(len(c["scripts"].alwayson_scripts) == 0 for c in calls[6:])
+
+
+def test_gallery_and_saved_files_are_the_finished_images(webui):
+    from modules import images
+
+    images.saved.clear()
+    _p, processed = txt2img(webui, batch_size=2)
+    finals = processed.images[processed.index_of_first_image :]
+    calls = webui.processing.calls
+    assert len(finals) == 2
+    # the last pass's outputs, not the base images
+    base = [c for c in calls if c["kind"] == "txt2img"]
+    assert base and finals[0].getpixel((0, 0)) != Image.new("RGB", (1, 1)).getpixel((0, 0))
+    saved = [s for s in images.saved if not s["grid"]]
+    assert [s["seed"] for s in saved] == [100, 101]
+    assert all(s["image"] is finals[i] for i, s in enumerate(saved))
+    assert (
+        "Multipass passes: 2" in saved[0]["info"]
+        and "Multipass 1 checkpoint: photo" in saved[0]["info"]
+    )
+    assert processed.index_of_first_image == 1 and [s for s in images.saved if s["grid"]]
+
+
+def test_intermediates_saved_when_asked(webui):
+    from modules import images
+
+    images.saved.clear()
+    webui.shared.opts.data["multipass_save_intermediates"] = True
+    txt2img(webui)
+    suffixes = [s["suffix"] for s in images.saved]
+    assert suffixes == ["", "-multipass-base", "-multipass-1"]
+
+
+def test_bad_recipe_generates_nothing_and_says_why(webui):
+    bad = {"passes": [{"checkpoint": "nope", "denoising_strength": 2}]}
+    _p, processed = txt2img(webui, recipe=bad)
+    assert webui.processing.calls == []
+    assert "Multipass: nothing was generated" in processed.comments
+    assert "field 'denoising_strength'" in processed.comments
+
+
+def test_unknown_checkpoint_sampler_upscaler_named_before_anything_runs(webui):
+    bad = {
+        "passes": [
+            {"checkpoint": "photoreal", "sampler": "Euler z", "upscale_by": 2, "upscaler": "ESRGAN"}
+        ]
+    }
+    _p, processed = txt2img(webui, recipe=bad)
+    assert webui.processing.calls == []
+    for field in (
+        "'checkpoint': got 'photoreal'",
+        "'sampler': got 'Euler z'",
+        "'upscaler': got 'ESRGAN'",
+    ):
+        assert field in processed.comments
+
+
+def test_pickle_checkpoints_need_the_opt_in(webui):
+    _p, processed = txt2img(webui, recipe={"passes": [{"checkpoint": "old"}]})
+    assert "--multipass-allow-ckpt" in processed.comments and webui.processing.calls == []
+    webui.shared.cmd_opts.multipass_allow_ckpt = True
+    try:
+        webui.processing.calls.clear()
+        _p, processed = txt2img(webui, recipe={"passes": [{"checkpoint": "old"}]})
+        assert [c["checkpoint"] for c in webui.processing.calls][-1] == "old.ckpt [dddd]"
+    finally:
+        webui.shared.cmd_opts.multipass_allow_ckpt = False
+
+
+def test_error_in_a_pass_keeps_finished_images_and_restores_the_checkpoint(webui):
+    def boom(call):
+        if call["checkpoint"].startswith("toon") and call["kind"] == "img2img":
+            raise RuntimeError("out of memory")
+
+    webui.processing.on_call.append(boom)
+    _p, processed = txt2img(webui, batch_size=2)
+    assert "failed (out of memory) at pass 2, image 1 of 2" in processed.comments
+    finals = processed.images[processed.index_of_first_image :]
+    photo_calls = [c for c in webui.processing.calls if c["checkpoint"].startswith("photo")]
+    assert len(photo_calls) == 2 and len(finals) == 2
+    assert webui.shared.sd_model.sd_checkpoint_info.title == "toon.safetensors [aaaa]"
+
+
+def test_interrupt_keeps_finished_images_and_restores_the_checkpoint(webui):
+    def interrupt(call):
+        if call["kind"] == "img2img":
+            webui.shared.state.interrupted = True
+
+    webui.processing.on_call.append(interrupt)
+    _p, processed = txt2img(webui, batch_size=2)
+    assert "cancelled at pass 1, image 1 of 2" in processed.comments
+    assert webui.shared.sd_model.sd_checkpoint_info.title == "toon.safetensors [aaaa]"
+    finals = processed.images[processed.index_of_first_image :]
+    base = [c for c in webui.processing.calls if c["kind"] == "txt2img"]
+    assert len(finals) == 2 and len(base) == 2
+
+
+def test_skip_abandons_only_the_current_image_pass(webui):
+    seen = []
+
+    def skip_first(call):
+        if call["kind"] == "img2img" and not seen:
+            seen.append(call)
+            webui.shared.state.skipped = True
+
+    webui.processing.on_call.append(skip_first)
+    _p, _processed = txt2img(webui, batch_size=2)
+    img2img = [c for c in webui.processing.calls if c["kind"] == "img2img"]
+    assert len(img2img) == 4  # every image still ran every pass
+    assert webui.shared.state.skipped is False
+
+
+def test_detail_crop_pass_goes_to_the_host_as_a_masked_crop(webui):
+    recipe = {
+        "passes": [
+            {
+                "region": "crop",
+                "mask_source": "boxes",
+                "boxes": [[16, 16, 32, 32]],
+                "padding": 8,
+                "working_width": 128,
+                "working_height": 128,
+            }
+        ]
+    }
+    _p, _processed = txt2img(webui, recipe=recipe)
+    (call,) = [c for c in webui.processing.calls if c["kind"] == "img2img"]
+    assert call["size"] == (128, 128) and call["mask"] is not None
+    assert call["inpaint_full_res"] is False
+
+
+def test_checkpoint_switch_is_host_specific(webui):
+    txt2img(webui)
+    calls = [c for c in webui.processing.calls if c["kind"] == "img2img"]
+    if webui.flavour == "forge":
+        assert all("sd_model_checkpoint" not in c["override"] for c in calls)
+    else:
+        assert calls[0]["override"]["sd_model_checkpoint"] == "photo.safetensors [bbbb]"
+
+
+def test_infotext_pastes_back_into_every_field(webui):
+    from lib_multipass.infotext import parse_params_line
+    from lib_multipass.recipe import parse_recipe
+    from lib_multipass.webui import ui
+
+    _p, processed = txt2img(webui)
+    params = parse_params_line(processed.infotexts[0].splitlines()[-1])
+    state = ui.recipe_state_from_params(params, 3)
+    want = parse_recipe(RECIPE, allow_base=False)
+    got = parse_recipe({"passes": state["passes"][:2]}, allow_base=False)
+    assert got == want and state["passes"][2]["enabled"] is False
+    # the paste callbacks give each widget its value, defaults included
+    from lib_multipass.fields import PASS_FIELDS
+
+    f = next(f for f in PASS_FIELDS if f.name == "denoising_strength")
+    assert ui.paste_value(1, f)(params) == 0.3
+    g = next(f for f in PASS_FIELDS if f.name == "mask_blur")
+    assert ui.paste_value(0, g)(params) == 4
+    assert ui.paste_value(0, f)({"Steps": "20"}) is None  # no recipe: leave widgets alone
+
+
+def test_xyz_axes_without_shared_state(webui):
+    from copy import copy
+
+    xyz = type("XYZ", (), {})()
+    xyz.axis_options = []
+
+    class AxisOption:
+        def __init__(
+            self,
+            label,
+            type,
+            apply,
+            format_value=None,
+            confirm=None,
+            cost=0.0,
+            choices=None,
+            prepare=None,
+        ):
+            self.label, self.type, self.apply, self.choices = label, type, apply, choices
+
+    xyz.AxisOption = AxisOption
+    scripts = sys.modules["modules.scripts"]
+    scripts.scripts_data.append(
+        scripts.ScriptClassData(
+            type("S", (), {"__module__": "xyz_grid.py"}), "scripts/xyz_grid.py", "", xyz
+        )
+    )
+    webui.module.on_before_ui()
+    webui.module.on_before_ui()  # registering twice adds nothing twice
+    labels = [o.label for o in xyz.axis_options]
+    assert (
+        "[Multipass] Pass 1 checkpoint" in labels
+        and "[Multipass] Pass 3 denoising strength" in labels
+    )
+    assert len(labels) == len(set(labels))
+    p = webui.processing.StableDiffusionProcessingTxt2Img(prompt="x")
+    p.scripts = webui.runner
+    shared_recipe = {"passes": [{"denoising_strength": 0.5}]}
+    p.script_args_value = (None, False, shared_recipe)
+    opt = next(o for o in xyz.axis_options if o.label == "[Multipass] Pass 1 denoising strength")
+    cells = []
+    for x in (0.3, 0.7):
+        pc = copy(p)
+        opt.apply(pc, x, [0.3, 0.7])
+        cells.append(pc.script_args)
+    assert [c[2]["passes"][0]["denoising_strength"] for c in cells] == [0.3, 0.7]
+    assert all(c[1] is True for c in cells)
+    assert shared_recipe == {"passes": [{"denoising_strength": 0.5}]} and p.script_args[1] is False
+
+
+def test_settings_section(webui):
+    from types import SimpleNamespace
+
+    from lib_multipass.webui import settings
+
+    settings.register(webui.shared, SimpleNamespace(Slider="Slider", Radio="Radio"))
+    labels = webui.shared.opts.data_labels
+    assert {"multipass_passes", "multipass_save_intermediates", "multipass_padding_unit"} <= set(
+        labels
+    )
+    assert labels["multipass_passes"].section == ("multipass", "Multipass")
+    assert settings.passes_shown() == 3 and settings.padding_unit() == "px"
+    webui.shared.opts.data["multipass_passes"] = 40
+    assert settings.passes_shown() == 16
+
+
+def test_too_old_a_webui_is_named(webui, monkeypatch):
+    from lib_multipass.webui import compat
+
+    monkeypatch.delattr(sys.modules["modules.sd_models"], "checkpoint_aliases")
+    with pytest.raises(compat.HostError, match=r"needs AUTOMATIC1111 WebUI 1\.6"):
+        compat.check_host()
+
+
+def asgi_call(app, body):
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/sdapi/v1/txt2img"}
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_api_rejects_a_bad_recipe_before_the_job(webui):
+    from lib_multipass.webui import api, job
+
+    reached = []
+
+    async def downstream(scope, receive, send):
+        reached.append(json.loads((await receive())["body"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    check = api.RecipeCheck(downstream, job.validate_request)
+    bad = {
+        "prompt": "x",
+        "alwayson_scripts": {
+            "Multipass": {"args": [True, {"passes": [{"steps": 500, "checkpoint": "nope"}]}]}
+        },
+    }
+    sent = asgi_call(check, bad)
+    assert sent[0]["status"] == 422 and not reached
+    detail = json.loads(sent[1]["body"])["detail"]
+    assert [(d["where"], d["field"]) for d in detail] == [("pass 1", "steps")]
+    assert "a whole number from 1 to 150" in detail[0]["message"]
+    # a well-formed recipe is then checked against the host's lists
+    unknown = {
+        "alwayson_scripts": {"multipass": {"args": [True, {"passes": [{"checkpoint": "nope"}]}]}}
+    }
+    detail = json.loads(asgi_call(check, unknown)[1]["body"])["detail"]
+    assert [d["field"] for d in detail] == ["checkpoint"] and "toon.safetensors [aaaa]" in detail[
+        0
+    ]["message"]
+
+    good = {"prompt": "x", "alwayson_scripts": {"multipass": {"args": [True, RECIPE]}}}
+    sent = asgi_call(check, good)
+    assert sent[0]["status"] == 200 and reached == [good]  # the body reaches the WebUI intact
+    off = {"alwayson_scripts": {"multipass": {"args": [False, {"passes": [{"steps": 500}]}]}}}
+    assert asgi_call(check, off)[0]["status"] == 200
+
+
+def test_api_endpoints_in_a_real_fastapi_app(webui):
+    fastapi = pytest.importorskip("fastapi")
+    testclient = pytest.importorskip("fastapi.testclient")
+    app = fastapi.FastAPI()
+
+    @app.post("/sdapi/v1/txt2img")
+    def txt2img_route(body: dict):
+        return {"images": [], "got": body}
+
+    webui.module.on_app_started(None, app)
+    client = testclient.TestClient(app)
+    assert client.get("/multipass/v1/version").json()["version"]
+    assert client.get("/multipass/v1/schema").json()["title"] == "Multipass recipe"
+    bad = {"alwayson_scripts": {"multipass": {"args": [True, {"passes": [{"denoise": 1}]}]}}}
+    response = client.post("/sdapi/v1/txt2img", json=bad)
+    assert response.status_code == 422
+    assert "did you mean 'denoising_strength'" in response.json()["detail"][0]["message"]
+    ok = {"alwayson_scripts": {"multipass": {"args": [True, RECIPE]}}}
+    assert client.post("/sdapi/v1/txt2img", json=ok).json()["got"] == ok
