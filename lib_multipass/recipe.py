@@ -334,9 +334,10 @@ def load_recipe(path: str | Path) -> Any:
 # back to plain data
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
+    """A value with its tuples as lists, as JSON holds it."""
     if isinstance(v, tuple):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     return v
 
 
@@ -347,7 +348,7 @@ def record_to_dict(obj: Any, fields: Sequence[Field], *, compact: bool = False) 
         v = getattr(obj, f.name)
         if compact and v == f.default:
             continue
-        out[f.name] = _plain(v)
+        out[f.name] = plain(v)
     return out
 
 
@@ -394,4 +395,4 @@ def recipe_from_positional(values: Sequence[Any], n_passes: int) -> Any:
 
 def recipe_to_positional(recipe: Any) -> list[Any]:
     """The positional values that recipe_from_positional turns back into `recipe`'s passes."""
-    return [_plain(getattr(p, f.name)) for p in recipe.passes for f in PASS_FIELDS]
+    return [plain(getattr(p, f.name)) for p in recipe.passes for f in PASS_FIELDS]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..fields import PASS_FIELDS, Field
 from ..infotext import KEY_PASSES, has_recipe, recipe_from_params
-from ..recipe import RecipeError, coerce, record_to_dict
+from ..recipe import RecipeError, coerce, plain, record_to_dict
 from ..schedule import img2img_steps, pass_strengths
 
 SAME = {
@@ -25,8 +25,36 @@ SAME = {
     "sampler": "Use same sampler",
     "scheduler": "Use same scheduler",
 }
-# fields shown in the pass's first rows; the rest go in a "More" accordion
-MAIN = ("enabled", "checkpoint", "denoising_strength", "prompt", "prompt_mode", "upscale_by")
+# where each field goes: rows of the pass's main part, then rows of its folded sections
+LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
+    (
+        None,
+        (
+            ("enabled", "checkpoint", "denoising_strength"),
+            ("prompt", "prompt_mode"),
+            ("upscale_by", "upscaler"),
+        ),
+    ),
+    (
+        "Sampling and schedule",
+        (
+            ("negative_prompt", "negative_prompt_mode"),
+            ("sampler", "scheduler", "steps", "cfg_scale"),
+            ("schedule", "strengths", "repeats"),
+            ("curve", "curve_final", "curve_passes"),
+            ("seed", "seed_offset", "vae", "name"),
+        ),
+    ),
+    (
+        "Detail crop (inpaint only the mask)",
+        (
+            ("region", "mask_source", "boxes"),
+            ("padding", "padding_unit", "padding_sides"),
+            ("working_width", "working_height", "mask_blur"),
+            ("mask_image",),
+        ),
+    ),
+)
 
 
 @dataclass
@@ -78,8 +106,7 @@ def from_widget(f: Field, value: Any) -> Any:
         buf = io.BytesIO()
         value.save(buf, "PNG")
         return base64.b64encode(buf.getvalue()).decode()
-    v = coerce(f, value, lenient=True)
-    return list(v) if isinstance(v, tuple) else v
+    return plain(coerce(f, value, lenient=True))
 
 
 def hint(values: dict[str, Any], base_steps: int | None, step_mode: str = "proportional") -> str:
@@ -173,12 +200,13 @@ def build(
                     elem_id=elem_id(tab, i, "hint"),
                     elem_classes=["multipass-hint"],
                 )
-                made = {}
-                for f in [f for f in PASS_FIELDS if f.name in MAIN]:
-                    made[f.name] = _widget(gr, f, tab, i, state_value["passes"][i], choices)
-                with gr.Accordion(label="More settings", open=False):
-                    for f in [f for f in PASS_FIELDS if f.name not in MAIN]:
-                        made[f.name] = _widget(gr, f, tab, i, state_value["passes"][i], choices)
+                made: dict[str, Any] = {}
+                for section, rows in LAYOUT:
+                    if section is None:
+                        _rows(gr, rows, made, tab, i, state_value["passes"][i], choices)
+                        continue
+                    with gr.Accordion(label=section, open=False):
+                        _rows(gr, rows, made, tab, i, state_value["passes"][i], choices)
                 for name, widget in made.items():
                     widgets[elem_id(tab, i, name)] = widget
                     f = next(x for x in PASS_FIELDS if x.name == name)
@@ -187,6 +215,14 @@ def build(
                     _wire(gr, widget, state, hint_box, i, name, base_steps, step_mode)
     paste.append((enabled, lambda params: True if KEY_PASSES in params else None))
     return enabled, state, paste, widgets
+
+
+def _rows(gr, rows, made, tab, i, values, choices) -> None:
+    by_name = {f.name: f for f in PASS_FIELDS}
+    for row in rows:
+        with gr.Row():
+            for name in row:
+                made[name] = _widget(gr, by_name[name], tab, i, values, choices)
 
 
 def _wire(gr, widget, state, hint_box, index, name, base_steps, step_mode) -> None:
@@ -208,9 +244,9 @@ def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Cho
         "sampler": choices.samplers,
         "scheduler": choices.schedulers,
     }
-    common = {"label": f.label, "elem_id": eid}
-    if f.help:
-        common["info"] = f.help if len(f.help) < 90 else None
+    common: dict[str, Any] = {"label": f.label, "elem_id": eid}
+    if f.name in ("checkpoint", "prompt", "padding"):
+        common["info"] = f.help
     if f.name in lists:
         return gr.Dropdown(choices=[SAME[f.name], *lists[f.name]], value=value, **common)
     if f.name == "upscaler":

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..fields import PASS_FIELDS
-from ..recipe import coerce
+from ..recipe import coerce, plain
 from . import compat
 
 TITLE = "Multipass"
@@ -54,7 +54,7 @@ def apply_value(p: Any, index: int, name: str, value: Any) -> None:
     value = coerce(f, value, lenient=True)
     passes[index] = {
         **passes[index],
-        name: list(value) if isinstance(value, tuple) else value,
+        name: plain(value),
         "enabled": True,
     }
     args[start] = True

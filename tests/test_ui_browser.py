@@ -1,0 +1,45 @@
+"""The accordion in a real gradio 3.41.2 app, driven in headless Chromium.
+
+gradio 3.41.2 only serves beside the WebUI's own pins, so it lives in its own environment,
+.venv-ui (made by tests/setup.sh from tests/ui/requirements.txt); Chromium is Debian's.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+UI_PYTHON = ROOT / ".venv-ui" / "bin" / "python"
+
+
+@pytest.mark.skipif(
+    not UI_PYTHON.exists() or shutil.which("chromium") is None,
+    reason="needs .venv-ui and Debian's chromium: run `bash tests/setup.sh`",
+)
+def test_accordion_in_chromium(tmp_path):
+    shot = tmp_path / "accordion.png"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run(
+        [str(UI_PYTHON), str(ROOT / "tests" / "ui" / "drive.py"), "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    enabled, recipe = result["args"]
+    # opening the accordion switched Multipass on; the chosen values reached the script's args
+    assert enabled is True
+    first = recipe["passes"][0]
+    assert first["checkpoint"] == "photo.safetensors [bbbb]"
+    assert first["denoising_strength"] == 0.55 and first["enabled"] is True
+    assert [p["enabled"] for p in recipe["passes"]] == [True, False, False]
+    # the live hint told the truth about the steps
+    assert result["hint"] == "0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)"
+    assert Path(shot).stat().st_size > 10_000

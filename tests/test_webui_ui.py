@@ -1,0 +1,42 @@
+"""The accordion's layout and its value conversions, without a browser."""
+
+from lib_multipass.fields import PASS_FIELDS
+from lib_multipass.webui import ui
+
+
+def test_layout_places_every_field_once():
+    placed = [name for _, rows in ui.LAYOUT for row in rows for name in row]
+    assert sorted(placed) == sorted(f.name for f in PASS_FIELDS)
+    assert len(placed) == len(set(placed))
+
+
+def test_widget_values_round_trip():
+    by = {f.name: f for f in PASS_FIELDS}
+    assert ui.to_widget(by["checkpoint"], "") == "Use same checkpoint"
+    assert ui.from_widget(by["checkpoint"], "Use same checkpoint") == ""
+    assert ui.from_widget(by["strengths"], ui.to_widget(by["strengths"], (0.8, 0.6))) == [0.8, 0.6]
+    boxes = ((1, 2, 3, 4), (5, 6, 7, 8))
+    assert ui.from_widget(by["boxes"], ui.to_widget(by["boxes"], boxes)) == [list(b) for b in boxes]
+    assert ui.from_widget(by["steps"], 25.0) == 25
+
+
+def test_state_updates_never_mutate_the_old_state():
+    old = ui.default_state(2)
+    new = ui.update_state(old, 1, "denoising_strength", 0.3)
+    assert old["passes"][1]["denoising_strength"] == 0.5
+    assert new["passes"][1]["denoising_strength"] == 0.3
+    # a half-typed value keeps the last good one
+    assert ui.update_state(new, 1, "strengths", "0.8, x")["passes"][1]["strengths"] == []
+
+
+def test_hints_show_the_real_steps():
+    values = ui.default_pass(0)
+    assert ui.hint(values | {"denoising_strength": 0.55}, 20) == (
+        "0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)"
+    )
+    chain = values | {"schedule": "list", "strengths": [0.8, 0.6], "repeats": 2}
+    assert ui.hint(chain, 20).startswith("4 runs: 0.8 at 20 steps runs 17 of 20")
+    assert ui.hint(values, 30, "fixed") == "0.5 at 30 steps runs 30 of 60 steps (acts as 0.50)"
+    assert ui.hint(values | {"denoising_strength": 3}, 20).startswith(
+        "⚠ pass 1, field 'denoising_strength'"
+    )

@@ -1,0 +1,55 @@
+"""The Multipass accordion in a real gradio app, as the WebUI builds it (run in .venv-ui).
+
+    .venv-ui/bin/python tests/ui/app.py PORT
+
+Builds the script's real ui() inside a txt2img-like tab with the thin `modules` stand-in, and
+a Generate button that shows the args the WebUI would pass to the script, as JSON.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "tests" / "webui_stub"), str(ROOT)]
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+from modules import sd_models, shared  # noqa: E402
+
+sd_models.list_models()
+sd_models.reload_model_weights()
+shared.sd_upscalers = [type("U", (), {"name": n})() for n in ("Lanczos", "R-ESRGAN 4x+")]
+
+import importlib.util  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("multipass_script", ROOT / "scripts" / "multipass.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+
+
+def build() -> gr.Blocks:
+    script = module.MultipassScript()
+    with gr.Blocks(title="Multipass UI test", analytics_enabled=False) as demo:
+        with gr.Row():
+            steps = gr.Slider(
+                1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps"
+            )
+            script.after_component(steps, elem_id="txt2img_steps")
+        args = script.ui(False)
+        generate = gr.Button("Generate", elem_id="txt2img_generate")
+        out = gr.Textbox(label="script args", elem_id="script_args")
+
+        def run(*values):
+            return json.dumps(list(values), default=str)
+
+        generate.click(fn=run, inputs=list(args), outputs=[out])
+    return demo
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1])
+    build().queue().launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=False, show_api=False
+    )

@@ -1,0 +1,111 @@
+"""Drive the Multipass accordion in headless Chromium (run in .venv-ui).
+
+    .venv-ui/bin/python tests/ui/drive.py [--screenshot PATH]
+
+Starts tests/ui/app.py on a free local port, opens it in Debian's Chromium through
+Playwright, opens the accordion, picks a checkpoint and a strength for pass 1, presses
+Generate, and prints what arrived in the script's args (and the step hint) as JSON.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# what the WebUI's javascript/inputAccordion.js does: opening the accordion ticks its checkbox
+ACCORDION_JS = """
+() => {
+  for (const acc of document.querySelectorAll('.input-accordion')) {
+    const label = acc.querySelector('.label-wrap');
+    label.addEventListener('click', () => {
+      const box = document.querySelector('#' + acc.id + '-checkbox input');
+      box.click();
+    });
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 60) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer in {seconds} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--screenshot", type=Path)
+    args = parser.parse_args()
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "app.py"), str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(url)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1100, "height": 1400})
+            page.goto(url)
+            page.wait_for_selector("#multipass_txt2img")
+            page.evaluate(ACCORDION_JS)
+            page.click("#multipass_txt2img > .label-wrap")
+            page.wait_for_selector("#multipass_txt2img_p1_checkpoint", state="visible")
+            page.click("#multipass_txt2img_p1_checkpoint input")
+            page.click("ul.options li:has-text('photo.safetensors [bbbb]')")
+            strength = page.locator("#multipass_txt2img_p1_denoising_strength input[type=number]")
+            strength.fill("0.55")
+            strength.press("Enter")
+            hint = page.locator("div.prose#multipass_txt2img_p1_hint")
+            hint.filter(has_text="0.55 at").wait_for()
+            hint_text = hint.inner_text()
+            if args.screenshot:
+                page.locator("#multipass_txt2img").screenshot(path=str(args.screenshot))
+            page.click("#txt2img_generate")
+            page.wait_for_function(
+                "() => document.querySelector('#script_args textarea').value.length > 2"
+            )
+            raw = page.locator("#script_args textarea").input_value()
+            browser.close()
+        print(json.dumps({"args": json.loads(raw), "hint": hint_text}))
+        return 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
