@@ -49,6 +49,8 @@ class MultipassScript(scripts.Script):
             padding_unit=settings.padding_unit(),
             base_steps=self.base_steps,
             step_mode=job.step_mode,
+            refresh_checkpoints=compat.refresh_checkpoint_titles,
+            no_progress=compat.no_progress(gr),
         )
         self.infotext_fields = paste
         self.paste_field_names = []

@@ -43,3 +43,8 @@ def test_accordion_in_chromium(tmp_path):
     # the live hint told the truth about the steps
     assert result["hint"] == "0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)"
     assert Path(shot).stat().st_size > 10_000
+    # the dropdown lists the host's checkpoints after "Use same checkpoint"
+    assert [o.replace("✓", "").strip() for o in result["options"]][:2] == [
+        "Use same checkpoint",
+        "toon.safetensors [aaaa]",
+    ]

@@ -57,6 +57,18 @@ def find_checkpoint(name: str) -> Any | None:
     return _module("modules.sd_models").checkpoint_aliases.get(name)
 
 
+def refresh_checkpoint_titles() -> list[str]:
+    """Re-read the host's checkpoint folders, as its own refresh button does; the new list."""
+    _module("modules.sd_models").list_models()
+    return checkpoint_titles()
+
+
+def no_progress(gr: Any) -> Any:
+    """show_progress's "don't" value: False in gradio 3, "hidden" in gradio 4."""
+    major = int(str(getattr(gr, "__version__", "3")).split(".")[0] or 3)
+    return "hidden" if major >= 4 else False
+
+
 def checkpoint_titles() -> list[str]:
     """The host's checkpoint list, as its dropdowns show it."""
     return list(_module("modules.sd_models").checkpoints_list)

@@ -180,6 +180,8 @@ def build(
     padding_unit: str = "px",
     base_steps: Any = None,
     step_mode: Callable[[], str] = lambda: "proportional",
+    refresh_checkpoints: Callable[[], list[str]] | None = None,
+    no_progress: Any = False,
 ) -> tuple[Any, Any, list[tuple[Any, Any]], dict[str, Any]]:
     """Build the accordion; returns (enable switch, state, paste fields, widgets by elem_id)."""
     state_value = default_state(n_passes, padding_unit)
@@ -202,37 +204,57 @@ def build(
                 )
                 made: dict[str, Any] = {}
                 for section, rows in LAYOUT:
+                    values = state_value["passes"][i]
                     if section is None:
-                        _rows(gr, rows, made, tab, i, state_value["passes"][i], choices)
+                        _rows(gr, rows, made, tab, i, values, choices, refresh_checkpoints)
                         continue
                     with gr.Accordion(label=section, open=False):
-                        _rows(gr, rows, made, tab, i, state_value["passes"][i], choices)
+                        _rows(gr, rows, made, tab, i, values, choices, refresh_checkpoints)
                 for name, widget in made.items():
                     widgets[elem_id(tab, i, name)] = widget
                     f = next(x for x in PASS_FIELDS if x.name == name)
                     if f.infotext is not None:
                         paste.append((widget, paste_value(i, f)))
-                    _wire(gr, widget, state, hint_box, i, name, base_steps, step_mode)
+                    _wire(gr, widget, state, hint_box, i, name, base_steps, step_mode, no_progress)
+
     paste.append((enabled, lambda params: True if KEY_PASSES in params else None))
     return enabled, state, paste, widgets
 
 
-def _rows(gr, rows, made, tab, i, values, choices) -> None:
+def _rows(gr, rows, made, tab, i, values, choices, refresh) -> None:
     by_name = {f.name: f for f in PASS_FIELDS}
     for row in rows:
         with gr.Row():
             for name in row:
                 made[name] = _widget(gr, by_name[name], tab, i, values, choices)
+                if name == "checkpoint" and refresh is not None:
+                    _refresh_button(gr, made[name], tab, i, refresh)
 
 
-def _wire(gr, widget, state, hint_box, index, name, base_steps, step_mode) -> None:
+def _refresh_button(gr, dropdown, tab, index, refresh) -> None:
+    button = gr.Button(
+        value="\u21bb",
+        elem_id=elem_id(tab, index, "refresh"),
+        elem_classes=["multipass-refresh"],
+        size="sm",
+        scale=0,
+        min_width=40,
+    )
+
+    def on_click():
+        return gr.update(choices=[SAME["checkpoint"], *refresh()])
+
+    button.click(fn=on_click, inputs=[], outputs=[dropdown])
+
+
+def _wire(gr, widget, state, hint_box, index, name, base_steps, step_mode, no_progress) -> None:
     inputs = [state, widget] + ([base_steps] if base_steps is not None else [])
 
     def on_change(current, value, steps=None):
         new = update_state(current, index, name, value)
         return new, hint(new["passes"][index], int(steps) if steps else None, step_mode())
 
-    widget.change(fn=on_change, inputs=inputs, outputs=[state, hint_box], show_progress=False)
+    widget.change(fn=on_change, inputs=inputs, outputs=[state, hint_box], show_progress=no_progress)
 
 
 def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Choices) -> Any:
@@ -245,7 +267,7 @@ def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Cho
         "scheduler": choices.schedulers,
     }
     common: dict[str, Any] = {"label": f.label, "elem_id": eid}
-    if f.name in ("checkpoint", "prompt", "padding"):
+    if f.name in ("prompt", "padding"):
         common["info"] = f.help
     if f.name in lists:
         return gr.Dropdown(choices=[SAME[f.name], *lists[f.name]], value=value, **common)

@@ -31,7 +31,8 @@ spec.loader.exec_module(module)
 
 def build() -> gr.Blocks:
     script = module.MultipassScript()
-    with gr.Blocks(title="Multipass UI test", analytics_enabled=False) as demo:
+    css = (ROOT / "style.css").read_text()  # the WebUI loads every extension's style.css
+    with gr.Blocks(title="Multipass UI test", analytics_enabled=False, css=css) as demo:
         with gr.Row():
             steps = gr.Slider(
                 1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps"

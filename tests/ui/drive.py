@@ -84,7 +84,10 @@ def main() -> int:
             page.evaluate(ACCORDION_JS)
             page.click("#multipass_txt2img > .label-wrap")
             page.wait_for_selector("#multipass_txt2img_p1_checkpoint", state="visible")
+            page.click("#multipass_txt2img_p1_refresh")  # re-reads the host's checkpoint list
+            page.wait_for_timeout(500)
             page.click("#multipass_txt2img_p1_checkpoint input")
+            options = page.locator("ul.options li").all_inner_texts()
             page.click("ul.options li:has-text('photo.safetensors [bbbb]')")
             strength = page.locator("#multipass_txt2img_p1_denoising_strength input[type=number]")
             strength.fill("0.55")
@@ -100,7 +103,7 @@ def main() -> int:
             )
             raw = page.locator("#script_args textarea").input_value()
             browser.close()
-        print(json.dumps({"args": json.loads(raw), "hint": hint_text}))
+        print(json.dumps({"args": json.loads(raw), "hint": hint_text, "options": options}))
         return 0
     finally:
         server.terminate()
