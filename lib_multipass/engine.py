@@ -9,6 +9,7 @@ stopped. It imports no torch: backends do the sampling.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from .imaging import (
     plan_masked_crop,
     to_mask,
 )
-from .plan import JobContext, Run, plan_recipe
+from .plan import JobContext, Run, plan_recipe, resolve_prompt
 from .recipe import Problem, RecipeError, where_pass
 
 SEED_MODULUS = 2**32
@@ -180,6 +181,9 @@ class Job:
     seeds: Sequence[int] = (0,)
     job_mask: Image.Image | None = None  # the job's own inpaint mask, base image size
     recipe_dir: Path | None = None  # where a recipe file's mask image paths start; None: API
+    # each image's own base prompts (wildcards, prompt matrix); None: ctx's for all
+    prompts: Sequence[str] | None = None
+    negative_prompts: Sequence[str] | None = None
 
 
 def _masks_for(recipe: Any, job: Job) -> tuple[dict[int, Image.Image], list[Problem]]:
@@ -312,7 +316,7 @@ def run_job(
                 on_step = on_step_for(run.number, label, image_index)
                 try:
                     image = _apply(
-                        run,
+                        _for_image(run, recipe, job, image_index),
                         recipe,
                         job,
                         masks,
@@ -345,6 +349,20 @@ def run_job(
                 result.stopped, result.error = "error", e
                 result.where = f"putting back checkpoint {original!r}"
     return result
+
+
+def _for_image(run: Run, recipe: Any, job: Job, index: int) -> Run:
+    """The run with this image's own base prompts resolved into it, where the job has them."""
+    if job.prompts is None and job.negative_prompts is None:
+        return run
+    p = recipe.passes[run.pass_index]
+    changes = {}
+    if job.prompts is not None:
+        changes["prompt"] = resolve_prompt(p.prompt_mode, p.prompt, job.prompts[index])
+    if job.negative_prompts is not None:
+        neg = job.negative_prompts[index]
+        changes["negative_prompt"] = resolve_prompt(p.negative_prompt_mode, p.negative_prompt, neg)
+    return dataclasses.replace(run, **changes)
 
 
 def _where(label: str, image_index: int, n_images: int) -> str:

@@ -56,11 +56,8 @@ class MultipassScript(scripts.Script):
         self.paste_field_names = []
         return [enabled, state]
 
-    def setup(self, p, enabled, recipe, *args):
-        job.setup(p, enabled, recipe)
-
     def process(self, p, enabled, recipe, *args):
-        job.process(p)
+        job.process(p, enabled, recipe)
 
     def postprocess(self, p, processed, enabled, recipe, *args):
         job.postprocess(p, processed)

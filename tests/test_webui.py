@@ -446,3 +446,69 @@ def test_api_endpoints_in_a_real_fastapi_app(webui):
     assert "did you mean 'denoising_strength'" in response.json()["detail"][0]["message"]
     ok = {"alwayson_scripts": {"multipass": {"args": [True, RECIPE]}}}
     assert client.post("/sdapi/v1/txt2img", json=ok).json()["got"] == ok
+
+
+def test_xyz_cells_run_with_their_own_args(webui):
+    """XYZ sets each cell's args after the job was set up: the cell's values must be used."""
+    from copy import copy
+
+    from lib_multipass.webui import xyz
+
+    webui.shared.state.begin()
+    p = webui.processing.StableDiffusionProcessingTxt2Img(
+        prompt="a castle",
+        seed=100,
+        steps=20,
+        sampler_name="Euler a",
+        width=64,
+        height=64,
+        outpath_samples="out",
+        outpath_grids="grids",
+    )
+    p.scripts = webui.runner
+    args = [None] * len(webui.runner.inputs)
+    args[webui.script.args_from] = False  # Multipass off in the UI; the axis switches it on
+    args[webui.script.args_from + 1] = {"passes": [{"denoising_strength": 0.5}]}
+    p.script_args = tuple(args)
+    strengths = []
+    for x in (0.3, 0.7):
+        pc = copy(p)
+        xyz.apply_value(pc, 0, "denoising_strength", x)
+        webui.processing.calls.clear()
+        webui.processing.process_images(pc)
+        strengths.append([c["strength"] for c in webui.processing.calls if c["kind"] == "img2img"])
+    assert strengths == [[0.3], [0.7]]
+
+
+def test_each_image_keeps_its_own_prompt(webui):
+    recipe = {"passes": [{"prompt": "sharp", "prompt_mode": "append"}]}
+    webui.shared.state.begin()
+    p = webui.processing.StableDiffusionProcessingTxt2Img(
+        prompt="castle {n}",
+        seed=1,
+        steps=20,
+        sampler_name="Euler a",
+        width=64,
+        height=64,
+        batch_size=3,
+        outpath_samples="out",
+        outpath_grids="grids",
+    )
+    p.scripts = webui.runner
+    args = [None] * len(webui.runner.inputs)
+    args[webui.script.args_from : webui.script.args_from + 2] = [True, recipe]
+    p.script_args = tuple(args)
+    webui.processing.process_images(p)
+    prompts = [c["prompt"] for c in webui.processing.calls if c["kind"] == "img2img"]
+    assert prompts == ["castle 0, sharp", "castle 1, sharp", "castle 2, sharp"]
+
+
+def test_job_mask_follows_inpaint_not_masked(webui):
+    from lib_multipass.webui import job
+
+    mask = Image.new("L", (8, 8), 0)
+    mask.paste(255, (0, 0, 4, 8))
+    p = webui.processing.StableDiffusionProcessingImg2Img(mask=mask, inpainting_mask_invert=1)
+    assert job.job_mask(p).getbbox() == (4, 0, 8, 8)
+    p = webui.processing.StableDiffusionProcessingImg2Img(mask=mask)
+    assert job.job_mask(p).getbbox() == (0, 0, 4, 8)

@@ -130,14 +130,26 @@ def validate_request(enabled: Any, recipe_arg: Any, body: dict[str, Any]) -> Non
     validate(enabled, recipe_arg, final_size(view), has_mask, view)
 
 
-def setup(p: Any, enabled: Any, recipe_arg: Any) -> None:
-    """Validate the whole recipe against the host before the base generation starts.
+def job_mask(p: Any) -> Image.Image | None:
+    """The job's own inpaint mask, as the user meant it (inverted for "inpaint not masked")."""
+    mask = getattr(p, "image_mask", None)
+    if mask is None:
+        return None
+    from PIL import ImageOps
 
-    A bad recipe stops the job before anything is generated, with the reason in the
-    generation info; it never half-runs.
+    mask = mask.convert("L")
+    return ImageOps.invert(mask) if getattr(p, "inpainting_mask_invert", 0) else mask
+
+
+def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
+    """Check the recipe, write it into the infotext, keep the host from saving base images.
+
+    Runs in the `process` hook: after the job's args are final (XYZ plot sets them per cell),
+    before the first image is sampled. A bad recipe stops the job before anything is
+    generated, with the reason in the generation info; it never half-runs.
     """
     _jobs.pop(id(p), None)
-    mask = getattr(p, "image_mask", None)
+    mask = job_mask(p)
     try:
         recipe = validate(enabled, recipe_arg, final_size(p), mask is not None, p)
         if recipe is None:
@@ -156,14 +168,7 @@ def setup(p: Any, enabled: Any, recipe_arg: Any) -> None:
         save_grid=not p.do_not_save_grid,
         job_mask=mask,
     )
-
-
-def process(p: Any) -> None:
-    """Write the recipe into the job's infotext; keep the host from saving the base images."""
-    state = _jobs.get(id(p))
-    if state is None or state.recipe is None:
-        return
-    p.extra_generation_params.update(recipe_to_params(state.recipe))
+    p.extra_generation_params.update(recipe_to_params(recipe))
     p.do_not_save_samples = True  # the finished images are saved after the passes
     p.do_not_save_grid = True
 
@@ -181,7 +186,16 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         return None
     seeds = seeds[: len(images)]
     ctx = context(p, *images[0].size, has_mask=state.job_mask is not None)
-    job = Job(ctx, images=images, seeds=seeds, job_mask=state.job_mask)
+    prompts = list(getattr(processed, "all_prompts", None) or [])[: len(images)]
+    negatives = list(getattr(processed, "all_negative_prompts", None) or [])[: len(images)]
+    job = Job(
+        ctx,
+        images=images,
+        seeds=seeds,
+        job_mask=state.job_mask,
+        prompts=prompts if len(prompts) == len(images) else None,
+        negative_prompts=negatives if len(negatives) == len(images) else None,
+    )
     backend = WebUIBackend(p.outpath_samples, p.outpath_grids)
     runs_images = len(state.recipe.passes) * len(images)
     shared.state.job_count = max(shared.state.job_count, 0) + runs_images
@@ -234,7 +248,7 @@ def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int
         grid = images.image_grid(result.images, p.batch_size)
         if first > 0:
             processed.images[0] = grid
-        else:
+        elif getattr(opts, "return_grid", True):
             processed.images.insert(0, grid)
             processed.index_of_first_image = 1
             if infotexts:

@@ -233,6 +233,7 @@ def process_images_inner(p):
             break
         for i in range(p.batch_size):
             seed = base_seed + n * p.batch_size + i
+            prompt = p.prompt.replace("{n}", str(n * p.batch_size + i))  # as wildcards would
             title = shared.sd_model.sd_checkpoint_info.title
             size = (p.width, p.height)
             out = _tint(title, seed, size)
@@ -240,7 +241,7 @@ def process_images_inner(p):
                 "kind": "img2img" if hasattr(p, "init_images") else "txt2img",
                 "checkpoint": title,
                 "seed": seed,
-                "prompt": p.prompt,
+                "prompt": prompt,
                 "size": size,
                 "strength": p.denoising_strength,
                 "sampler": p.sampler_name,
@@ -264,7 +265,7 @@ def process_images_inner(p):
             calls.append(call)
             images.append(out)
             seeds.append(seed)
-            prompts.append(p.prompt)
+            prompts.append(prompt)
             infotexts.append(create_infotext(p, seed))
             if not p.do_not_save_samples:
                 images_module.save_image(
