@@ -82,27 +82,31 @@ def webui(request, monkeypatch):
     _purge()
 
 
-def txt2img(webui, enabled=True, recipe=RECIPE, n_iter=1, batch_size=1, **kw):
+def make_p(webui, enabled=True, recipe=RECIPE, **kw):
+    """A txt2img job with Multipass's args set, as the UI and API build one."""
     webui.shared.state.begin()  # as the UI and API do before the job's args are set
-    p = webui.processing.StableDiffusionProcessingTxt2Img(
-        prompt="a castle",
-        negative_prompt="blurry",
-        seed=100,
-        steps=20,
-        sampler_name="Euler a",
-        width=64,
-        height=64,
-        n_iter=n_iter,
-        batch_size=batch_size,
-        outpath_samples="out",
-        outpath_grids="grids",
-        **kw,
-    )
+    fields = {
+        "prompt": "a castle",
+        "negative_prompt": "blurry",
+        "seed": 100,
+        "steps": 20,
+        "sampler_name": "Euler a",
+        "width": 64,
+        "height": 64,
+        "outpath_samples": "out",
+        "outpath_grids": "grids",
+    }
+    p = webui.processing.StableDiffusionProcessingTxt2Img(**(fields | kw))
     p.scripts = webui.runner
     args = [None] * len(webui.runner.inputs)
     args[webui.script.args_from] = enabled
     args[webui.script.args_from + 1] = recipe
     p.script_args = tuple(args)
+    return p
+
+
+def txt2img(webui, enabled=True, recipe=RECIPE, **kw):
+    p = make_p(webui, enabled, recipe, **kw)
     return p, webui.processing.process_images(p)
 
 
@@ -454,22 +458,8 @@ def test_xyz_cells_run_with_their_own_args(webui):
 
     from lib_multipass.webui import xyz
 
-    webui.shared.state.begin()
-    p = webui.processing.StableDiffusionProcessingTxt2Img(
-        prompt="a castle",
-        seed=100,
-        steps=20,
-        sampler_name="Euler a",
-        width=64,
-        height=64,
-        outpath_samples="out",
-        outpath_grids="grids",
-    )
-    p.scripts = webui.runner
-    args = [None] * len(webui.runner.inputs)
-    args[webui.script.args_from] = False  # Multipass off in the UI; the axis switches it on
-    args[webui.script.args_from + 1] = {"passes": [{"denoising_strength": 0.5}]}
-    p.script_args = tuple(args)
+    # Multipass off in the UI; the axis switches it on
+    p = make_p(webui, enabled=False, recipe={"passes": [{"denoising_strength": 0.5}]})
     strengths = []
     for x in (0.3, 0.7):
         pc = copy(p)
@@ -482,22 +472,7 @@ def test_xyz_cells_run_with_their_own_args(webui):
 
 def test_each_image_keeps_its_own_prompt(webui):
     recipe = {"passes": [{"prompt": "sharp", "prompt_mode": "append"}]}
-    webui.shared.state.begin()
-    p = webui.processing.StableDiffusionProcessingTxt2Img(
-        prompt="castle {n}",
-        seed=1,
-        steps=20,
-        sampler_name="Euler a",
-        width=64,
-        height=64,
-        batch_size=3,
-        outpath_samples="out",
-        outpath_grids="grids",
-    )
-    p.scripts = webui.runner
-    args = [None] * len(webui.runner.inputs)
-    args[webui.script.args_from : webui.script.args_from + 2] = [True, recipe]
-    p.script_args = tuple(args)
+    p = make_p(webui, recipe=recipe, prompt="castle {n}", batch_size=3)
     webui.processing.process_images(p)
     prompts = [c["prompt"] for c in webui.processing.calls if c["kind"] == "img2img"]
     assert prompts == ["castle 0, sharp", "castle 1, sharp", "castle 2, sharp"]
