@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh machine: the package with its runner and dev extras
 # (torch first: 2.13.0 is the CPU build), and for the browser test of the WebUI accordion,
-# Debian's Chromium and a .venv-ui with gradio as the WebUI pins it.
+# Debian's Chromium and two UI environments: .venv-ui (gradio 3.41.2, as A1111 pins it) and
+# .venv-ui4 (gradio 4.40.0, as Forge 2 pins it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install torch==2.13.0
@@ -13,7 +14,9 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "setup: install Debian's chromium (sudo apt-get install chromium) for the browser test" >&2
     fi
 fi
-if [ ! -x .venv-ui/bin/python ]; then
-    python -m venv .venv-ui
-fi
-.venv-ui/bin/python -m pip install -q -r tests/ui/requirements.txt
+# A1111 1.10's gradio 3.41.2, and Forge 2's gradio 4.40.0, each with its host's pins
+for env in ".venv-ui:requirements.txt" ".venv-ui4:requirements-gradio4.txt"; do
+    dir=${env%%:*}
+    [ -x "$dir/bin/python" ] || python -m venv "$dir"
+    "$dir/bin/python" -m pip install -q -r "tests/ui/${env##*:}"
+done

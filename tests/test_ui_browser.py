@@ -1,7 +1,9 @@
-"""The accordion in a real gradio 3.41.2 app, driven in headless Chromium.
+"""The accordion in a real gradio app, driven in headless Chromium: gradio 3.41.2 as A1111
+pins it, and gradio 4.40.0 as Forge 2 does.
 
-gradio 3.41.2 only serves beside the WebUI's own pins, so it lives in its own environment,
-.venv-ui (made by tests/setup.sh from tests/ui/requirements.txt); Chromium is Debian's.
+Each gradio only serves beside its host's own pins, so each lives in its own environment
+(.venv-ui, .venv-ui4, made by tests/setup.sh from tests/ui/requirements*.txt); Chromium is
+Debian's.
 """
 
 import json
@@ -13,18 +15,18 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-UI_PYTHON = ROOT / ".venv-ui" / "bin" / "python"
+ENVIRONMENTS = {"gradio 3.41.2 (A1111)": ".venv-ui", "gradio 4.40.0 (Forge 2)": ".venv-ui4"}
 
 
-@pytest.mark.skipif(
-    not UI_PYTHON.exists() or shutil.which("chromium") is None,
-    reason="needs .venv-ui and Debian's chromium: run `bash tests/setup.sh`",
-)
-def test_accordion_in_chromium(tmp_path):
+@pytest.mark.parametrize("host", ENVIRONMENTS)
+def test_accordion_in_chromium(tmp_path, host):
+    python = ROOT / ENVIRONMENTS[host] / "bin" / "python"
+    if not python.exists() or shutil.which("chromium") is None:
+        pytest.skip(f"needs {ENVIRONMENTS[host]} and Debian's chromium: run `bash tests/setup.sh`")
     shot = tmp_path / "accordion.png"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     done = subprocess.run(
-        [str(UI_PYTHON), str(ROOT / "tests" / "ui" / "drive.py"), "--screenshot", str(shot)],
+        [str(python), str(ROOT / "tests" / "ui" / "drive.py"), "--screenshot", str(shot)],
         capture_output=True,
         text=True,
         timeout=240,

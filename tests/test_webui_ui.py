@@ -20,13 +20,26 @@ def test_widget_values_round_trip():
     assert ui.from_widget(by["steps"], 25.0) == 25
 
 
-def test_state_updates_never_mutate_the_old_state():
+def slots_and_values(state):
+    slots = [(i, f) for i in range(len(state["passes"])) for f in PASS_FIELDS]
+    values = [ui.to_widget(f, state["passes"][i][f.name]) for i, f in slots]
+    return slots, values
+
+
+def test_state_comes_from_every_widget_and_never_mutates_the_old():
     old = ui.default_state(2)
-    new = ui.update_state(old, 1, "denoising_strength", 0.3)
+    slots, values = slots_and_values(old)
+    assert ui.collect_state(slots, values, None) == old
+    k = slots.index((1, next(f for f in PASS_FIELDS if f.name == "denoising_strength")))
+    values[k] = 0.3
+    new = ui.collect_state(slots, values, old)
     assert old["passes"][1]["denoising_strength"] == 0.5
     assert new["passes"][1]["denoising_strength"] == 0.3
     # a half-typed value keeps the last good one
-    assert ui.update_state(new, 1, "strengths", "0.8, x")["passes"][1]["strengths"] == []
+    j = slots.index((1, next(f for f in PASS_FIELDS if f.name == "strengths")))
+    good = ui.collect_state(slots, [*values[:j], "0.8, 0.6", *values[j + 1 :]], new)
+    half = ui.collect_state(slots, [*values[:j], "0.8, x", *values[j + 1 :]], good)
+    assert half["passes"][1]["strengths"] == [0.8, 0.6]
 
 
 def test_hints_show_the_real_steps():

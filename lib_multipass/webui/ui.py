@@ -127,16 +127,24 @@ def hint(values: dict[str, Any], base_steps: int | None, step_mode: str = "propo
     return head + "; ".join(parts) + where
 
 
-def update_state(state: dict[str, Any], index: int, name: str, value: Any) -> dict[str, Any]:
-    """A new state dict with one field of one pass changed (the old one is never mutated)."""
-    f = next(f for f in PASS_FIELDS if f.name == name)
-    new = copy.deepcopy(state) if state else {"passes": []}
-    while len(new["passes"]) <= index:
-        new["passes"].append(default_pass(len(new["passes"])))
-    try:
-        new["passes"][index][name] = from_widget(f, value)
-    except Exception:
-        return new
+def collect_state(
+    slots: list[tuple[int, Field]], values: list[Any], previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The state dict from every widget's value at once (a new dict; `previous` is untouched).
+
+    Deriving the whole recipe from all widgets on every change means two quick edits can
+    never overwrite each other, as a read-modify-write of one field at a time could. A value
+    that does not parse yet (half-typed) keeps its field's previous value.
+    """
+    n = 1 + max((i for i, _ in slots), default=-1)
+    new = {"passes": [default_pass(i) for i in range(n)]}
+    old = (previous or {}).get("passes") or []
+    for (i, f), value in zip(slots, values, strict=True):
+        try:
+            new["passes"][i][f.name] = from_widget(f, value)
+        except Exception:
+            if i < len(old) and f.name in old[i]:
+                new["passes"][i][f.name] = copy.deepcopy(old[i][f.name])
     return new
 
 
@@ -187,6 +195,8 @@ def build(
     state_value = default_state(n_passes, padding_unit)
     widgets: dict[str, Any] = {}
     paste: list[tuple[Any, Any]] = []
+    slots: list[tuple[int, Field]] = []
+    hints: list[Any] = []
     with input_accordion(False, label="Multipass", elem_id=f"multipass_{tab}") as enabled:
         state = gr.State(value=state_value)
         gr.HTML(
@@ -210,12 +220,13 @@ def build(
                         continue
                     with gr.Accordion(label=section, open=False):
                         _rows(gr, rows, made, tab, i, values, choices, refresh_checkpoints)
-                for name, widget in made.items():
-                    widgets[elem_id(tab, i, name)] = widget
-                    f = next(x for x in PASS_FIELDS if x.name == name)
+                hints.append(hint_box)
+                for f in PASS_FIELDS:
+                    widgets[elem_id(tab, i, f.name)] = made[f.name]
+                    slots.append((i, f))
                     if f.infotext is not None:
-                        paste.append((widget, paste_value(i, f)))
-                    _wire(gr, widget, state, hint_box, i, name, base_steps, step_mode, no_progress)
+                        paste.append((made[f.name], paste_value(i, f)))
+        _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progress)
 
     paste.append((enabled, lambda params: True if KEY_PASSES in params else None))
     return enabled, state, paste, widgets
@@ -247,14 +258,25 @@ def _refresh_button(gr, dropdown, tab, index, refresh) -> None:
     button.click(fn=on_click, inputs=[], outputs=[dropdown])
 
 
-def _wire(gr, widget, state, hint_box, index, name, base_steps, step_mode, no_progress) -> None:
-    inputs = [state, widget] + ([base_steps] if base_steps is not None else [])
+def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progress) -> None:
+    """Every widget's change recomputes the state (and hints) from all widgets."""
+    inputs = [widgets[elem_id(tab, i, f.name)] for i, f in slots]
+    extra = [base_steps] if base_steps is not None else []
 
-    def on_change(current, value, steps=None):
-        new = update_state(current, index, name, value)
-        return new, hint(new["passes"][index], int(steps) if steps else None, step_mode())
+    def on_change(previous, *values):
+        widget_values = list(values[: len(slots)])
+        steps = values[len(slots)] if extra else None
+        new = collect_state(slots, widget_values, previous)
+        base = int(steps) if steps else None
+        return [new, *(hint(p, base, step_mode()) for p in new["passes"])]
 
-    widget.change(fn=on_change, inputs=inputs, outputs=[state, hint_box], show_progress=no_progress)
+    options: dict[str, Any] = {"show_progress": no_progress}
+    if no_progress == "hidden":  # gradio 4: one queue for the accordion keeps events in order
+        options["concurrency_id"] = f"multipass_{tab}"
+    for widget in [*inputs, *extra]:
+        widget.change(
+            fn=on_change, inputs=[state, *inputs, *extra], outputs=[state, *hints], **options
+        )
 
 
 def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Choices) -> Any:

@@ -10,6 +10,7 @@ Generate, and prints what arrived in the script's args (and the step hint) as JS
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -92,9 +93,10 @@ def main() -> int:
             strength = page.locator("#multipass_txt2img_p1_denoising_strength input[type=number]")
             strength.fill("0.55")
             strength.press("Enter")
-            hint = page.locator("div.prose#multipass_txt2img_p1_hint")
-            hint.filter(has_text="0.55 at").wait_for()
-            hint_text = hint.inner_text()
+            # gradio 3 puts the id on two nested elements, gradio 4 on one
+            hint = page.locator("[id='multipass_txt2img_p1_hint']").filter(has_text="0.55 at").last
+            hint.wait_for()
+            hint_text = re.search(r"0\.55 at [^)]*\)", hint.inner_text()).group(0)
             if args.screenshot:
                 page.locator("#multipass_txt2img").screenshot(path=str(args.screenshot))
             page.click("#txt2img_generate")
