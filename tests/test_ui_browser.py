@@ -45,6 +45,19 @@ def test_accordion_in_chromium(tmp_path, host):
     # the live hint told the truth about the steps
     assert result["hint"] == "0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)"
     assert Path(shot).stat().st_size > 10_000
+    # pasting a parameters text restored every Multipass field, defaults included
+    enabled, pasted = result["after_paste"]
+    assert enabled is True
+    first, second, third = pasted["passes"]
+    assert (
+        first["enabled"] is False
+        and first["checkpoint"] == ""
+        and first["denoising_strength"] == 0.5
+    )
+    assert second["enabled"] is True and second["checkpoint"] == "toon.safetensors [aaaa]"
+    assert second["denoising_strength"] == 0.3 and second["prompt"] == "detailed, sharp"
+    assert second["prompt_mode"] == "append"
+    assert third["enabled"] is False
     # the dropdown lists the host's checkpoints after "Use same checkpoint"
     assert [o.replace("✓", "").strip() for o in result["options"]][:2] == [
         "Use same checkpoint",

@@ -41,11 +41,33 @@ def build() -> gr.Blocks:
         args = script.ui(False)
         generate = gr.Button("Generate", elem_id="txt2img_generate")
         out = gr.Textbox(label="script args", elem_id="script_args")
+        pasted = gr.Textbox(label="parameters to paste", elem_id="paste_text")
+        paste = gr.Button("Paste", elem_id="paste_button")
 
         def run(*values):
             return json.dumps(list(values), default=str)
 
         generate.click(fn=run, inputs=list(args), outputs=[out])
+
+        # what the WebUI's infotext_utils.connect_paste does with a script's infotext_fields
+        fields = script.infotext_fields
+
+        def paste_func(text):
+            from lib_multipass.infotext import parse_params_line
+
+            params = parse_params_line(text.strip().splitlines()[-1])
+            res = []
+            for output, key in fields:
+                v = key(params) if callable(key) else params.get(key)
+                if v is None:
+                    res.append(gr.update())
+                    continue
+                valtype = type(output.value)
+                val = False if valtype is bool and v == "False" else valtype(v)
+                res.append(gr.update(value=val))
+            return res
+
+        paste.click(fn=paste_func, inputs=[pasted], outputs=[c for c, _ in fields])
     return demo
 
 

@@ -45,6 +45,14 @@ ACCORDION_JS = """
 """
 
 
+PASTE = (
+    "a castle\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, "
+    "Size: 512x512, Multipass version: 0.1.0, Multipass passes: 2, Multipass 1 enabled: False, "
+    "Multipass 2 checkpoint: toon.safetensors [aaaa], Multipass 2 denoising: 0.3, "
+    'Multipass 2 prompt: "detailed, sharp", Multipass 2 prompt mode: append'
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,8 +112,29 @@ def main() -> int:
                 "() => document.querySelector('#script_args textarea').value.length > 2"
             )
             raw = page.locator("#script_args textarea").input_value()
+            # paste a parameters text, as PNG Info's "Send to txt2img" does, then generate again
+            page.fill("#paste_text textarea", PASTE)
+            page.click("#paste_button")
+            pass2 = page.locator("[id='multipass_txt2img_p2_hint']").filter(has_text="0.3 at")
+            pass2.last.wait_for(state="attached")
+            page.wait_for_timeout(1000)  # let every widget's change settle
+            page.click("#txt2img_generate")
+            page.wait_for_function(
+                "(before) => document.querySelector('#script_args textarea').value !== before",
+                arg=raw,
+            )
+            after_paste = page.locator("#script_args textarea").input_value()
             browser.close()
-        print(json.dumps({"args": json.loads(raw), "hint": hint_text, "options": options}))
+        print(
+            json.dumps(
+                {
+                    "args": json.loads(raw),
+                    "hint": hint_text,
+                    "options": options,
+                    "after_paste": json.loads(after_paste),
+                }
+            )
+        )
         return 0
     finally:
         server.terminate()
