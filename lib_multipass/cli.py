@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__
 from .checkpoints import find_checkpoint, sniff_family
 from .geometry import Crop, Size
-from .recipe import Base, RecipeError, load_recipe, recipe_to_dict, where_pass
+from .recipe import Base, RecipeError, load_recipe, recipe_to_dict
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 TINY_NOTE = (
@@ -121,27 +121,22 @@ def _family_reader(models: Path | None):
     return family_of
 
 
-def _crop_finder(recipe_dir: Path, base_size: Size):
-    from .imaging import box_crops, open_mask_image, plan_masked_crop, to_mask
+def _crop_finder(recipe: Any, job: Any):
+    """The crops a plan can show before the job runs: from boxes and mask images."""
+    from .engine import crops_for, load_masks
+
+    masks = load_masks(recipe, job)
 
     def find(index: int, p: Any, size: Size, family: str) -> tuple[Crop, ...] | None:
-        if p.mask_source == "boxes":
-            return tuple(m.crop for m in box_crops(size, base_size, p.boxes, p, family))
-        if p.mask_source == "image":
-            try:
-                mask = to_mask(open_mask_image(p.mask_image, recipe_dir), size)
-            except ValueError as e:
-                raise RecipeError.single(
-                    where_pass(index), "mask_image", p.mask_image, str(e)
-                ) from e
-            planned = plan_masked_crop(mask, p, family)
-            return () if planned is None else (planned.crop,)
-        return None
+        if p.mask_source == "job":
+            return None  # the job's own mask arrives with the job
+        return tuple(m.crop for m in crops_for(index, recipe, job, masks, size, family))
 
     return find
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from .engine import Job
     from .plan import JobContext, format_plan, plan_as_dicts, plan_recipe
 
     recipe = load_recipe(args.recipe)
@@ -155,7 +150,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         recipe,
         ctx,
         family_of=_family_reader(args.models),
-        find_crops=_crop_finder(args.recipe.parent, (ctx.width, ctx.height)),
+        find_crops=_crop_finder(recipe, Job(ctx, recipe_dir=args.recipe.parent)),
     )
     if args.json:
         doc = {"recipe": recipe_to_dict(recipe, compact=True), "runs": plan_as_dicts(runs)}
@@ -262,7 +257,7 @@ def format_plan_for(recipe: Any, job: Any, backend: Any) -> str:
         recipe,
         job.ctx,
         family_of=backend.checkpoint_family,
-        find_crops=_crop_finder(job.recipe_dir or Path("."), (job.ctx.width, job.ctx.height)),
+        find_crops=_crop_finder(recipe, job),
     )
     return format_plan(runs, job.ctx)
 

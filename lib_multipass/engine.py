@@ -220,15 +220,23 @@ def prepare(recipe: Any, job: Job, backend: Backend) -> tuple[list[Run], dict[in
     return runs, masks
 
 
+def load_masks(recipe: Any, job: Job) -> dict[int, Image.Image]:
+    """Every pass's mask image, by pass index; raises RecipeError naming an unreadable one."""
+    masks, problems = _masks_for(recipe, job)
+    if problems:
+        raise RecipeError(problems)
+    return masks
+
+
 def crops_for(
-    run: Run, recipe: Any, job: Job, masks: dict[int, Image.Image], size: Size, family: str
+    index: int, recipe: Any, job: Job, masks: dict[int, Image.Image], size: Size, family: str
 ) -> list[MaskedCrop]:
-    """The crops of a crop run on an image of `size`; masks are in base-image pixels."""
-    p = recipe.passes[run.pass_index]
+    """The crops of pass `index` on an image of `size`; masks are in base-image pixels."""
+    p = recipe.passes[index]
     base_size = (job.ctx.width, job.ctx.height)
     if p.mask_source == "boxes":
         return box_crops(size, base_size, p.boxes, p, family)
-    source = masks.get(run.pass_index) if p.mask_source == "image" else job.job_mask
+    source = masks.get(index) if p.mask_source == "image" else job.job_mask
     if source is None:
         return []
     planned = plan_masked_crop(to_mask(source, size), p, family)
@@ -412,7 +420,7 @@ def _apply(
     mode = job.ctx.step_mode
     if run.region == "whole":
         return backend.generate(_request(run, run.size, seed, mode, image=image), on_step)
-    for planned in crops_for(run, recipe, job, masks, image.size, family):
+    for planned in crops_for(run.pass_index, recipe, job, masks, image.size, family):
         region, mask = cut_crop(image, planned)
         request = _request(run, planned.crop.working, seed, mode, image=region, mask=mask)
         image = paste_back(image, backend.generate(request, on_step), planned)
@@ -429,6 +437,6 @@ def _step_totals(
         per = run.count.run
         if run.region == "crop" and per:
             family = backend.checkpoint_family(run.checkpoint)
-            per *= max(1, len(crops_for(run, recipe, job, masks, run.size, family)))
+            per *= max(1, len(crops_for(run.pass_index, recipe, job, masks, run.size, family)))
         total += per * n_images
     return total

@@ -16,7 +16,7 @@ from . import compat
 
 
 def _shared() -> Any:
-    return compat._module("modules.shared")
+    return compat.host_module("modules.shared")
 
 
 class WebUIControl(Control):
@@ -100,7 +100,7 @@ class WebUIBackend:
         return problems
 
     def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
-        processing = compat._module("modules.processing")
+        processing = compat.host_module("modules.processing")
         shared = _shared()
         info = compat.find_checkpoint(self.current_checkpoint())
         args: dict[str, Any] = {
@@ -153,5 +153,5 @@ class WebUIBackend:
         return processed.images[0]
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
-        images = compat._module("modules.images")
+        images = compat.host_module("modules.images")
         return images.resize_image(0, image, size[0], size[1], upscaler_name=upscaler)

@@ -22,15 +22,16 @@ class HostError(RuntimeError):
     """The WebUI lacks something Multipass needs."""
 
 
-def _module(name: str) -> Any:
+def host_module(name: str) -> Any:
+    """A module of the host WebUI, imported when first needed."""
     return importlib.import_module(name)
 
 
 def is_forge() -> bool:
     """Forge 2: models are switched through modules_forge.main_entry."""
     try:
-        sd_models = _module("modules.sd_models")
-        _module("modules_forge.main_entry")
+        sd_models = host_module("modules.sd_models")
+        host_module("modules_forge.main_entry")
     except ImportError:
         return False
     return hasattr(sd_models, "forge_model_reload")
@@ -38,11 +39,11 @@ def is_forge() -> bool:
 
 def check_host() -> None:
     """Fail with a clear message on a WebUI too old for Multipass."""
-    sd_models = _module("modules.sd_models")
+    sd_models = host_module("modules.sd_models")
     needed = ["checkpoint_aliases", "reload_model_weights"]
     missing = [n for n in needed if not hasattr(sd_models, n)]
     try:
-        _module("modules.ui_components").InputAccordion  # noqa: B018 - 1.6+
+        host_module("modules.ui_components").InputAccordion  # noqa: B018 - 1.6+
     except (ImportError, AttributeError):
         missing.append("ui_components.InputAccordion")
     if missing:
@@ -54,12 +55,12 @@ def check_host() -> None:
 
 def find_checkpoint(name: str) -> Any | None:
     """The CheckpointInfo listed under `name` (title, name or hash), exactly; never a path."""
-    return _module("modules.sd_models").checkpoint_aliases.get(name)
+    return host_module("modules.sd_models").checkpoint_aliases.get(name)
 
 
 def refresh_checkpoint_titles() -> list[str]:
     """Re-read the host's checkpoint folders, as its own refresh button does; the new list."""
-    _module("modules.sd_models").list_models()
+    host_module("modules.sd_models").list_models()
     return checkpoint_titles()
 
 
@@ -71,28 +72,28 @@ def no_progress(gr: Any) -> Any:
 
 def checkpoint_titles() -> list[str]:
     """The host's checkpoint list, as its dropdowns show it."""
-    return list(_module("modules.sd_models").checkpoints_list)
+    return list(host_module("modules.sd_models").checkpoints_list)
 
 
 def current_checkpoint() -> Any | None:
     """The CheckpointInfo of the loaded (or, on Forge, selected) checkpoint."""
-    sd_models = _module("modules.sd_models")
+    sd_models = host_module("modules.sd_models")
     data = getattr(sd_models, "model_data", None)
     params = getattr(data, "forge_loading_parameters", None)
     if is_forge() and params:
         return params.get("checkpoint_info")
-    model = getattr(_module("modules.shared"), "sd_model", None)
+    model = getattr(host_module("modules.shared"), "sd_model", None)
     info = getattr(model, "sd_checkpoint_info", None)
     if info is not None:
         return info
-    return find_checkpoint(_module("modules.shared").opts.sd_model_checkpoint)
+    return find_checkpoint(host_module("modules.shared").opts.sd_model_checkpoint)
 
 
 def switch_checkpoint(info: Any) -> None:
     """Load `info` for the passes that follow, leaving the user's saved setting alone."""
-    sd_models = _module("modules.sd_models")
+    sd_models = host_module("modules.sd_models")
     if is_forge():
-        main_entry = _module("modules_forge.main_entry")
+        main_entry = host_module("modules_forge.main_entry")
         main_entry.checkpoint_change(info.title, save=False, refresh=True)
         sd_models.forge_model_reload()
         return
@@ -115,41 +116,41 @@ def nested_override_settings(info: Any | None, vae: str) -> dict[str, Any]:
 
 def sampler_names() -> list[str]:
     """Sampler names the host accepts (visible ones first)."""
-    sd_samplers = _module("modules.sd_samplers")
+    sd_samplers = host_module("modules.sd_samplers")
     return [s.name for s in getattr(sd_samplers, "all_samplers", sd_samplers.samplers)]
 
 
 def find_sampler(name: str) -> Any | None:
     """The host's sampler config for a name or alias."""
-    return _module("modules.sd_samplers").find_sampler_config(name)
+    return host_module("modules.sd_samplers").find_sampler_config(name)
 
 
 def scheduler_labels() -> list[str]:
     """Schedule types (1.9+; empty on older hosts, where a sampler implies its schedule)."""
     try:
-        return [s.label for s in _module("modules.sd_schedulers").schedulers]
+        return [s.label for s in host_module("modules.sd_schedulers").schedulers]
     except ImportError:
         return []
 
 
 def find_scheduler(name: str) -> bool:
     try:
-        return name in _module("modules.sd_schedulers").schedulers_map
+        return name in host_module("modules.sd_schedulers").schedulers_map
     except ImportError:
         return False
 
 
 def upscaler_names() -> list[str]:
     """Image upscalers (latent upscale modes only work inside hires fix, so they are left out)."""
-    return [u.name for u in _module("modules.shared").sd_upscalers]
+    return [u.name for u in host_module("modules.shared").sd_upscalers]
 
 
 def vae_names() -> list[str]:
     """VAE choices as the host lists them ('Automatic', 'None', files)."""
     try:
-        return list(_module("modules.shared_items").sd_vae_items())
+        return list(host_module("modules.shared_items").sd_vae_items())
     except (ImportError, AttributeError):
-        return ["Automatic", "None", *_module("modules.sd_vae").vae_dict]
+        return ["Automatic", "None", *host_module("modules.sd_vae").vae_dict]
 
 
 # -- nested processing ------------------------------------------------------------------------
@@ -157,9 +158,9 @@ def vae_names() -> list[str]:
 
 def empty_script_runner() -> Any:
     """A ScriptRunner holding no scripts, for nested passes (reForge reads p.scripts)."""
-    return _module("modules.scripts").ScriptRunner()
+    return host_module("modules.scripts").ScriptRunner()
 
 
 def allow_pickles() -> bool:
     """Whether the user started the WebUI with --multipass-allow-ckpt."""
-    return bool(getattr(_module("modules.shared").cmd_opts, "multipass_allow_ckpt", False))
+    return bool(getattr(host_module("modules.shared").cmd_opts, "multipass_allow_ckpt", False))

@@ -8,7 +8,7 @@ instance: XYZ plot copies `p` for every cell and each copy is its own job.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -26,13 +26,12 @@ PREFIX = "Multipass"
 
 @dataclass
 class JobState:
-    """What `setup` learns that `postprocess` needs."""
+    """What `process` learns that `postprocess` needs."""
 
     recipe: Any
     save_samples: bool
     save_grid: bool
     job_mask: Image.Image | None = None
-    problems: list[str] = field(default_factory=list)
 
 
 _jobs: dict[int, JobState] = {}
@@ -59,7 +58,7 @@ def parse_args(enabled: Any, recipe: Any) -> Any | None:
 
 def step_mode() -> str:
     """The host's img2img step arithmetic: 'fixed' when its fix-steps option is on."""
-    opts = compat._module("modules.shared").opts
+    opts = compat.host_module("modules.shared").opts
     return "fixed" if getattr(opts, "img2img_fix_steps", False) else "proportional"
 
 
@@ -159,8 +158,7 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
         log.error(message)
         if hasattr(p, "comment"):
             p.comment(message)
-        compat._module("modules.shared").state.interrupted = True
-        _jobs[id(p)] = JobState(None, False, False, problems=[str(e)])
+        compat.host_module("modules.shared").state.interrupted = True
         return
     _jobs[id(p)] = JobState(
         recipe,
@@ -176,9 +174,9 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
 def postprocess(p: Any, processed: Any) -> JobResult | None:
     """Run the passes over every image of the job, then save and show the finished ones."""
     state = _jobs.pop(id(p), None)
-    if state is None or state.recipe is None:
+    if state is None:
         return None
-    shared = compat._module("modules.shared")
+    shared = compat.host_module("modules.shared")
     first = getattr(processed, "index_of_first_image", 0)
     seeds = list(getattr(processed, "all_seeds", None) or [processed.seed])
     images = processed.images[first : first + len(seeds)]
@@ -219,8 +217,8 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
 
 
 def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int) -> None:
-    images = compat._module("modules.images")
-    opts = compat._module("modules.shared").opts
+    images = compat.host_module("modules.images")
+    opts = compat.host_module("modules.shared").opts
     infotexts = list(getattr(processed, "infotexts", None) or [])
     fmt = getattr(opts, "samples_format", "png")
     for i, image in enumerate(result.images):

@@ -41,7 +41,7 @@ def register(shared: Any, gr: Any) -> None:
 
 
 def _opt(name: str, default: Any) -> Any:
-    return getattr(compat._module("modules.shared").opts, name, default)
+    return getattr(compat.host_module("modules.shared").opts, name, default)
 
 
 def passes_shown() -> int:

@@ -91,7 +91,7 @@ def axis_options(xyz: Any, n_passes: int) -> list[Any]:
 
 def find_xyz_module() -> Any | None:
     """The loaded xyz_grid script module, if the host has one."""
-    scripts = compat._module("modules.scripts")
+    scripts = compat.host_module("modules.scripts")
     for data in getattr(scripts, "scripts_data", []):
         if data.script_class.__module__ in (
             "xyz_grid.py",
