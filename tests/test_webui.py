@@ -487,3 +487,14 @@ def test_job_mask_follows_inpaint_not_masked(webui):
     assert job.job_mask(p).getbbox() == (4, 0, 8, 8)
     p = webui.processing.StableDiffusionProcessingImg2Img(mask=mask)
     assert job.job_mask(p).getbbox() == (0, 0, 4, 8)
+
+
+def test_per_pass_vae(webui):
+    recipe = {"passes": [{"vae": "vae-ft-mse.safetensors"}]}
+    _p, processed = txt2img(webui, recipe=recipe)
+    calls = [c for c in webui.processing.calls if c["kind"] == "img2img"]
+    if webui.flavour == "forge":
+        assert not calls and "not supported on Forge yet" in processed.comments
+    else:
+        assert calls[0]["override"]["sd_vae"] == "vae-ft-mse.safetensors"
+        assert webui.shared.opts.sd_vae == "Automatic"  # the user's choice is back afterwards

@@ -95,7 +95,11 @@ class WebUIBackend:
         if run.upscaler is not None and run.upscaler not in compat.upscaler_names():
             allowed = _listed(compat.upscaler_names())
             problems.append(Problem(where, "upscaler", run.upscaler, allowed))
-        if run.vae and run.vae not in compat.vae_names():
+        if run.vae and compat.is_forge():
+            # Forge 2 picks VAEs as "additional modules" of the model; not wired up yet
+            allowed = "'' (a per-pass VAE is not supported on Forge yet)"
+            problems.append(Problem(where, "vae", run.vae, allowed))
+        elif run.vae and run.vae not in compat.vae_names():
             problems.append(Problem(where, "vae", run.vae, _listed(compat.vae_names())))
         return problems
 
