@@ -53,3 +53,24 @@ def test_hints_show_the_real_steps():
     assert ui.hint(values | {"denoising_strength": 3}, 20).startswith(
         "⚠ pass 1, field 'denoising_strength'"
     )
+
+
+def test_no_widget_is_saved_to_ui_config():
+    """ui-config.json keys defaults by label, which repeats in every pass: keep out of it."""
+    from types import SimpleNamespace
+
+    class Component(SimpleNamespace):
+        def __init__(self, **kwargs):
+            super().__init__(kwargs=kwargs)
+
+    gr = SimpleNamespace(
+        **{
+            n: Component
+            for n in ("Dropdown", "Image", "Checkbox", "Radio", "Number", "Slider", "Textbox")
+        }
+    )
+    values = ui.default_pass(1)
+    for f in PASS_FIELDS:
+        widget = ui._widget(gr, f, "txt2img", 1, values, ui.Choices(upscalers=["Lanczos"]))
+        assert widget.do_not_save_to_config is True, f.name
+        assert widget.kwargs["elem_id"] == f"multipass_txt2img_p2_{f.name}"

@@ -252,6 +252,8 @@ def _refresh_button(gr, dropdown, tab, index, refresh) -> None:
         min_width=40,
     )
 
+    button.do_not_save_to_config = True  # the same "↻" in every pass: see _widget
+
     def on_click():
         return gr.update(choices=[SAME["checkpoint"], *refresh()])
 
@@ -280,6 +282,15 @@ def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progr
 
 
 def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Choices) -> Any:
+    widget = _make_widget(gr, f, tab, i, values, choices)
+    # The WebUI's ui-config.json keys saved defaults by tab and label: every pass has a
+    # "Checkpoint" and an "Enable pass", so pass 1's saved values would become every pass's
+    # defaults after a restart. The field table and the settings hold Multipass's defaults.
+    widget.do_not_save_to_config = True
+    return widget
+
+
+def _make_widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Choices) -> Any:
     eid = elem_id(tab, i, f.name)
     value = to_widget(f, values[f.name])
     lists = {
