@@ -498,3 +498,16 @@ def test_per_pass_vae(webui):
     else:
         assert calls[0]["override"]["sd_vae"] == "vae-ft-mse.safetensors"
         assert webui.shared.opts.sd_vae == "Automatic"  # the user's choice is back afterwards
+
+
+def test_state_paste_target_gives_the_recipe(webui):
+    from lib_multipass.infotext import parse_params_line
+    from lib_multipass.recipe import parse_recipe
+    from lib_multipass.webui import ui
+
+    _p, processed = txt2img(webui)
+    params = parse_params_line(processed.infotexts[0].splitlines()[-1])
+    state = ui._state_or_none(params, 3)
+    assert parse_recipe({"passes": state["passes"][:2]}) == parse_recipe(RECIPE)
+    assert ui._state_or_none({"Multipass passes": "x"}, 3) is None
+    assert ui._state_or_none({"Steps": "20"}, 3) is None

@@ -229,7 +229,17 @@ def build(
         _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progress)
 
     paste.append((enabled, lambda params: True if KEY_PASSES in params else None))
+    # the state too: the API's "infotext" field fills script args only from paste targets
+    # that are script inputs, which the visible widgets are not
+    paste.append((state, lambda params: _state_or_none(params, n_passes)))
     return enabled, state, paste, widgets
+
+
+def _state_or_none(params: dict[str, Any], n_passes: int) -> dict[str, Any] | None:
+    try:
+        return recipe_state_from_params(params, n_passes)
+    except RecipeError:
+        return None
 
 
 def _rows(gr, rows, made, tab, i, values, choices, refresh) -> None:
