@@ -67,6 +67,20 @@ def sniff_family(path: str | Path) -> str | None:
     return family_from_keys(list(read_safetensors_header(path)))
 
 
+def family_or_default(path: str | Path, default: str = "sd1") -> str:
+    """A checkpoint file's family for automatic working sizes, `default` when it can't be told.
+
+    Only `.safetensors` headers are read (a pickle is never opened for this); an unreadable
+    file gets the default here and is reported where it is loaded.
+    """
+    if Path(path).suffix.lower() != ".safetensors":
+        return default
+    try:
+        return sniff_family(path) or default
+    except (OSError, ValueError):
+        return default
+
+
 def list_checkpoints(folder: str | Path) -> list[CheckpointFile]:
     """Checkpoint files under `folder`, sorted by name."""
     root = Path(folder)

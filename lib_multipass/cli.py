@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .checkpoints import find_checkpoint, sniff_family
+from .checkpoints import family_or_default, find_checkpoint
 from .geometry import Crop, Size
 from .recipe import Base, RecipeError, load_recipe, recipe_to_dict
 
@@ -114,8 +114,8 @@ def _family_reader(models: Path | None):
         if models is None or not name:
             return "sd1"
         try:
-            return sniff_family(find_checkpoint(models, name).path) or "sd1"
-        except (LookupError, ValueError, OSError):
+            return family_or_default(find_checkpoint(models, name).path)
+        except LookupError:
             return "sd1"
 
     return family_of

@@ -61,3 +61,16 @@ def test_list_and_find_by_name_only(tmp_path):
         LookupError, match=r"'\.\./etc/passwd' is not in .*available: old, toon, xl/photo"
     ):
         find_checkpoint(tmp_path, "../etc/passwd")
+
+
+def test_family_or_default_never_opens_pickles_and_tolerates_bad_files(tmp_path):
+    from lib_multipass.checkpoints import family_or_default
+
+    write_checkpoint(tmp_path / "xl.safetensors", "sdxl")
+    assert family_or_default(tmp_path / "xl.safetensors") == "sdxl"
+    (tmp_path / "old.ckpt").write_bytes(b"\x80 pickle that must not be read")
+    assert family_or_default(tmp_path / "old.ckpt") == "sd1"
+    (tmp_path / "cut.safetensors").write_bytes(b"\x01")
+    assert family_or_default(tmp_path / "cut.safetensors", default="sd2") == "sd2"
+    save_file({"x": np.zeros(1, np.float16)}, str(tmp_path / "odd.safetensors"))
+    assert family_or_default(tmp_path / "odd.safetensors") == "sd1"

@@ -24,7 +24,13 @@ from typing import Any
 from PIL import Image
 
 from .. import tiny
-from ..checkpoints import CheckpointFile, list_checkpoints, read_safetensors_header, sniff_family
+from ..checkpoints import (
+    CheckpointFile,
+    family_or_default,
+    list_checkpoints,
+    read_safetensors_header,
+    sniff_family,
+)
 from ..engine import SampleRequest, StepCallback
 from ..geometry import Size
 from ..plan import Run
@@ -203,9 +209,8 @@ class DiffusersBackend:
             family = "sd1"  # unknown names and unreadable files are reported by check_run
             try:
                 c = self._file(name)
-                if not c.pickled:
-                    arch = self._metadata_architecture(c)
-                    family = arch["family"] if arch else (sniff_family(c.path) or "sd1")
+                arch = None if c.pickled else self._metadata_architecture(c)
+                family = arch["family"] if arch else family_or_default(c.path)
             except (BackendError, ValueError, OSError):
                 pass
             self._families[name] = family

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..checkpoints import sniff_family
+from ..checkpoints import family_or_default
 from ..engine import Cancelled, Control, SampleRequest, Skipped, StepCallback
 from ..geometry import Size
 from ..plan import Run
@@ -67,13 +67,7 @@ class WebUIBackend:
             return "sd1"
         key = str(info.filename)
         if key not in self._families:
-            family = None
-            if key.lower().endswith(".safetensors"):
-                try:
-                    family = sniff_family(key)
-                except (OSError, ValueError):
-                    family = None
-            self._families[key] = family or "sd1"
+            self._families[key] = family_or_default(key)
         return self._families[key]
 
     def check_run(self, run: Run) -> list[Problem]:
