@@ -185,6 +185,11 @@ class Job:
     prompts: Sequence[str] | None = None
     negative_prompts: Sequence[str] | None = None
 
+    @property
+    def count(self) -> int:
+        """How many images the job holds."""
+        return len(self.images) if self.images is not None else len(self.seeds)
+
 
 def _masks_for(recipe: Any, job: Job) -> tuple[dict[int, Image.Image], list[Problem]]:
     """Load every pass's mask image before anything runs, so a bad one never half-runs a job."""
@@ -203,7 +208,7 @@ def prepare(recipe: Any, job: Job, backend: Backend) -> tuple[list[Run], dict[in
     """Plan and check the whole job; raises RecipeError before any work if anything is wrong."""
     ctx = job.ctx
     if job.job_mask is not None and not ctx.has_job_mask:
-        ctx = JobContext(**{**ctx.__dict__, "has_job_mask": True})
+        ctx = dataclasses.replace(ctx, has_job_mask=True)
     runs = plan_recipe(recipe, ctx, family_of=backend.checkpoint_family)
     masks, problems = _masks_for(recipe, job)
     seen = set()
@@ -257,7 +262,7 @@ def run_job(
     control = control or Control()
     rng = rng or random.Random()
     ctx = job.ctx
-    n_images = len(job.images) if job.images is not None else len(job.seeds)
+    n_images = job.count
     result = JobResult(
         images=list(job.images or []),
         seeds=list(job.seeds),
@@ -267,7 +272,17 @@ def run_job(
     for i, image in enumerate(job.images or []):
         result.outputs[i].append(RunOutput(None, image, result.seeds[i]))
     original = backend.current_checkpoint()
-    counts = _step_totals(recipe, job, runs, masks, backend)
+    crop_cache: dict[tuple[int, Size, str], list[MaskedCrop]] = {}
+
+    def crops(run: Run, family: str, size: Size) -> list[MaskedCrop]:
+        # a pass's crops depend only on its mask, the image size and the checkpoint family:
+        # found once, for the progress total and then for every image
+        key = (run.pass_index, size, family)
+        if key not in crop_cache:
+            crop_cache[key] = crops_for(run.pass_index, recipe, job, masks, size, family)
+        return crop_cache[key]
+
+    counts = _step_totals(job, runs, backend, crops)
     done = 0
     label = "base"
     image_index = 0
@@ -325,13 +340,11 @@ def run_job(
                 try:
                     image = _apply(
                         _for_image(run, recipe, job, image_index),
-                        recipe,
-                        job,
-                        masks,
                         backend,
                         result.images[image_index],
                         seed,
-                        family,
+                        ctx.step_mode,
+                        lambda size, run=run, family=family: crops(run, family, size),
                         on_step,
                     )
                     skipped = False
@@ -403,13 +416,11 @@ def _request(run: Run, size: Size, seed: int, step_mode: str, **kw: Any) -> Samp
 
 def _apply(
     run: Run,
-    recipe: Any,
-    job: Job,
-    masks: dict[int, Image.Image],
     backend: Backend,
     image: Image.Image,
     seed: int,
-    family: str,
+    mode: str,
+    find_crops: Callable[[Size], list[MaskedCrop]],
     on_step: StepCallback,
 ) -> Image.Image:
     """One run on one image: upscale first if asked, then sample the whole image or its crops."""
@@ -417,10 +428,9 @@ def _apply(
         image = backend.upscale(image, run.size, run.upscaler)
     if run.count.run == 0:
         return image
-    mode = job.ctx.step_mode
     if run.region == "whole":
         return backend.generate(_request(run, run.size, seed, mode, image=image), on_step)
-    for planned in crops_for(run.pass_index, recipe, job, masks, image.size, family):
+    for planned in find_crops(image.size):
         region, mask = cut_crop(image, planned)
         request = _request(run, planned.crop.working, seed, mode, image=region, mask=mask)
         image = paste_back(image, backend.generate(request, on_step), planned)
@@ -428,15 +438,17 @@ def _apply(
 
 
 def _step_totals(
-    recipe: Any, job: Job, runs: list[Run], masks: dict[int, Image.Image], backend: Backend
+    job: Job,
+    runs: list[Run],
+    backend: Backend,
+    crops: Callable[[Run, str, Size], list[MaskedCrop]],
 ) -> int:
     """Sampling steps of the whole job, for progress; crops counted per crop."""
-    n_images = len(job.images) if job.images is not None else len(job.seeds)
-    total = 0 if job.images is not None else job.ctx.steps * n_images
+    total = 0 if job.images is not None else job.ctx.steps * job.count
     for run in runs:
         per = run.count.run
         if run.region == "crop" and per:
             family = backend.checkpoint_family(run.checkpoint)
-            per *= max(1, len(crops_for(run.pass_index, recipe, job, masks, run.size, family)))
-        total += per * n_images
+            per *= max(1, len(crops(run, family, run.size)))
+        total += per * job.count
     return total

@@ -255,3 +255,26 @@ def test_strength_zero_is_upscale_only(backend):
 def test_no_network_is_touched():
     with pytest.raises(NetworkAccess):
         socket.create_connection(("203.0.113.1", 443), timeout=1)
+
+
+def test_crops_are_found_once_per_pass_not_per_image(backend, monkeypatch):
+    import lib_multipass.engine as engine
+
+    calls = []
+    real = engine.crops_for
+    monkeypatch.setattr(engine, "crops_for", lambda *a: calls.append(a[0]) or real(*a))
+    recipe = parse_recipe(
+        {
+            "passes": [
+                {
+                    "region": "crop",
+                    "mask_source": "boxes",
+                    "boxes": [[8, 8, 24, 24]],
+                    "working_width": 64,
+                    "working_height": 64,
+                }
+            ]
+        }
+    )
+    result = run_job(recipe, job(seeds=[1, 2, 3, 4]), backend)
+    assert result.complete and calls == [0]
