@@ -61,6 +61,7 @@ class SampleRequest:
     image: Image.Image | None = None
     mask: Image.Image | None = None  # L, white is regenerated
     vae: str = ""
+    text_encoders: tuple[str, ...] = ()
 
 
 StepCallback = Callable[[int, int], None]
@@ -71,6 +72,11 @@ class Backend(Protocol):
 
     def current_checkpoint(self) -> str:
         """The name of the loaded checkpoint ('' if none)."""
+        ...
+
+    def checkpoint_id(self, name: str) -> str:
+        """Who `name` really is ('' names the loaded checkpoint): the same id for every name of
+        one checkpoint (file name, title, title with a hash), '' for a name it does not know."""
         ...
 
     def load_checkpoint(self, name: str) -> None:
@@ -142,6 +148,51 @@ class RunOutput:
     skipped: bool = False
 
 
+def describe_run(run: Run) -> str:
+    """How accounts name a run: 'pass 2', or 'pass 2, run 3 of 4' in a pass of several."""
+    where = where_pass(run.pass_index)
+    return (
+        where if run.runs_in_pass == 1 else f"{where}, run {run.repeat + 1} of {run.runs_in_pass}"
+    )
+
+
+@dataclass(frozen=True)
+class ImageAccount:
+    """What really happened to one image of a job: the runs that ran on it, the runs that were
+    skipped for it, and, when the job stopped before this image was finished, where and why."""
+
+    ran: tuple[Run, ...]
+    skipped: tuple[Run, ...]
+    stopped_at: Run | None  # the first run this image did not get; None: it got every run
+    stopped: str | None  # None, "cancelled" or "error"
+    reason: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped_at is None
+
+    @property
+    def passes_ran(self) -> tuple[int, ...]:
+        """Indexes (into recipe.passes) of the passes with at least one run that ran."""
+        return tuple(sorted({r.pass_index for r in self.ran}))
+
+    def text(self) -> str:
+        """One line for infotext and messages, e.g. 'stopped at pass 2, run 1 of 4: cancelled'."""
+        if self.stopped_at is None:
+            out = "complete"
+        else:
+            why = "cancelled" if self.stopped == "cancelled" else f"failed: {self.reason}"
+            out = f"stopped at {describe_run(self.stopped_at)}: {why}"
+        if self.skipped:
+            out += "; skipped " + ", ".join(describe_run(r) for r in self.skipped)
+        return out
+
+
+def _short(error: BaseException | None, limit: int = 200) -> str:
+    text = " ".join(str(error or "unknown error").split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass
 class JobResult:
     """What a job produced. `images` holds each image's latest finished state."""
@@ -154,11 +205,40 @@ class JobResult:
     stopped: str | None = None  # None: finished; "cancelled"; "error"
     error: BaseException | None = None
     where: str = ""
+    stopped_run: Run | None = None  # the run during or before which the job stopped
+    stopped_image: int = 0
     checkpoints_loaded: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return self.stopped is None
+
+    def image_account(self, index: int) -> ImageAccount:
+        """What happened to image `index` (0-based)."""
+        outs = self.outputs[index][1:] if self.outputs[index] else []
+        done = [o for o in outs if o.run is not None]
+        next_run = self.runs[len(done)] if len(done) < len(self.runs) else None
+        if self.stopped is None:
+            next_run = None
+        return ImageAccount(
+            ran=tuple(o.run for o in done if not o.skipped),
+            skipped=tuple(o.run for o in done if o.skipped),
+            stopped_at=next_run,
+            stopped=self.stopped if next_run is not None else None,
+            reason=_short(self.error) if self.stopped == "error" else "",
+        )
+
+    def summary(self) -> str:
+        """How the job ended, for machines and infotext: 'complete', or e.g. 'stopped at pass 2,
+        run 1 of 4, image 3 of 8: cancelled' / '...: failed: <reason>'."""
+        if self.stopped is None:
+            return "complete"
+        why = "cancelled" if self.stopped == "cancelled" else f"failed: {_short(self.error)}"
+        if self.stopped_run is None:
+            return f"stopped at {self.where}: {why}"
+        n = len(self.outputs)
+        at = f"{describe_run(self.stopped_run)}, image {self.stopped_image + 1} of {n}"
+        return f"stopped at {at}: {why}"
 
     def account(self) -> str:
         """One honest sentence on how the job ended."""
@@ -272,6 +352,7 @@ def run_job(
     for i, image in enumerate(job.images or []):
         result.outputs[i].append(RunOutput(None, image, result.seeds[i]))
     original = backend.current_checkpoint()
+    original_id = backend.checkpoint_id("")
     crop_cache: dict[tuple[int, Size, str], list[MaskedCrop]] = {}
 
     def crops(run: Run, family: str, size: Size) -> list[MaskedCrop]:
@@ -286,9 +367,10 @@ def run_job(
     done = 0
     label = "base"
     image_index = 0
+    current: Run | None = None
 
     def load(name: str) -> None:
-        if name and name != backend.current_checkpoint():
+        if name and not _is_loaded(backend, name):
             backend.load_checkpoint(name)
             result.checkpoints_loaded.append(name)
 
@@ -329,7 +411,9 @@ def run_job(
                 result.images.append(image)
                 result.outputs[image_index].append(RunOutput(None, image, seed))
         for run in runs:
-            label = run.label
+            label, current, image_index = run.label, run, 0
+            if control.should_stop():
+                raise Cancelled  # before loading anything more
             load(run.checkpoint)
             family = backend.checkpoint_family(run.checkpoint)
             for image_index in range(n_images):
@@ -357,12 +441,14 @@ def run_job(
     except Cancelled:
         result.stopped = "cancelled"
         result.where = _where(label, image_index, n_images)
+        result.stopped_run, result.stopped_image = current, image_index
     except Exception as e:
         result.stopped, result.error = "error", e
         result.where = _where(label, image_index, n_images)
+        result.stopped_run, result.stopped_image = current, image_index
     finally:
         try:
-            if original and backend.current_checkpoint() != original:
+            if original and backend.checkpoint_id("") != original_id:
                 backend.load_checkpoint(original)
                 result.checkpoints_loaded.append(original)
         except Exception as e:
@@ -370,6 +456,11 @@ def run_job(
                 result.stopped, result.error = "error", e
                 result.where = f"putting back checkpoint {original!r}"
     return result
+
+
+def _is_loaded(backend: Backend, name: str) -> bool:
+    wanted = backend.checkpoint_id(name)
+    return bool(wanted) and wanted == backend.checkpoint_id("")
 
 
 def _for_image(run: Run, recipe: Any, job: Job, index: int) -> Run:
@@ -410,6 +501,7 @@ def _request(run: Run, size: Size, seed: int, step_mode: str, **kw: Any) -> Samp
         strength=run.strength,
         step_mode=step_mode,
         vae=run.vae,
+        text_encoders=run.text_encoders,
         **kw,
     )
 

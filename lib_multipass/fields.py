@@ -10,10 +10,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["bool", "int", "float", "str", "choice", "floats", "boxes", "sides"]
+Kind = Literal["bool", "int", "float", "str", "choice", "floats", "boxes", "sides", "names"]
 
 MAX_TEXT = 20_000
 MAX_LIST = 64
+MAX_NAMES = 8  # text-encoder modules of one pass
+MAX_NAME = 1000
 MAX_SIDE = 8192  # largest image side Multipass will plan or produce
 MAX_PIXELS = 8192 * 8192 // 2  # 32 Mpx: bounded memory per image
 MIN_STRENGTH = 0.001  # below this a strength means nothing (and fixed steps would overflow)
@@ -58,6 +60,10 @@ class Field:
             return (
                 f"a list of at most {MAX_LIST} boxes [x1, y1, x2, y2] of whole pixels, "
                 f"with 0 <= x1 < x2 <= {MAX_SIDE} and 0 <= y1 < y2 <= {MAX_SIDE}"
+            )
+        if self.kind == "names":
+            return (
+                f"a list of at most {MAX_NAMES} names, each a text of at most {MAX_NAME} characters"
             )
         if self.kind == "sides":
             return (
@@ -107,6 +113,9 @@ PASS_FIELDS: tuple[Field, ...] = (
                "empty: keep the current one."),
     Field("vae", "str", "", "VAE", "vae",
           help="A VAE from the host's list; empty: keep the current one."),
+    Field("text_encoders", "names", (), "Text encoders", "text encoders",
+          help="Text-encoder module files from the host's list (Forge 2 and Neo, e.g. for a "
+               "Flux pass); empty: keep the current ones."),
     Field("prompt", "str", "", "Prompt", "prompt",
           help="Used as the prompt mode says; in a template, {prompt} stands for the base prompt."),
     Field("prompt_mode", "choice", "keep", "Prompt mode", "prompt mode", choices=PROMPT_MODES,

@@ -8,18 +8,20 @@ quoting would not survive its parser, so that write -> host quote -> host parse 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
 from .fields import PASS_FIELDS, RECIPE_FIELDS, Field
-from .recipe import MAX_PASSES, Problem, RecipeError, _Bad, coerce, parse_recipe
+from .recipe import MAX_PASSES, Problem, RecipeError, _Bad, coerce, explain, parse_recipe
 
 PREFIX = "Multipass"
 KEY_VERSION = f"{PREFIX} version"
 KEY_PASSES = f"{PREFIX} passes"
+KEY_RESULT = f"{PREFIX} result"
 
 # the WebUI's pattern for one "key: value" item of the last infotext line (infotext_utils.py)
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -68,6 +70,8 @@ def _format(f: Field, v: Any) -> str:
         return " ".join(repr(x) for x in v)
     if f.kind == "boxes":
         return "; ".join(" ".join(str(c) for c in box) for box in v)
+    if f.kind == "names":
+        return json.dumps(list(v), ensure_ascii=False)
     return protect(v)
 
 
@@ -97,6 +101,20 @@ def recipe_to_params(recipe: Any) -> dict[str, str]:
             if v != f.default:
                 out[pass_key(i, f)] = _format(f, v)
     return out
+
+
+def result_params(recipe: Any, passes_ran: Sequence[int], result: str | None) -> dict[str, str]:
+    """Infotext items for one image: the passes that ran on it (in order, numbered from 1) and
+    a result such as 'complete' or 'stopped at pass 2, run 1 of 4: cancelled'.
+
+    Passes that did not run (disabled, or never reached) are left out, so the text says what
+    the image went through, and pasting it back sets up those passes.
+    """
+    ran = dataclasses.replace(recipe, passes=tuple(recipe.passes[i] for i in passes_ran))
+    params = recipe_to_params(ran)
+    if result is not None:
+        params[KEY_RESULT] = protect(result)
+    return params
 
 
 def params_to_text(params: Mapping[str, Any]) -> str:
@@ -150,7 +168,10 @@ def recipe_from_params(params: Mapping[str, Any]) -> Any:
         try:
             into[f.name] = coerce(f, raw, lenient=True)
         except _Bad:
-            problems.append(Problem("infotext", key, raw, f.allowed()))
+            why = explain(f, raw, lenient=True)
+            problems.append(
+                Problem("infotext", key, raw, f.allowed() + (f" ({why})" if why else ""))
+            )
 
     head: dict[str, Any] = {}
     for f in RECIPE_FIELDS:

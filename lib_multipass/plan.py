@@ -61,6 +61,7 @@ class Run:
     label: str
     checkpoint: str
     vae: str
+    text_encoders: tuple[str, ...]
     prompt: str
     negative_prompt: str
     sampler: str
@@ -118,13 +119,14 @@ def plan_recipe(
     problems: list[Problem] = []
     runs: list[Run] = []
     size: Size = (ctx.width, ctx.height)
-    checkpoint, vae = ctx.checkpoint, ctx.vae
+    checkpoint, vae, text_encoders = ctx.checkpoint, ctx.vae, ()
     for i, p in enumerate(recipe.passes):
         if not p.enabled:
             continue
         where = where_pass(i)
         checkpoint = p.checkpoint or checkpoint
         vae = p.vae or vae
+        text_encoders = p.text_encoders or text_encoders
         size_in = size
         size = upscaled_size(size, p.upscale_by)
         if max(size) > MAX_SIDE or size[0] * size[1] > MAX_PIXELS:
@@ -169,6 +171,7 @@ def plan_recipe(
                     label=label,
                     checkpoint=checkpoint,
                     vae=vae,
+                    text_encoders=text_encoders,
                     prompt=resolve_prompt(p.prompt_mode, p.prompt, ctx.prompt),
                     negative_prompt=resolve_prompt(
                         p.negative_prompt_mode, p.negative_prompt, ctx.negative_prompt

@@ -19,6 +19,8 @@ from typing import Any
 from .fields import (
     BASE_FIELDS,
     MAX_LIST,
+    MAX_NAME,
+    MAX_NAMES,
     MAX_SIDE,
     MAX_TEXT,
     PASS_FIELDS,
@@ -63,7 +65,7 @@ class RecipeError(ValueError):
 
 
 class _Bad(Exception):
-    """Raised by a coercion when a value is not allowed."""
+    """Raised by a coercion when a value is not allowed; its text, if any, says which part."""
 
 
 def _make(name: str, fields: Sequence[Field], extra: Sequence[tuple] = ()) -> type:
@@ -110,6 +112,17 @@ def _to_number(field: Field, v: Any, lenient: bool) -> float:
     return v
 
 
+def _item(field: Field, x: Any, lenient: bool) -> float:
+    """One number of a list, with what is wrong with it named."""
+    try:
+        n = float(_to_number(field, x, lenient))
+    except _Bad:
+        raise _Bad(f"{x!r} is not a number") from None
+    if not field.accepts_number(n):
+        raise _Bad(f"{n:g} is out of range")
+    return n
+
+
 def coerce(field: Field, v: Any, *, lenient: bool = False) -> Any:
     """Return `v` as the field's type or raise _Bad.
 
@@ -150,30 +163,61 @@ def coerce(field: Field, v: Any, *, lenient: bool = False) -> Any:
         raise _Bad
     if kind in ("floats", "sides"):
         items = _split(v, lenient)
-        out = tuple(float(_to_number(field, x, lenient)) for x in items)
-        if any(not field.accepts_number(x) for x in out) or len(out) > MAX_LIST:
-            raise _Bad
+        if len(items) > MAX_LIST:
+            raise _Bad(f"{len(items)} numbers")
+        out = tuple(_item(field, x, lenient) for x in items)
         if kind == "sides" and len(out) not in (0, 4):
-            raise _Bad
+            raise _Bad(f"{len(out)} numbers")
         return out
+    if kind == "names":
+        if lenient and isinstance(v, str):
+            v = _names_from_text(v)
+        if not isinstance(v, (list, tuple)):
+            raise _Bad
+        if len(v) > MAX_NAMES:
+            raise _Bad(f"{len(v)} names")
+        for x in v:
+            if not isinstance(x, str) or not x or len(x) > MAX_NAME:
+                raise _Bad(f"{x!r} is not a name")
+        return tuple(v)
     if kind == "boxes":
         if lenient and isinstance(v, str):
             v = [_split(part, True) for part in v.split(";") if part.strip()]
-        if not isinstance(v, (list, tuple)) or len(v) > MAX_LIST:
+        if not isinstance(v, (list, tuple)):
             raise _Bad
-        boxes = []
-        for box in v:
-            if not isinstance(box, (list, tuple)) or len(box) != 4:
-                raise _Bad
-            nums = [_to_number(field, x, lenient) for x in box]
-            if any(n != int(n) for n in nums):
-                raise _Bad
-            x1, y1, x2, y2 = (int(n) for n in nums)
-            if not (0 <= x1 < x2 <= MAX_SIDE and 0 <= y1 < y2 <= MAX_SIDE):
-                raise _Bad
-            boxes.append((x1, y1, x2, y2))
-        return tuple(boxes)
+        if len(v) > MAX_LIST:
+            raise _Bad(f"{len(v)} boxes")
+        return tuple(_box(field, box, i, lenient) for i, box in enumerate(v))
     raise AssertionError(kind)
+
+
+def _box(field: Field, box: Any, index: int, lenient: bool) -> tuple[int, int, int, int]:
+    shown = " ".join(str(x) for x in box) if isinstance(box, (list, tuple)) else repr(box)
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        raise _Bad(f"box {index + 1} ({shown}) is not four numbers")
+    try:
+        nums = [_to_number(field, x, lenient) for x in box]
+    except _Bad:
+        raise _Bad(f"box {index + 1} ({shown}) is not four numbers") from None
+    if any(n != int(n) for n in nums):
+        raise _Bad(f"box {index + 1} ({shown}) is not in whole pixels")
+    x1, y1, x2, y2 = (int(n) for n in nums)
+    if not (0 <= x1 < x2 <= MAX_SIDE and 0 <= y1 < y2 <= MAX_SIDE):
+        raise _Bad(f"box {index + 1} ({shown}) is empty or out of range")
+    return (x1, y1, x2, y2)
+
+
+def _names_from_text(text: str) -> Any:
+    """Names as infotext holds them (a JSON list); a bare name is a list of one."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise _Bad("not a JSON list of names") from None
+    return [text]
 
 
 def _split(v: Any, lenient: bool) -> Sequence[Any]:
@@ -184,6 +228,25 @@ def _split(v: Any, lenient: bool) -> Sequence[Any]:
     if not isinstance(v, (list, tuple)):
         raise _Bad
     return v
+
+
+def explain(field: Field, v: Any, *, lenient: bool = False) -> str | None:
+    """Why `v` is not allowed for `field` ('' if no detail can be given), or None if it is."""
+    try:
+        coerce(field, v, lenient=lenient)
+        return None
+    except _Bad as e:
+        if not str(e) and not lenient and isinstance(v, str) and field.kind in LIST_KINDS:
+            # text where a list belongs (a UI field's raw text): say which item is wrong
+            try:
+                coerce(field, v, lenient=True)
+                return "give a JSON list"
+            except _Bad as inner:
+                return str(inner)
+        return str(e)
+
+
+LIST_KINDS = ("floats", "sides", "boxes", "names")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +287,10 @@ def _record(
         try:
             values[key] = coerce(field, raw, lenient=lenient)
         except _Bad:
-            problems.append(Problem(where, key, raw, field.allowed()))
+            why = explain(field, raw, lenient=lenient)
+            problems.append(
+                Problem(where, key, raw, field.allowed() + (f" ({why})" if why else ""))
+            )
     return cls(**values)
 
 

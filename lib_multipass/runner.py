@@ -11,6 +11,7 @@ import dataclasses
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from .engine import Job, JobResult
-from .infotext import params_to_text, protect, recipe_to_params
+from .infotext import params_to_text, protect, result_params
 from .plan import JobContext
 from .recipe import Base, recipe_to_dict
 
@@ -66,9 +67,17 @@ def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
     return params
 
 
-def infotext(recipe: Any, ctx: JobContext, seed: int, stage: str | None = None) -> str:
-    """A full WebUI infotext: prompt, negative prompt, and the params line with the recipe."""
-    params = base_params(ctx, seed) | recipe_to_params(recipe)
+def infotext(
+    recipe: Any,
+    ctx: JobContext,
+    seed: int,
+    passes_ran: Sequence[int],
+    result: str | None,
+    stage: str | None = None,
+) -> str:
+    """A full WebUI infotext: prompt, negative prompt, and the params line with the passes that
+    ran on this image and its result."""
+    params = base_params(ctx, seed) | result_params(recipe, passes_ran, result)
     if stage:
         params["Multipass stage"] = protect(stage)
     text = ctx.prompt
@@ -104,15 +113,21 @@ def write_outputs(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Wr
     finals, steps = [], []
     for i, outputs in enumerate(result.outputs):
         seed = result.seeds[i]
+        account = result.image_account(i)
+        ran: list[int] = []
         for k, out in enumerate(outputs):
             label = "base" if out.run is None else out.run.label
+            if out.run is not None and not out.skipped and out.run.pass_index not in ran:
+                ran.append(out.run.pass_index)
             name = f"{i + 1:02d}-{seed}-{k:02d}-{_slug(label)}.png"
             stage = f"{label}{' (skipped)' if out.skipped else ''}"
-            steps.append(_save(out.image, out_dir / name, infotext(recipe, job.ctx, seed, stage)))
+            text = infotext(recipe, job.ctx, seed, ran, None, stage)
+            steps.append(_save(out.image, out_dir / name, text))
         if outputs:
-            state = "final" if result.complete else "partial"
+            state = "final" if account.complete else "partial"
             path = out_dir / f"{i + 1:02d}-{seed}-{state}.png"
-            finals.append(_save(outputs[-1].image, path, infotext(recipe, job.ctx, seed)))
+            text = infotext(recipe, job.ctx, seed, account.passes_ran, account.text())
+            finals.append(_save(outputs[-1].image, path, text))
     sheet = contact_sheet(result)
     sheet_path = None
     if sheet is not None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .fields import BASE_FIELDS, MAX_LIST, MAX_SIDE, MAX_TEXT, PASS_FIELDS, RECIPE_FIELDS, Field
+from .fields import (
+    BASE_FIELDS,
+    MAX_LIST,
+    MAX_NAME,
+    MAX_NAMES,
+    MAX_SIDE,
+    MAX_TEXT,
+    PASS_FIELDS,
+    RECIPE_FIELDS,
+    Field,
+)
 from .recipe import MAX_PASSES
 
 
@@ -39,6 +49,9 @@ def field_schema(f: Field) -> dict[str, Any]:
             "items": item,
             "anyOf": [{"maxItems": 0}, {"minItems": 4, "maxItems": 4}],
         }
+    elif f.kind == "names":
+        name = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+        s = {"type": "array", "items": name, "maxItems": MAX_NAMES}
     elif f.kind == "boxes":
         coord = {"type": "integer", "minimum": 0, "maximum": MAX_SIDE}
         box = {"type": "array", "items": coord, "minItems": 4, "maxItems": 4}

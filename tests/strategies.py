@@ -61,6 +61,8 @@ def value(f: Field) -> st.SearchStrategy[Any]:
         return st.just(()) | st.tuples(*[st.floats(f.minimum, f.maximum)] * 4)
     if f.kind == "boxes":
         return st.lists(box(), max_size=3).map(tuple)
+    if f.kind == "names":
+        return st.lists((TEXT | TRICKY).filter(bool), max_size=3).map(tuple)
     raise AssertionError(f.kind)
 
 

@@ -278,3 +278,63 @@ def test_crops_are_found_once_per_pass_not_per_image(backend, monkeypatch):
     )
     result = run_job(recipe, job(seeds=[1, 2, 3, 4]), backend)
     assert result.complete and calls == [0]
+
+
+def test_a_cancel_before_a_pass_loads_nothing_more(backend):
+    """Interrupt between passes: the next pass's checkpoint is never loaded, only the user's."""
+    backend.load_checkpoint("tiny-toon")
+    control = Control()
+    generated = []
+
+    class CancelAfterPass2:
+        """The backend, with Interrupt pressed just after pass 2's last image came back."""
+
+        def __getattr__(self, name):
+            return getattr(backend, name)
+
+        def generate(self, request, on_step):
+            image = backend.generate(request, on_step)
+            if request.image is not None:  # not the base
+                generated.append(request.seed)
+            if len(generated) == 4:
+                control.cancel()
+            return image
+
+    passes = [
+        {"checkpoint": "tiny-photo"},
+        {"checkpoint": "tiny-toon"},
+        {"checkpoint": "tiny-photo"},
+    ]
+    recipe = parse_recipe({"passes": passes})
+    result = run_job(recipe, job(seeds=[1, 2]), CancelAfterPass2(), control=control)
+    assert result.stopped == "cancelled" and result.runs_done == 2
+    # photo, toon for passes 1 and 2; pass 3's photo is never loaded (toon is the user's)
+    assert result.checkpoints_loaded == ["tiny-photo", "tiny-toon"]
+
+
+def test_another_name_of_the_loaded_checkpoint_does_not_switch(backend):
+    backend.load_checkpoint("tiny-photo")
+    recipe = parse_recipe({"passes": [{"checkpoint": "tiny-photo.safetensors"}]})
+    result = run_job(recipe, job(checkpoint="tiny-photo"), backend)
+    assert result.complete and result.checkpoints_loaded == []
+    assert backend.checkpoint_id("tiny-photo.safetensors") == backend.checkpoint_id("")
+
+
+def test_each_image_accounts_for_what_ran_on_it(backend):
+    control = Control()
+
+    def progress(p):
+        if p.run == 2 and p.image == 1 and p.step == 1:
+            control.cancel()  # pass 1 done for both images, run 2 done for image 1 only
+
+    recipe = parse_recipe(
+        {"passes": [{"denoising_strength": 0.3}, {"schedule": "list", "strengths": [0.4, 0.3]}]}
+    )
+    result = run_job(recipe, job(seeds=[1, 2]), backend, control=control, progress=progress)
+    first, second = result.image_account(0), result.image_account(1)
+    assert first.passes_ran == (0, 1) and not first.complete
+    assert first.text() == "stopped at pass 2, run 2 of 2: cancelled"
+    assert second.passes_ran == (0,)
+    assert second.text() == "stopped at pass 2, run 1 of 2: cancelled"
+    done = run_job(recipe, job(seeds=[1, 2]), backend)
+    assert done.image_account(0).text() == "complete"

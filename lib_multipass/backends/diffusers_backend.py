@@ -191,6 +191,13 @@ class DiffusersBackend:
     def current_checkpoint(self) -> str:
         return self._current
 
+    def checkpoint_id(self, name: str) -> str:
+        name = name or self._current
+        try:
+            return self._file(name).name if name else ""
+        except BackendError:
+            return ""
+
     def _file(self, name: str) -> CheckpointFile:
         c = self._files.get(name)
         if c is None:
@@ -327,6 +334,9 @@ class DiffusersBackend:
                     )
                 )
         problems += self.check_sampling(run.sampler, run.scheduler, run.vae, where)
+        if run.text_encoders:
+            allowed = "[] (the diffusers runner uses each checkpoint's own text encoders)"
+            problems.append(Problem(where, "text_encoders", list(run.text_encoders), allowed))
         if run.upscaler is not None and run.upscaler not in UPSCALERS:
             allowed = "one of " + ", ".join(UPSCALERS)
             problems.append(Problem(where, "upscaler", run.upscaler, allowed))
