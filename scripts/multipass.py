@@ -1,4 +1,4 @@
-"""Multipass for the Stable Diffusion WebUI (AUTOMATIC1111 1.6+, reForge, Forge 2).
+"""Multipass for the Stable Diffusion WebUI (AUTOMATIC1111 1.6+, reForge, Forge 2, Forge Neo).
 
 A thin adapter: the accordion, the hooks and the callbacks. Everything else is in
 `lib_multipass` (imported as a package, never through `scripts.`, which another extension
@@ -39,6 +39,7 @@ class MultipassScript(scripts.Script):
             samplers=compat.sampler_names(),
             schedulers=compat.scheduler_labels(),
             upscalers=compat.upscaler_names(),
+            text_encoders=compat.text_encoder_names(),
         )
         enabled, state, paste, _ = ui.build(
             gr,
@@ -51,6 +52,7 @@ class MultipassScript(scripts.Script):
             step_mode=job.step_mode,
             refresh_checkpoints=compat.refresh_checkpoint_titles,
             no_progress=compat.no_progress(gr),
+            checkpoint_entry=compat.checkpoint_entry,
         )
         self.infotext_fields = paste
         self.paste_field_names = []

@@ -15,16 +15,21 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-ENVIRONMENTS = {"gradio 3.41.2 (A1111)": ".venv-ui", "gradio 4.40.0 (Forge 2)": ".venv-ui4"}
+# host: (environment, stand-in flavour); Forge 2 and Neo both pin gradio 4.40.0
+ENVIRONMENTS = {
+    "A1111 (gradio 3.41.2)": (".venv-ui", "a1111"),
+    "Forge Neo (gradio 4.40.0)": (".venv-ui4", "neo"),
+}
 
 
 @pytest.mark.parametrize("host", ENVIRONMENTS)
 def test_accordion_in_chromium(tmp_path, host):
-    python = ROOT / ENVIRONMENTS[host] / "bin" / "python"
+    venv, flavour = ENVIRONMENTS[host]
+    python = ROOT / venv / "bin" / "python"
     if not python.exists() or shutil.which("chromium") is None:
-        pytest.skip(f"needs {ENVIRONMENTS[host]} and Debian's chromium: run `bash tests/setup.sh`")
+        pytest.skip(f"needs {venv} and Debian's chromium: run `bash tests/setup.sh`")
     shot = tmp_path / "accordion.png"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "MULTIPASS_STUB_FLAVOUR": flavour}
     done = subprocess.run(
         [str(python), str(ROOT / "tests" / "ui" / "drive.py"), "--screenshot", str(shot)],
         capture_output=True,
@@ -39,11 +44,20 @@ def test_accordion_in_chromium(tmp_path, host):
     # opening the accordion switched Multipass on; the chosen values reached the script's args
     assert enabled is True
     first = recipe["passes"][0]
-    assert first["checkpoint"] == "photo.safetensors [bbbb]"
+    # the host's own dropdown entry: titles with a hash on A1111, file names on Forge
+    assert first["checkpoint"] == (
+        "photo.safetensors" if flavour == "neo" else "photo.safetensors [bbbb]"
+    )
     assert first["denoising_strength"] == 0.55 and first["enabled"] is True
     assert [p["enabled"] for p in recipe["passes"]] == [True, False, False]
-    # the live hint told the truth about the steps
-    assert result["hint"] == "0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)"
+    # the hints told the truth about the steps from the first render (the slider says 30)
+    assert result["first_hint"] == "0.5 at 30 steps runs 16 of 30 steps (acts as 0.53)"
+    assert result["hint"] == "0.55 at 30 steps runs 17 of 30 steps (acts as 0.57)"
+    # a mistyped list is named where it is, not replaced by an older value
+    assert result["typo_hint"].startswith("⚠ pass 1, field 'strengths': got '0.7, 0.3x'")
+    assert "'0.3x' is not a number" in result["typo_hint"]
+    # text encoders per pass are offered where the host can load them (Forge 2 and Neo)
+    assert result["text_encoders_widgets"] == (flavour == "neo")
     assert Path(shot).stat().st_size > 10_000
     # pasting a parameters text restored every Multipass field, defaults included
     enabled, pasted = result["after_paste"]
@@ -54,12 +68,14 @@ def test_accordion_in_chromium(tmp_path, host):
         and first["checkpoint"] == ""
         and first["denoising_strength"] == 0.5
     )
-    assert second["enabled"] is True and second["checkpoint"] == "toon.safetensors [aaaa]"
+    assert second["enabled"] is True
+    assert second["checkpoint"] == (
+        "toon.safetensors" if flavour == "neo" else "toon.safetensors [aaaa]"
+    )
     assert second["denoising_strength"] == 0.3 and second["prompt"] == "detailed, sharp"
     assert second["prompt_mode"] == "append"
     assert third["enabled"] is False
     # the dropdown lists the host's checkpoints after "Use same checkpoint"
-    assert [o.replace("✓", "").strip() for o in result["options"]][:2] == [
-        "Use same checkpoint",
-        "toon.safetensors [aaaa]",
-    ]
+    options = [o.replace("✓", "").strip() for o in result["options"]]
+    assert options[0] == "Use same checkpoint"
+    assert any(o.startswith("photo.safetensors") for o in options[1:])

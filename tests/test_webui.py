@@ -1,5 +1,5 @@
 """The WebUI extension's real code, run against a thin stand-in of the WebUI's `modules`
-(tests/webui_stub: A1111 1.10.1 signatures, and a Forge 2 flavour)."""
+(tests/webui_stub), in four flavours faithful to A1111 1.10.1, reForge, Forge 2 and Forge Neo."""
 
 import asyncio
 import importlib
@@ -12,6 +12,7 @@ from conftest import ROOT
 from PIL import Image
 
 STUB = ROOT / "tests" / "webui_stub"
+FLAVOURS = ["a1111", "reforge", "forge", "neo"]
 RECIPE = {
     "passes": [
         {"checkpoint": "photo", "denoising_strength": 0.5},
@@ -35,23 +36,30 @@ def _purge():
             del sys.modules[name]
 
 
-@pytest.fixture(params=["a1111", "forge"])
-def webui(request, monkeypatch):
+@pytest.fixture(params=FLAVOURS)
+def webui(request, monkeypatch, tmp_path):
     """A fresh stand-in WebUI with the Multipass script loaded as the host loads it."""
     monkeypatch.setenv("MULTIPASS_STUB_FLAVOUR", request.param)
+    monkeypatch.setenv("MULTIPASS_STUB_MODELS", str(tmp_path / "models"))
     monkeypatch.syspath_prepend(str(STUB))
+    from layout import lay_out_models  # tests/webui_stub/layout.py
+
+    lay_out_models(tmp_path / "models")
     _purge()
-    from modules import processing, scripts, sd_models, shared
+    from modules import processing, scripts, sd_models, sd_vae, shared
 
     sd_models.list_models()
-    if request.param == "forge":
+    sd_vae.refresh_vae_list()
+    if request.param in ("forge", "neo"):
         from modules_forge import main_entry
 
+        main_entry.refresh_models()
         main_entry.refresh_model_loading_parameters()
         sd_models.forge_model_reload()
     else:
         sd_models.reload_model_weights()
     sd_models.loads.clear()
+    shared.opts.data.writes.clear()
     shared.sd_upscalers = [type("U", (), {"name": n})() for n in ("Lanczos", "R-ESRGAN 4x+")]
     spec = importlib.util.spec_from_file_location(
         "multipass_script", ROOT / "scripts" / "multipass.py"
@@ -69,6 +77,8 @@ def webui(request, monkeypatch):
         (),
         {
             "flavour": request.param,
+            "forge": request.param in ("forge", "neo"),
+            "user": shared.opts.sd_model_checkpoint,
             "runner": runner,
             "script": script,
             "module": module,
@@ -77,6 +87,9 @@ def webui(request, monkeypatch):
             "sd_models": sd_models,
         },
     )
+    # the user's settings were never written, not even for a moment, and never saved
+    assert [k for k, _ in shared.opts.data.writes if k == "sd_model_checkpoint"] == []
+    assert shared.opts.saved == []
     processing.calls.clear()
     processing.on_call.clear()
     _purge()
@@ -135,9 +148,11 @@ def test_passes_run_grouped_by_checkpoint_across_the_job(webui):
     assert kinds[6:12] == [("img2img", "photo.safetensors [bbbb]")] * 6
     assert kinds[12:] == [("img2img", "toon.safetensors [aaaa]")] * 6
     # two switches for six images, as for one; the user's checkpoint is loaded afterwards
-    assert webui.sd_models.loads == ["photo.safetensors [bbbb]", "toon.safetensors [aaaa]"]
+    assert webui.sd_models.loads == ["photo.safetensors", "toon.safetensors"]
     assert webui.shared.sd_model.sd_checkpoint_info.title == "toon.safetensors [aaaa]"
-    assert webui.shared.opts.sd_model_checkpoint == "toon.safetensors [aaaa]"
+    assert webui.shared.opts.sd_model_checkpoint == webui.user
+    # the setting was the user's while every pass ran, on every host
+    assert {c["setting"] for c in calls} == {webui.user}
     # the seeds follow the images, the prompts the recipe, the strengths the passes
     assert [c["seed"] for c in calls[6:12]] == [100, 101, 102, 103, 104, 105]
     assert {c["prompt"] for c in calls[12:]} == {"a castle, detailed"}
@@ -235,10 +250,21 @@ def test_interrupt_keeps_finished_images_and_restores_the_checkpoint(webui):
     webui.processing.on_call.append(interrupt)
     _p, processed = txt2img(webui, batch_size=2)
     assert "cancelled at pass 1, image 1 of 2" in processed.comments
-    assert webui.shared.sd_model.sd_checkpoint_info.title == "toon.safetensors [aaaa]"
     finals = processed.images[processed.index_of_first_image :]
     base = [c for c in webui.processing.calls if c["kind"] == "txt2img"]
     assert len(finals) == 2 and len(base) == 2
+    assert_users_checkpoint_is_back(webui)
+
+
+def assert_users_checkpoint_is_back(webui):
+    """The user's checkpoint is loaded again: at once on A1111 and reForge; on Forge and Neo
+    it is selected again and their next job loads it (as after their own hires fix)."""
+    webui.processing.on_call.clear()
+    webui.processing.calls.clear()
+    if not webui.forge:
+        assert webui.shared.sd_model.sd_checkpoint_info.name == "toon.safetensors"
+    txt2img(webui, enabled=False)
+    assert [c["file"] for c in webui.processing.calls] == ["toon.safetensors"]
 
 
 def test_skip_abandons_only_the_current_image_pass(webui):
@@ -275,13 +301,12 @@ def test_detail_crop_pass_goes_to_the_host_as_a_masked_crop(webui):
     assert call["inpaint_full_res"] is False
 
 
-def test_checkpoint_switch_is_host_specific(webui):
+def test_nested_passes_carry_no_settings_overrides(webui):
+    """The pass's checkpoint is loaded by Multipass, never through the user's settings."""
     txt2img(webui)
     calls = [c for c in webui.processing.calls if c["kind"] == "img2img"]
-    if webui.flavour == "forge":
-        assert all("sd_model_checkpoint" not in c["override"] for c in calls)
-    else:
-        assert calls[0]["override"]["sd_model_checkpoint"] == "photo.safetensors [bbbb]"
+    assert [c["file"] for c in calls] == ["photo.safetensors", "toon.safetensors"]
+    assert all(c["override"] == {} for c in calls)
 
 
 def test_infotext_pastes_back_into_every_field(webui):
@@ -420,9 +445,8 @@ def test_api_rejects_a_bad_recipe_before_the_job(webui):
         "alwayson_scripts": {"multipass": {"args": [True, {"passes": [{"checkpoint": "nope"}]}]}}
     }
     detail = json.loads(asgi_call(check, unknown)[1]["body"])["detail"]
-    assert [d["field"] for d in detail] == ["checkpoint"] and "toon.safetensors [aaaa]" in detail[
-        0
-    ]["message"]
+    assert [d["field"] for d in detail] == ["checkpoint"]
+    assert "'toon.safetensors" in detail[0]["message"]  # the host's list, as its dropdown shows it
 
     good = {"prompt": "x", "alwayson_scripts": {"multipass": {"args": [True, RECIPE]}}}
     sent = asgi_call(check, good)
@@ -489,15 +513,44 @@ def test_job_mask_follows_inpaint_not_masked(webui):
     assert job.job_mask(p).getbbox() == (0, 0, 4, 8)
 
 
-def test_per_pass_vae(webui):
-    recipe = {"passes": [{"vae": "vae-ft-mse.safetensors"}]}
+def test_per_pass_vae_is_loaded_and_the_users_put_back(webui):
+    recipe = {"passes": [{"checkpoint": "photo", "vae": "vae-ft-mse.safetensors"}, {}]}
     _p, processed = txt2img(webui, recipe=recipe)
+    assert "Multipass result: complete" in processed.infotexts[0]
     calls = [c for c in webui.processing.calls if c["kind"] == "img2img"]
-    if webui.flavour == "forge":
-        assert not calls and "not supported on Forge yet" in processed.comments
+    from modules import paths
+
+    vae_file = str(paths.models_path) + "/VAE/vae-ft-mse.safetensors"
+    if webui.forge:  # an additional module of the model, with the user's (none) put back
+        assert [c["vae"] for c in calls] == [(vae_file,), (vae_file,)]
+        params = webui.sd_models.model_data.forge_loading_parameters
+        assert (
+            params["additional_modules"] == []
+            and params["checkpoint_info"].name == "toon.safetensors"
+        )
     else:
-        assert calls[0]["override"]["sd_vae"] == "vae-ft-mse.safetensors"
-        assert webui.shared.opts.sd_vae == "Automatic"  # the user's choice is back afterwards
+        assert [c["vae"] for c in calls] == ["vae-ft-mse.safetensors"] * 2
+        assert webui.shared.opts.sd_vae == "Automatic"
+        from modules import sd_vae
+
+        assert sd_vae.loaded_vae_file is None  # the user's (Automatic: the checkpoint's own)
+    assert [k for k, _ in webui.shared.opts.data.writes if "vae" in k or "module" in k] == []
+    assert_users_checkpoint_is_back(webui)
+
+
+def test_vae_choices_are_the_hosts(webui):
+    from lib_multipass.webui import compat
+
+    if webui.forge:
+        assert compat.vae_names() == ["None", "vae-ft-mse.safetensors"]
+        assert compat.text_encoder_names() == ["t5xxl.safetensors"]
+    else:
+        assert compat.vae_names() == ["Automatic", "None", "vae-ft-mse.safetensors"]
+        assert compat.text_encoder_names() is None
+        _p, processed = txt2img(
+            webui, recipe={"passes": [{"text_encoders": ["t5xxl.safetensors"]}]}
+        )
+        assert "Forge 2 and Neo only" in processed.comments and not webui.processing.calls
 
 
 def test_state_paste_target_gives_the_recipe(webui):
@@ -511,3 +564,151 @@ def test_state_paste_target_gives_the_recipe(webui):
     assert parse_recipe({"passes": state["passes"][:2]}) == parse_recipe(RECIPE)
     assert ui._state_or_none({"Multipass passes": "x"}, 3) is None
     assert ui._state_or_none({"Steps": "20"}, 3) is None
+
+
+def test_forge_text_encoders_per_pass(webui):
+    if not webui.forge:
+        pytest.skip("text encoders are additional modules on Forge 2 and Neo only")
+    from modules import paths
+
+    recipe = {"passes": [{"checkpoint": "flux", "text_encoders": ["t5xxl.safetensors"]}]}
+    _p, processed = txt2img(webui, recipe=recipe)
+    (call,) = [c for c in webui.processing.calls if c["kind"] == "img2img"]
+    assert call["file"] == "flux.safetensors"
+    assert call["vae"] == (str(paths.models_path) + "/text_encoder/t5xxl.safetensors",)
+    from lib_multipass.infotext import recipe_from_infotext
+
+    pasted = recipe_from_infotext(processed.infotexts[0])
+    assert pasted.passes[0].text_encoders == ("t5xxl.safetensors",)
+    assert_users_checkpoint_is_back(webui)
+
+
+@pytest.mark.parametrize("name", ["toon.safetensors [aaaa]", "toon", "toon.safetensors"])
+def test_another_name_of_the_loaded_checkpoint_does_not_switch(webui, name):
+    """Neo adds ' [hash]' to a title once the file is hashed: names, not text, decide."""
+    txt2img(webui, recipe={"passes": [{"checkpoint": name}]})
+    assert webui.sd_models.loads == []
+
+
+def test_a_title_hashed_differently_still_finds_its_file(webui):
+    """A recipe from another WebUI names 'photo.safetensors [bbbb]'; Neo has not hashed it yet."""
+    txt2img(webui, recipe={"passes": [{"checkpoint": "photo.safetensors [bbbb]"}]})
+    assert webui.sd_models.loads[0] == "photo.safetensors"
+
+
+def test_a_cancel_between_passes_loads_nothing_more(webui):
+    def interrupt(call):
+        if (
+            call["kind"] == "img2img"
+            and call["file"] == "photo.safetensors"
+            and call["seed"] == 101
+        ):
+            webui.shared.state.interrupted = True  # during pass 1's last image
+
+    webui.processing.on_call.append(interrupt)
+    recipe = {"passes": [{"checkpoint": "photo"}, {"checkpoint": "xl"}]}
+    _p, _processed = txt2img(webui, batch_size=2, recipe=recipe)
+    assert "xl.safetensors" not in webui.sd_models.loads
+    assert webui.sd_models.loads[0] == "photo.safetensors"
+    assert_users_checkpoint_is_back(webui)
+
+
+def api_txt2img(webui, recipe, **body):
+    """POST /sdapi/v1/txt2img as the host's API runs it; returns (response, parsed info)."""
+    from modules.api import api as host_api
+
+    defaults = [None] * len(webui.runner.inputs)
+    defaults[webui.script.args_from] = False
+    defaults[webui.script.args_from + 1] = {"passes": []}
+    request = {
+        "prompt": "a castle",
+        "seed": 100,
+        "steps": 20,
+        "sampler_name": "Euler a",
+        "width": 64,
+        "height": 64,
+        **body,
+        "alwayson_scripts": {"Multipass": {"args": [True, recipe]}},
+    }
+    response = host_api.text2imgapi(request, webui.runner, defaults)
+    return response, json.loads(response["info"])
+
+
+THREE = {"passes": [{"checkpoint": "photo"}, {"denoising_strength": 0.3}, {"checkpoint": "toon"}]}
+
+
+@pytest.mark.parametrize("stop", ["cancel", "fail"])
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_api_info_names_where_a_job_stopped(webui, stop, at):
+    """A cancel or a failure at pass k: every image's infotext keeps the passes that ran on it
+    and says where it stopped; info.extra_generation_params says how the job ended."""
+    seen = []
+
+    def stop_at(call):
+        if call["kind"] == "img2img":
+            seen.append(call)
+            if len(seen) == 2 * (at - 1) + 1:  # pass `at`, image 1 of 2
+                if stop == "fail":
+                    raise RuntimeError("CUDA out of memory, tried to allocate 2 GiB")
+                webui.shared.state.interrupted = True
+
+    webui.processing.on_call.append(stop_at)
+    response, info = api_txt2img(webui, THREE, batch_size=2)
+    why = "cancelled" if stop == "cancel" else "failed: CUDA out of memory, tried to allocate 2 GiB"
+    assert info["extra_generation_params"]["Multipass result"] == (
+        f"stopped at pass {at}, image 1 of 2: {why}"
+    )
+    texts = info["infotexts"][info["index_of_first_image"] :]
+    assert len(texts) == 2 and len(response["images"]) == 2
+    from lib_multipass.infotext import parse_params_line, recipe_from_params
+
+    for text in texts:
+        # the run that was cut short is not kept: the image is as the pass before left it
+        params = parse_params_line(text.splitlines()[-1])
+        assert params["Multipass passes"] == str(at - 1)
+        assert params["Multipass result"] == f"stopped at pass {at}: {why}"
+        assert len(recipe_from_params(params).passes) == at - 1
+    assert_users_checkpoint_is_back(webui)
+
+
+def test_api_info_says_complete(webui):
+    _response, info = api_txt2img(webui, THREE, batch_size=2)
+    assert info["extra_generation_params"]["Multipass result"] == "complete"
+    for text in info["infotexts"]:
+        assert text.endswith("Multipass result: complete")
+        assert "Multipass passes: 3" in text
+
+
+def test_disabled_passes_are_not_written(webui):
+    recipe = {"passes": [{"enabled": False, "checkpoint": "photo"}, {"denoising_strength": 0.3}]}
+    _p, processed = txt2img(webui, recipe=recipe)
+    text = processed.infotexts[0]
+    assert "Multipass passes: 1" in text and "enabled" not in text and "photo" not in text
+    assert "Multipass 1 denoising: 0.3" in text
+
+
+def test_a_recipe_with_no_enabled_pass_leaves_the_job_alone(webui):
+    _p, processed = txt2img(webui, recipe={"passes": [{"enabled": False}]})
+    assert "Multipass" not in processed.infotexts[0]
+    assert [c["kind"] for c in webui.processing.calls] == ["txt2img"]
+
+
+def test_a_bad_widget_value_generates_nothing_and_names_it(webui):
+    """What the UI sends when a strength list is mistyped: the text as typed."""
+    from lib_multipass.fields import PASS_FIELDS
+    from lib_multipass.webui import ui
+
+    slots = [(0, f) for f in PASS_FIELDS]
+    values = [ui.to_widget(f, ui.default_pass(0)[f.name]) for _, f in slots]
+    values[[f.name for f in PASS_FIELDS].index("schedule")] = "list"
+    values[[f.name for f in PASS_FIELDS].index("strengths")] = "0.7, 0.3x"
+    state = ui.collect_state(slots, values, None)
+    assert state["passes"][0]["strengths"] == "0.7, 0.3x"  # kept as typed, never an older value
+    hint = ui.hint(state["passes"][0], 20)
+    assert hint.startswith("⚠ pass 1, field 'strengths': got '0.7, 0.3x'")
+    assert "('0.3x' is not a number)" in hint
+    _p, processed = txt2img(webui, recipe=state)
+    assert webui.processing.calls == []
+    assert "nothing was generated" in processed.comments and "'0.3x' is not a number" in (
+        processed.comments
+    )

@@ -35,11 +35,13 @@ def test_state_comes_from_every_widget_and_never_mutates_the_old():
     new = ui.collect_state(slots, values, old)
     assert old["passes"][1]["denoising_strength"] == 0.5
     assert new["passes"][1]["denoising_strength"] == 0.3
-    # a half-typed value keeps the last good one
+    # a value that does not parse is kept as typed (the hint names it), never an older one
     j = slots.index((1, next(f for f in PASS_FIELDS if f.name == "strengths")))
     good = ui.collect_state(slots, [*values[:j], "0.8, 0.6", *values[j + 1 :]], new)
+    assert good["passes"][1]["strengths"] == [0.8, 0.6]
     half = ui.collect_state(slots, [*values[:j], "0.8, x", *values[j + 1 :]], good)
-    assert half["passes"][1]["strengths"] == [0.8, 0.6]
+    assert half["passes"][1]["strengths"] == "0.8, x"
+    assert "('x' is not a number)" in ui.hint(half["passes"][1], 20, index=1)
 
 
 def test_hints_show_the_real_steps():
@@ -53,6 +55,25 @@ def test_hints_show_the_real_steps():
     assert ui.hint(values | {"denoising_strength": 3}, 20).startswith(
         "⚠ pass 1, field 'denoising_strength'"
     )
+
+
+def test_first_hint_uses_the_steps_slider_as_the_page_loads():
+    """The hint box's value is a function gradio calls at every page load, when the steps
+    slider holds its real value (the WebUI applies ui-config.json after the scripts' ui())."""
+    from types import SimpleNamespace
+
+    slider = SimpleNamespace(value=20)
+    first = ui._first_hint(ui.default_pass(0), 0, slider, lambda: "proportional")
+    slider.value = 30  # ui-config.json says 30
+    assert first() == "0.5 at 30 steps runs 16 of 30 steps (acts as 0.53)"
+    assert "assumed" not in first()
+    none = ui._first_hint(ui.default_pass(0), 0, None, lambda: "proportional")
+    assert none().endswith("(base steps assumed 20)")
+
+
+def test_hints_escape_markup():
+    values = ui.default_pass(0) | {"schedule": "list", "strengths": "<img src=x onerror=alert(1)>"}
+    assert "<img" not in ui.hint_html(values, 20) and "&lt;img" in ui.hint_html(values, 20)
 
 
 def test_no_widget_is_saved_to_ui_config():

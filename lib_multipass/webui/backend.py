@@ -39,16 +39,34 @@ def _listed(names: list[str], limit: int = 12) -> str:
 
 
 class WebUIBackend:
-    """Checkpoints, sampling and upscaling through the host WebUI."""
+    """Checkpoints, sampling and upscaling through the host WebUI.
+
+    Call `close()` when the job is done: it puts back the user's VAE and loading parameters.
+    """
 
     def __init__(self, outpath_samples: str = "", outpath_grids: str = "") -> None:
         self.outpath_samples = outpath_samples
         self.outpath_grids = outpath_grids
         self._families: dict[str, str] = {}
+        self._models: compat.PassModels | None = None
+
+    @property
+    def models(self) -> compat.PassModels:
+        if self._models is None:
+            self._models = compat.PassModels()
+        return self._models
+
+    def close(self) -> None:
+        if self._models is not None:
+            self._models.restore()
 
     def current_checkpoint(self) -> str:
         info = compat.current_checkpoint()
-        return info.title if info is not None else ""
+        return compat.checkpoint_name(info) if info is not None else ""
+
+    def checkpoint_id(self, name: str) -> str:
+        info = compat.find_checkpoint(name) if name else compat.current_checkpoint()
+        return str(info.filename) if info is not None else ""
 
     def load_checkpoint(self, name: str) -> None:
         info = compat.find_checkpoint(name)
@@ -59,12 +77,17 @@ class WebUIBackend:
                 f"checkpoint {name!r} is a pickle-based .ckpt file; start the WebUI with "
                 "--multipass-allow-ckpt to let Multipass load it"
             )
-        compat.switch_checkpoint(info)
+        self.models.switch(info)
 
     def checkpoint_family(self, name: str) -> str:
         info = compat.find_checkpoint(name) if name else compat.current_checkpoint()
         if info is None:
             return "sd1"
+        loaded = getattr(getattr(_shared(), "sd_model", None), "sd_checkpoint_info", None)
+        if loaded is not None and str(loaded.filename) == str(info.filename):
+            family = compat.loaded_family()  # the host knows best what it loaded
+            if family:
+                return family
         key = str(info.filename)
         if key not in self._families:
             self._families[key] = family_or_default(key)
@@ -89,18 +112,23 @@ class WebUIBackend:
         if run.upscaler is not None and run.upscaler not in compat.upscaler_names():
             allowed = _listed(compat.upscaler_names())
             problems.append(Problem(where, "upscaler", run.upscaler, allowed))
-        if run.vae and compat.is_forge():
-            # Forge 2 picks VAEs as "additional modules" of the model; not wired up yet
-            allowed = "'' (a per-pass VAE is not supported on Forge yet)"
-            problems.append(Problem(where, "vae", run.vae, allowed))
-        elif run.vae and run.vae not in compat.vae_names():
+        if run.vae and run.vae not in compat.vae_names():
             problems.append(Problem(where, "vae", run.vae, _listed(compat.vae_names())))
+        encoders = compat.text_encoder_names()
+        if run.text_encoders and encoders is None:
+            allowed = "[] (text encoders are chosen per pass on Forge 2 and Neo only)"
+            problems.append(Problem(where, "text_encoders", list(run.text_encoders), allowed))
+        elif run.text_encoders:
+            unknown = [n for n in run.text_encoders if n not in encoders]
+            if unknown:
+                allowed = "names from " + _listed(encoders)
+                problems.append(Problem(where, "text_encoders", unknown, allowed))
         return problems
 
     def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
         processing = compat.host_module("modules.processing")
         shared = _shared()
-        info = compat.find_checkpoint(self.current_checkpoint())
+        info = compat.current_checkpoint()
         args: dict[str, Any] = {
             "sd_model": shared.sd_model,
             "outpath_samples": self.outpath_samples,
@@ -126,7 +154,7 @@ class WebUIBackend:
             "denoising_strength": request.strength,
             "do_not_save_samples": True,
             "do_not_save_grid": True,
-            "override_settings": compat.nested_override_settings(info, request.vae),
+            "override_settings": {},  # the pass's models come from PassModels, not settings
             "override_settings_restore_afterwards": True,
         }
         cls = processing.StableDiffusionProcessingImg2Img
@@ -136,7 +164,8 @@ class WebUIBackend:
         p.scripts = compat.empty_script_runner()
         p.script_args = []
         try:
-            processed = processing.process_images(p)
+            with self.models.running(info, request.vae, request.text_encoders):
+                processed = processing.process_images(p)
         finally:
             if hasattr(p, "close"):
                 p.close()
@@ -145,6 +174,12 @@ class WebUIBackend:
             raise Cancelled
         if state.skipped:
             raise Skipped
+        ran = getattr(getattr(shared, "sd_model", None), "sd_checkpoint_info", None)
+        if info is not None and ran is not None and str(ran.filename) != str(info.filename):
+            raise RuntimeError(
+                f"the WebUI ran this pass on {ran.title!r} instead of {info.title!r} "
+                "(was the checkpoint changed while the job ran?)"
+            )
         on_step(request.steps, request.steps)
         if not processed.images:
             raise RuntimeError("the WebUI returned no image for a Multipass pass")

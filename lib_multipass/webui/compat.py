@@ -1,21 +1,51 @@
-"""The one place that knows how A1111 1.6-1.10, reForge and Forge 2 differ where Multipass
-touches them. Features are detected, not version strings.
+"""The one place that knows how A1111 1.6-1.10, reForge, Forge 2 and Forge Neo differ where
+Multipass touches them. Features are detected (a function, an attribute), never versions.
 
-- Checkpoint switch: A1111 and reForge reload weights (`reload_model_weights`, with
-  `SkipWritingToConfig` so the user's choice in the settings stays); Forge 2, where those are
-  empty, changes the checkpoint through `modules_forge.main_entry` and `forge_model_reload`.
-- Nested img2img: A1111 reloads the settings' checkpoint at the start of every
-  `process_images`, so a nested pass names its checkpoint in `override_settings` (restored
-  afterwards); Forge already follows the changed setting. reForge crashes on `p.scripts = None`,
-  so nested passes get an empty script runner.
+Checkpoints: the user's checkpoint setting (`opts.sd_model_checkpoint`, the top dropdown,
+config.json) is never written, not even for the length of a pass.
+
+- A1111 and reForge load a pass's checkpoint with `reload_model_weights(info=...)` (under
+  `SkipWritingToConfig`, which A1111 needs and reForge ignores). Both hosts reload "the
+  settings' checkpoint" at the start of every `process_images` and of every batch, looking the
+  setting's value up in `checkpoint_aliases` (`select_checkpoint`). While a nested pass runs,
+  that one alias entry resolves to the pass's checkpoint, so those reloads keep the pass's
+  model; the entry is put back in a `finally`, and the setting itself is never touched.
+- Forge 2 and Neo load whatever `model_data.forge_loading_parameters` names (checkpoint,
+  additional modules, storage dtype) in `forge_model_reload()`. Their `checkpoint_change` and
+  `modules_change` write the settings (and take a `preset` on Neo), so Multipass sets the
+  loading parameters itself, as Forge's own XYZ plot does, and puts the user's back afterwards;
+  the next `forge_model_reload()` (the nested pass's, or the user's next job's) loads them.
+
+VAEs and text encoders: A1111 and reForge load a pass's VAE with
+`sd_vae.reload_vae_weights(vae_file=...)`; Forge 2 and Neo take VAEs and text encoders as
+additional modules. Families: A1111 and reForge flag the loaded model (`is_sdxl`...); Forge 2
+and Neo name it by its diffusion engine's class (Flux and newer have no flag).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import re
+from collections.abc import Iterator
 from typing import Any
 
-MINIMUM = "AUTOMATIC1111 WebUI 1.6, reForge or Forge 2"
+MINIMUM = "AUTOMATIC1111 WebUI 1.6, reForge, Forge 2 or Forge Neo"
+MODULE_EXTENSIONS = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
+# Forge 2 / Neo diffusion engines (backend/diffusion_engine/*.py) -> Multipass family
+ENGINE_FAMILIES = {
+    "StableDiffusion": "sd1",
+    "StableDiffusion2": "sd2",
+    "StableDiffusionXL": "sdxl",
+    "StableDiffusionXLRefiner": "sdxl",
+    "StableDiffusion3": "sd3",
+    "Flux": "flux",
+    "Chroma": "chroma",
+    "QwenImage": "qwen",
+    "Wan": "wan",
+}
+_CHECKSUM = re.compile(r"\s*\[[^]]+]\s*$")
 
 
 class HostError(RuntimeError):
@@ -27,20 +57,21 @@ def host_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def _shared() -> Any:
+    return host_module("modules.shared")
+
+
 def is_forge() -> bool:
-    """Forge 2: models are switched through modules_forge.main_entry."""
-    try:
-        sd_models = host_module("modules.sd_models")
-        host_module("modules_forge.main_entry")
-    except ImportError:
-        return False
-    return hasattr(sd_models, "forge_model_reload")
+    """Forge 2 or Neo: models load in forge_model_reload() from loading parameters."""
+    sd_models = host_module("modules.sd_models")
+    params = getattr(getattr(sd_models, "model_data", None), "forge_loading_parameters", None)
+    return hasattr(sd_models, "forge_model_reload") and isinstance(params, dict)
 
 
 def check_host() -> None:
     """Fail with a clear message on a WebUI too old for Multipass."""
     sd_models = host_module("modules.sd_models")
-    needed = ["checkpoint_aliases", "reload_model_weights"]
+    needed = ["checkpoint_aliases", "reload_model_weights", "select_checkpoint"]
     missing = [n for n in needed if not hasattr(sd_models, n)]
     try:
         host_module("modules.ui_components").InputAccordion  # noqa: B018 - 1.6+
@@ -54,8 +85,23 @@ def check_host() -> None:
 
 
 def find_checkpoint(name: str) -> Any | None:
-    """The CheckpointInfo listed under `name` (title, name or hash), exactly; never a path."""
-    return host_module("modules.sd_models").checkpoint_aliases.get(name)
+    """The CheckpointInfo listed under `name` (title, file name, name or hash); never a path.
+
+    A title whose hash the host has not computed yet (Neo hashes at first load) or computed
+    differently still finds its file: the '[hash]' part is dropped for a second look-up.
+    """
+    aliases = host_module("modules.sd_models").checkpoint_aliases
+    if not name:
+        return None
+    info = aliases.get(name)
+    if info is None and _CHECKSUM.search(name):
+        info = aliases.get(_CHECKSUM.sub("", name))
+    return info
+
+
+def checkpoint_name(info: Any) -> str:
+    """A name of `info` that stays valid when the host hashes the file (titles gain ' [hash]')."""
+    return str(getattr(info, "name", "") or info.title)
 
 
 def refresh_checkpoint_titles() -> list[str]:
@@ -71,44 +117,222 @@ def no_progress(gr: Any) -> Any:
 
 
 def checkpoint_titles() -> list[str]:
-    """The host's checkpoint list, as its dropdowns show it."""
-    return list(host_module("modules.sd_models").checkpoints_list)
+    """The host's checkpoint list, as its own dropdown shows it (titles; names on Forge)."""
+    sd_models = host_module("modules.sd_models")
+    tiles = getattr(sd_models, "checkpoint_tiles", None)
+    try:
+        return list(tiles()) if tiles is not None else list(sd_models.checkpoints_list)
+    except TypeError:
+        return list(sd_models.checkpoints_list)
+
+
+def checkpoint_entry(name: str) -> str:
+    """The entry the host's checkpoint dropdown lists for `name` (`name` if it has none)."""
+    info = find_checkpoint(name)
+    if info is None:
+        return name
+    tiles = set(checkpoint_titles())
+    for candidate in (info.title, info.name, getattr(info, "short_title", "")):
+        if candidate in tiles:
+            return candidate
+    return name
+
+
+def _forge_params() -> dict[str, Any]:
+    return host_module("modules.sd_models").model_data.forge_loading_parameters
 
 
 def current_checkpoint() -> Any | None:
-    """The CheckpointInfo of the loaded (or, on Forge, selected) checkpoint."""
-    sd_models = host_module("modules.sd_models")
-    data = getattr(sd_models, "model_data", None)
-    params = getattr(data, "forge_loading_parameters", None)
-    if is_forge() and params:
-        return params.get("checkpoint_info")
-    model = getattr(host_module("modules.shared"), "sd_model", None)
-    info = getattr(model, "sd_checkpoint_info", None)
+    """The CheckpointInfo of the loaded checkpoint (on Forge: the one selected to load next)."""
+    if is_forge():
+        info = _forge_params().get("checkpoint_info")
+        if info is not None:
+            return info
+    info = getattr(getattr(_shared(), "sd_model", None), "sd_checkpoint_info", None)
     if info is not None:
         return info
-    return find_checkpoint(host_module("modules.shared").opts.sd_model_checkpoint)
+    return host_module("modules.sd_models").select_checkpoint()
 
 
-def switch_checkpoint(info: Any) -> None:
-    """Load `info` for the passes that follow, leaving the user's saved setting alone."""
-    sd_models = host_module("modules.sd_models")
+def loaded_family() -> str:
+    """The family of the loaded model ('' if the host does not say)."""
+    model = getattr(_shared(), "sd_model", None)
+    if model is None:
+        return ""
+    for cls in type(model).__mro__:
+        if cls.__name__ in ENGINE_FAMILIES:
+            return ENGINE_FAMILIES[cls.__name__]
+    for flag, family in (("is_sdxl", "sdxl"), ("is_sd3", "sd3"), ("is_sd2", "sd2")):
+        if getattr(model, flag, False) is True:
+            return family
+    return "sd1" if getattr(model, "is_sd1", False) is True else ""
+
+
+# -- VAEs and text encoders ----------------------------------------------------------------------
+
+
+def _vae_files() -> dict[str, str]:
+    """VAE files by the names the host lists them under (sd_vae.vae_dict: file name -> path)."""
+    try:
+        return dict(host_module("modules.sd_vae").vae_dict)
+    except (ImportError, AttributeError):
+        return {}
+
+
+def vae_names() -> list[str]:
+    """VAE choices a pass can name, as the host lists them.
+
+    A1111/reForge: 'Automatic', 'None' and files, with the host's meanings. Forge 2/Neo: 'None'
+    (the checkpoint's own VAE) and files: there is no 'Automatic' among additional modules.
+    """
+    files = list(_vae_files())
     if is_forge():
-        main_entry = host_module("modules_forge.main_entry")
-        main_entry.checkpoint_change(info.title, save=False, refresh=True)
-        sd_models.forge_model_reload()
-        return
-    with sd_models.SkipWritingToConfig():
-        sd_models.reload_model_weights(info=info)
+        return ["None", *files]
+    try:
+        return list(host_module("modules.shared_items").sd_vae_items())
+    except (ImportError, AttributeError):
+        return ["Automatic", "None", *files]
 
 
-def nested_override_settings(info: Any | None, vae: str) -> dict[str, Any]:
-    """override_settings for a nested pass, so the host keeps the pass's checkpoint and VAE."""
-    out: dict[str, Any] = {}
-    if info is not None and not is_forge():
-        out["sd_model_checkpoint"] = info.title
-    if vae:
-        out["sd_vae"] = vae
-    return out
+def _module_files() -> dict[str, str]:
+    """Forge's additional-module files by name (its 'VAE / Text Encoder' list)."""
+    main_entry = host_module("modules_forge.main_entry")
+    found = dict(getattr(main_entry, "module_list", None) or {})
+    if found:
+        return found
+    # the list is filled when the UI is built; an API-only server scans the same folders
+    paths = host_module("modules.paths")
+    opts = _shared().cmd_opts
+    folders = [
+        os.path.join(paths.models_path, "VAE"),
+        os.path.join(paths.models_path, "text_encoder"),
+    ]
+    for name in ("vae_dir", "text_encoder_dir", "vae_dirs", "text_encoder_dirs"):
+        value = getattr(opts, name, None)
+        folders += [value] if isinstance(value, str) else list(value or [])
+    for folder in folders:
+        for root, _, names in os.walk(folder) if os.path.isdir(folder) else ():
+            for n in sorted(names):
+                if n.endswith(MODULE_EXTENSIONS):
+                    found[n] = os.path.join(root, n)
+    return found
+
+
+def text_encoder_names() -> list[str] | None:
+    """Text-encoder modules a pass can name; None where the host has no such thing."""
+    if not is_forge():
+        return None
+    vaes = set(_vae_files().values())
+    return [n for n, path in _module_files().items() if path not in vaes and n not in _vae_files()]
+
+
+def _is_vae_module(path: str) -> bool:
+    return path in set(_vae_files().values()) or os.path.basename(path) in _vae_files()
+
+
+def pass_modules(user_modules: list[str], vae: str, text_encoders: tuple[str, ...]) -> list[str]:
+    """Forge's additional modules for a pass: the user's, with the pass's VAE and text encoders
+    in place of theirs where the pass names them ('None': the checkpoint's own VAE)."""
+    vaes = [m for m in user_modules if _is_vae_module(m)]
+    encoders = [m for m in user_modules if not _is_vae_module(m)]
+    if vae == "None":
+        vaes = []
+    elif vae:
+        vaes = [_vae_files()[vae]]
+    if text_encoders:
+        files = _module_files()
+        encoders = [files[n] for n in text_encoders]
+    return [*vaes, *encoders]
+
+
+def _vae_file_for(vae: str, checkpoint_file: str) -> str | None:
+    """A1111/reForge: the file a pass's VAE choice means for a checkpoint (None: its own)."""
+    sd_vae = host_module("modules.sd_vae")
+    if vae == "None":
+        return None
+    if vae == "Automatic":  # the host's 'Automatic', whatever the user's setting says
+        for how in ("resolve_vae_from_user_metadata", "resolve_vae_near_checkpoint"):
+            resolve = getattr(sd_vae, how, None)
+            res = resolve(checkpoint_file) if resolve is not None else None
+            if res is not None and res.resolved:
+                return res.vae
+        return None
+    return _vae_files()[vae]
+
+
+# -- the models of a job --------------------------------------------------------------------------
+
+
+class PassModels:
+    """Loads each pass's checkpoint, VAE and text encoders for nested passes and puts the
+    user's back afterwards, without ever writing the user's settings."""
+
+    def __init__(self) -> None:
+        self.forge = is_forge()
+        self.original_params = dict(_forge_params()) if self.forge else None
+        self.vae_changed = False
+
+    def switch(self, info: Any) -> None:
+        """Make `info` the checkpoint of the passes that follow."""
+        sd_models = host_module("modules.sd_models")
+        if self.forge:
+            self._select({**_forge_params(), "checkpoint_info": info})
+            return
+        with sd_models.SkipWritingToConfig():
+            sd_models.reload_model_weights(info=info)
+
+    def _select(self, params: dict[str, Any]) -> None:
+        """Forge: what the next forge_model_reload() loads; as refresh_model_loading_parameters
+        does, the prompt cache is marked for clearing (a new text encoder changes conds)."""
+        sd_models = host_module("modules.sd_models")
+        if str(params) == str(sd_models.model_data.forge_loading_parameters):
+            return
+        sd_models.model_data.forge_loading_parameters = params
+        processing = host_module("modules.processing")
+        if hasattr(processing, "need_global_unload"):
+            processing.need_global_unload = True
+
+    @contextlib.contextmanager
+    def running(self, info: Any, vae: str, text_encoders: tuple[str, ...]) -> Iterator[None]:
+        """Around one nested pass on checkpoint `info` with the pass's VAE and text encoders."""
+        if self.forge:
+            user = list((self.original_params or {}).get("additional_modules") or [])
+            modules = pass_modules(user, vae, text_encoders)
+            self._select({**_forge_params(), "additional_modules": modules})
+            yield
+            return
+        if vae:
+            self._use_vae(_vae_file_for(vae, info.filename))
+        sd_models = host_module("modules.sd_models")
+        aliases = sd_models.checkpoint_aliases
+        key = _shared().opts.sd_model_checkpoint
+        missing = object()
+        before = aliases.get(key, missing)
+        aliases[key] = info  # the settings' checkpoint resolves to the pass's while it runs
+        try:
+            yield
+        finally:
+            if before is missing:
+                aliases.pop(key, None)
+            else:
+                aliases[key] = before
+
+    def _use_vae(self, vae_file: str | None) -> None:
+        sd_vae = host_module("modules.sd_vae")
+        if getattr(sd_vae, "loaded_vae_file", object()) != vae_file:
+            sd_vae.reload_vae_weights(_shared().sd_model, vae_file=vae_file)
+            self.vae_changed = True
+
+    def restore(self) -> None:
+        """Put back the user's VAE and (Forge) loading parameters; the checkpoint itself is put
+        back by the engine, which knows whether it changed."""
+        if self.forge:
+            if self.original_params is not None:
+                self._select(dict(self.original_params))
+            return
+        if self.vae_changed:
+            self.vae_changed = False
+            host_module("modules.sd_vae").reload_vae_weights(_shared().sd_model)
 
 
 # -- lists -------------------------------------------------------------------------------------
@@ -142,15 +366,7 @@ def find_scheduler(name: str) -> bool:
 
 def upscaler_names() -> list[str]:
     """Image upscalers (latent upscale modes only work inside hires fix, so they are left out)."""
-    return [u.name for u in host_module("modules.shared").sd_upscalers]
-
-
-def vae_names() -> list[str]:
-    """VAE choices as the host lists them ('Automatic', 'None', files)."""
-    try:
-        return list(host_module("modules.shared_items").sd_vae_items())
-    except (ImportError, AttributeError):
-        return ["Automatic", "None", *host_module("modules.sd_vae").vae_dict]
+    return [u.name for u in _shared().sd_upscalers]
 
 
 # -- nested processing ------------------------------------------------------------------------
@@ -163,4 +379,4 @@ def empty_script_runner() -> Any:
 
 def allow_pickles() -> bool:
     """Whether the user started the WebUI with --multipass-allow-ckpt."""
-    return bool(getattr(host_module("modules.shared").cmd_opts, "multipass_allow_ckpt", False))
+    return bool(getattr(_shared().cmd_opts, "multipass_allow_ckpt", False))

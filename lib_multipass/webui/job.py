@@ -1,5 +1,6 @@
 """The WebUI job flow: validate before anything runs, run the passes over the whole job after
-the base generation, put the finished images in the gallery and save them with full infotext.
+the base generation, put the finished images in the gallery and save them, each with an
+infotext that says what really ran on it.
 
 Per-job state lives in a dict keyed by the processing object's id, never on the Script
 instance: XYZ plot copies `p` for every cell and each copy is its own job.
@@ -14,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from ..engine import Job, JobResult, Progress, run_job
-from ..infotext import recipe_to_params
+from ..infotext import KEY_RESULT, params_to_text, result_params
 from ..plan import JobContext
 from ..recipe import RecipeError, parse_recipe
 from . import compat
@@ -32,6 +33,7 @@ class JobState:
     save_samples: bool
     save_grid: bool
     job_mask: Image.Image | None = None
+    runs: int = 0
 
 
 _jobs: dict[int, JobState] = {}
@@ -90,15 +92,19 @@ def final_size(p: Any) -> tuple[int, int]:
     return int(p.width), int(p.height)
 
 
-def validate(enabled: Any, recipe_arg: Any, size: tuple[int, int], has_mask: bool, p: Any) -> Any:
-    """The recipe, checked against the host's lists; raises RecipeError naming every problem."""
+def validate(
+    enabled: Any, recipe_arg: Any, size: tuple[int, int], has_mask: bool, p: Any
+) -> tuple[Any, int]:
+    """The recipe and its number of runs, checked against the host's lists; raises RecipeError
+    naming every problem. A recipe with no enabled pass is (None, 0): Multipass is off."""
     from ..engine import prepare
 
     recipe = parse_args(enabled, recipe_arg)
-    if recipe is not None:
-        ctx = context(p, *size, has_mask=has_mask)
-        prepare(recipe, Job(ctx, images=[], seeds=[], job_mask=None), WebUIBackend())
-    return recipe
+    if recipe is None or not any(p.enabled for p in recipe.passes):
+        return None, 0
+    ctx = context(p, *size, has_mask=has_mask)
+    runs, _ = prepare(recipe, Job(ctx, images=[], seeds=[], job_mask=None), WebUIBackend())
+    return recipe, len(runs)
 
 
 @dataclass
@@ -141,7 +147,7 @@ def job_mask(p: Any) -> Image.Image | None:
 
 
 def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
-    """Check the recipe, write it into the infotext, keep the host from saving base images.
+    """Check the recipe and keep the host from saving base images.
 
     Runs in the `process` hook: after the job's args are final (XYZ plot sets them per cell),
     before the first image is sampled. A bad recipe stops the job before anything is
@@ -150,7 +156,7 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
     _jobs.pop(id(p), None)
     mask = job_mask(p)
     try:
-        recipe = validate(enabled, recipe_arg, final_size(p), mask is not None, p)
+        recipe, runs = validate(enabled, recipe_arg, final_size(p), mask is not None, p)
         if recipe is None:
             return
     except RecipeError as e:
@@ -165,8 +171,9 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
         save_samples=not p.do_not_save_samples,
         save_grid=not p.do_not_save_grid,
         job_mask=mask,
+        runs=runs,
     )
-    p.extra_generation_params.update(recipe_to_params(recipe))
+    # the recipe goes into each image's infotext after the passes, saying what really ran
     p.do_not_save_samples = True  # the finished images are saved after the passes
     p.do_not_save_grid = True
 
@@ -195,13 +202,15 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         negative_prompts=negatives if len(negatives) == len(images) else None,
     )
     backend = WebUIBackend(p.outpath_samples, p.outpath_grids)
-    runs_images = len(state.recipe.passes) * len(images)
-    shared.state.job_count = max(shared.state.job_count, 0) + runs_images
+    shared.state.job_count = max(shared.state.job_count, 0) + state.runs * len(images)
 
     def progress(pr: Progress) -> None:
         shared.state.textinfo = f"{PREFIX}: {pr.label}, image {pr.image + 1} of {pr.images}"
 
-    result = run_job(state.recipe, job, backend, control=WebUIControl(), progress=progress)
+    try:
+        result = run_job(state.recipe, job, backend, control=WebUIControl(), progress=progress)
+    finally:
+        backend.close()
     if not result.complete:
         message = f"{PREFIX}: {result.account()}"
         log.warning(message)
@@ -212,8 +221,36 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
             processed.comments = (comments + "\n" + message).strip()
     for i, image in enumerate(result.images):
         processed.images[first + i] = image
+    _tell(processed, state, result, first)
     _save(p, processed, state, result, first)
     return result
+
+
+def with_params(infotext: str, params: dict[str, str]) -> str:
+    """An infotext with items added to its parameters line (its last line), quoted as the
+    WebUI quotes them."""
+    if not infotext:
+        return infotext
+    return f"{infotext}, {params_to_text(params)}" if infotext.strip() else infotext
+
+
+def _tell(processed: Any, state: JobState, result: JobResult, first: int) -> None:
+    """Each image's infotext gets the passes that ran on it and its result; the job's result
+    goes where API clients read it (`info.extra_generation_params`, from Processed.js())."""
+    infotexts = list(getattr(processed, "infotexts", None) or [])
+    for i in range(len(result.images)):
+        account = result.image_account(i)
+        params = result_params(state.recipe, account.passes_ran, account.text())
+        if first + i < len(infotexts):
+            infotexts[first + i] = with_params(infotexts[first + i], params)
+    if infotexts:
+        if first > 0:
+            infotexts[0] = infotexts[first]  # the grid's, as the host writes it
+        processed.infotexts = infotexts
+        processed.info = infotexts[0]
+    # a new dict: p's is shared with every XYZ cell's copy of p
+    extra = dict(getattr(processed, "extra_generation_params", None) or {})
+    processed.extra_generation_params = extra | {KEY_RESULT: result.summary()}
 
 
 def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int) -> None:

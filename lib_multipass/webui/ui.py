@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import html
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
             ("sampler", "scheduler", "steps", "cfg_scale"),
             ("schedule", "strengths", "repeats"),
             ("curve", "curve_final", "curve_passes"),
-            ("seed", "seed_offset", "vae", "name"),
+            ("seed", "seed_offset", "name"),
+            ("vae", "text_encoders"),
         ),
     ),
     (
@@ -66,6 +68,7 @@ class Choices:
     samplers: list[str] = field(default_factory=list)
     schedulers: list[str] = field(default_factory=list)
     upscalers: list[str] = field(default_factory=list)
+    text_encoders: list[str] | None = None  # None: the host cannot change them per pass
 
 
 def elem_id(tab: str, index: int, name: str) -> str:
@@ -95,6 +98,8 @@ def to_widget(f: Field, value: Any) -> Any:
         return ", ".join(f"{x:g}" for x in value)
     if f.kind == "boxes":
         return "; ".join(" ".join(str(c) for c in b) for b in value)
+    if f.kind == "names":
+        return list(value)
     return value
 
 
@@ -109,14 +114,20 @@ def from_widget(f: Field, value: Any) -> Any:
     return plain(coerce(f, value, lenient=True))
 
 
-def hint(values: dict[str, Any], base_steps: int | None, step_mode: str = "proportional") -> str:
-    """What the pass will really run, e.g. '0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)'."""
+def hint(
+    values: dict[str, Any],
+    base_steps: int | None,
+    step_mode: str = "proportional",
+    index: int = 0,
+) -> str:
+    """What the pass will really run, e.g. '0.55 at 20 steps runs 12 of 20 steps (acts as 0.60)',
+    or what is wrong with it, naming every bad field."""
     from ..recipe import parse_pass
 
     try:
-        p = parse_pass(values)
+        p = parse_pass(values, index)
     except RecipeError as e:
-        return f"⚠ {e.problems[0]}"
+        return "⚠ " + "; ".join(str(problem) for problem in e.problems)
     steps = p.steps or base_steps or 20
     where = "" if p.steps or base_steps else " (base steps assumed 20)"
     parts = []
@@ -127,6 +138,31 @@ def hint(values: dict[str, Any], base_steps: int | None, step_mode: str = "propo
     return head + "; ".join(parts) + where
 
 
+def hint_html(
+    values: dict[str, Any], base_steps: int | None, step_mode: str = "proportional", index: int = 0
+) -> str:
+    """The hint as the pass's HTML box shows it (escaped: pasted text may hold markup)."""
+    return html.escape(hint(values, base_steps, step_mode, index))
+
+
+def steps_value(component: Any) -> int | None:
+    """The steps slider's current value, if it has a usable one."""
+    try:
+        value = int(getattr(component, "value", None) or 0)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _first_hint(
+    values: dict[str, Any], index: int, base_steps: Any, step_mode: Callable[[], str]
+) -> Callable[[], str]:
+    def first() -> str:
+        return hint_html(values, steps_value(base_steps), step_mode(), index)
+
+    return first
+
+
 def collect_state(
     slots: list[tuple[int, Field]], values: list[Any], previous: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -134,23 +170,28 @@ def collect_state(
 
     Deriving the whole recipe from all widgets on every change means two quick edits can
     never overwrite each other, as a read-modify-write of one field at a time could. A value
-    that does not parse yet (half-typed) keeps its field's previous value.
+    that does not parse is kept as typed, never replaced by an older one: the pass's hint
+    names it, and a job started with it generates nothing and says why, as the API does.
     """
     n = 1 + max((i for i, _ in slots), default=-1)
     new = {"passes": [default_pass(i) for i in range(n)]}
-    old = (previous or {}).get("passes") or []
     for (i, f), value in zip(slots, values, strict=True):
         try:
             new["passes"][i][f.name] = from_widget(f, value)
         except Exception:
-            if i < len(old) and f.name in old[i]:
-                new["passes"][i][f.name] = copy.deepcopy(old[i][f.name])
+            new["passes"][i][f.name] = copy.deepcopy(value)
     return new
 
 
-def paste_value(index: int, f: Field) -> Callable[[dict[str, Any]], Any]:
+def paste_value(
+    index: int, f: Field, checkpoint_entry: Callable[[str], str] = lambda name: name
+) -> Callable[[dict[str, Any]], Any]:
     """A paste callback: the field's value from pasted infotext, its default where the recipe
-    leaves it out, and no change at all when the text holds no Multipass recipe."""
+    leaves it out, and no change at all when the text holds no Multipass recipe.
+
+    A checkpoint becomes the entry this host's dropdown lists for it (a text from another
+    WebUI may name it by title, with or without a hash).
+    """
 
     def read(params: dict[str, Any]) -> Any:
         if not has_recipe(params):
@@ -159,9 +200,12 @@ def paste_value(index: int, f: Field) -> Callable[[dict[str, Any]], Any]:
             recipe = recipe_from_params(params)
         except RecipeError:
             return None
-        if index < len(recipe.passes):
-            return to_widget(f, getattr(recipe.passes[index], f.name))
-        return False if f.name == "enabled" else to_widget(f, f.default)
+        if index >= len(recipe.passes):
+            return False if f.name == "enabled" else to_widget(f, f.default)
+        value = getattr(recipe.passes[index], f.name)
+        if f.name == "checkpoint" and value:
+            value = checkpoint_entry(value)
+        return to_widget(f, value)
 
     return read
 
@@ -190,6 +234,7 @@ def build(
     step_mode: Callable[[], str] = lambda: "proportional",
     refresh_checkpoints: Callable[[], list[str]] | None = None,
     no_progress: Any = False,
+    checkpoint_entry: Callable[[str], str] = lambda name: name,
 ) -> tuple[Any, Any, list[tuple[Any, Any]], dict[str, Any]]:
     """Build the accordion; returns (enable switch, state, paste fields, widgets by elem_id)."""
     state_value = default_state(n_passes, padding_unit)
@@ -208,7 +253,9 @@ def build(
                 label=f"Pass {i + 1}", open=i == 0, elem_id=f"multipass_{tab}_p{i + 1}"
             ):
                 hint_box = gr.HTML(
-                    value=hint(state_value["passes"][i], None, step_mode()),
+                    # a function: gradio calls it on every page load, when the tab's steps
+                    # slider holds its real value (the WebUI applies ui-config.json after ui())
+                    value=_first_hint(state_value["passes"][i], i, base_steps, step_mode),
                     elem_id=elem_id(tab, i, "hint"),
                     elem_classes=["multipass-hint"],
                 )
@@ -225,7 +272,7 @@ def build(
                     widgets[elem_id(tab, i, f.name)] = made[f.name]
                     slots.append((i, f))
                     if f.infotext is not None:
-                        paste.append((made[f.name], paste_value(i, f)))
+                        paste.append((made[f.name], paste_value(i, f, checkpoint_entry)))
         _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progress)
 
     paste.append((enabled, lambda params: True if KEY_PASSES in params else None))
@@ -280,7 +327,8 @@ def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progr
         steps = values[len(slots)] if extra else None
         new = collect_state(slots, widget_values, previous)
         base = int(steps) if steps else None
-        return [new, *(hint(p, base, step_mode()) for p in new["passes"])]
+        hints = (hint_html(p, base, step_mode(), i) for i, p in enumerate(new["passes"]))
+        return [new, *hints]
 
     options: dict[str, Any] = {"show_progress": no_progress}
     if no_progress == "hidden":  # gradio 4: one queue for the accordion keeps events in order
@@ -314,6 +362,15 @@ def _make_widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices
         common["info"] = f.help
     if f.name in lists:
         return gr.Dropdown(choices=[SAME[f.name], *lists[f.name]], value=value, **common)
+    if f.name == "text_encoders":
+        offered = choices.text_encoders
+        return gr.Dropdown(
+            choices=offered or [],
+            value=value,
+            multiselect=True,
+            visible=offered is not None,
+            **common,
+        )
     if f.name == "upscaler":
         opts = choices.upscalers or [f.default]
         return gr.Dropdown(choices=opts, value=value if value in opts else opts[0], **common)

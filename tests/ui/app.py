@@ -2,24 +2,39 @@
 
     .venv-ui/bin/python tests/ui/app.py PORT
 
-Builds the script's real ui() inside a txt2img-like tab with the thin `modules` stand-in, and
-a Generate button that shows the args the WebUI would pass to the script, as JSON.
+Builds the script's real ui() inside a txt2img-like tab with the thin `modules` stand-in (the
+flavour in MULTIPASS_STUB_FLAVOUR), and a Generate button that shows the args the WebUI would
+pass to the script, as JSON. The steps slider is set to 30 after ui() ran, as the WebUI applies
+ui-config.json, so the first hint must read the slider at page load.
 """
 
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests" / "webui_stub"), str(ROOT)]
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+MODELS = Path(tempfile.mkdtemp(prefix="multipass-ui-")) / "models"
+os.environ["MULTIPASS_STUB_MODELS"] = str(MODELS)
 
 import gradio as gr  # noqa: E402
-from modules import sd_models, shared  # noqa: E402
+from layout import lay_out_models  # noqa: E402
+from modules import FORGE, sd_models, sd_vae, shared  # noqa: E402
 
+lay_out_models(MODELS)
 sd_models.list_models()
-sd_models.reload_model_weights()
+sd_vae.refresh_vae_list()
+if FORGE:
+    from modules_forge import main_entry
+
+    main_entry.refresh_models()
+    main_entry.refresh_model_loading_parameters()
+    sd_models.forge_model_reload()
+else:
+    sd_models.reload_model_weights()
 shared.sd_upscalers = [type("U", (), {"name": n})() for n in ("Lanczos", "R-ESRGAN 4x+")]
 
 import importlib.util  # noqa: E402
@@ -39,6 +54,7 @@ def build() -> gr.Blocks:
             )
             script.after_component(steps, elem_id="txt2img_steps")
         args = script.ui(False)
+        steps.value = 30  # what ui-config.json holds, applied after the scripts' ui()
         generate = gr.Button("Generate", elem_id="txt2img_generate")
         out = gr.Textbox(label="script args", elem_id="script_args")
         pasted = gr.Textbox(label="parameters to paste", elem_id="paste_text")

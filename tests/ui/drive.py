@@ -8,6 +8,7 @@ Generate, and prints what arrived in the script's args (and the step hint) as JS
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -93,11 +94,16 @@ def main() -> int:
             page.evaluate(ACCORDION_JS)
             page.click("#multipass_txt2img > .label-wrap")
             page.wait_for_selector("#multipass_txt2img_p1_checkpoint", state="visible")
+            # gradio 4 shows the value built with ui() first, then the page-load value
+            first = page.locator("[id='multipass_txt2img_p1_hint']").filter(has_text=" at ").last
+            with contextlib.suppress(Exception):  # what the hint says is checked by the test
+                first.filter(has_text="at 30 steps").wait_for(timeout=15000)
+            first_hint = first.inner_text().strip().splitlines()[-1]
             page.click("#multipass_txt2img_p1_refresh")  # re-reads the host's checkpoint list
             page.wait_for_timeout(500)
             page.click("#multipass_txt2img_p1_checkpoint input")
             options = page.locator("ul.options li").all_inner_texts()
-            page.click("ul.options li:has-text('photo.safetensors [bbbb]')")
+            page.click("ul.options li:has-text('photo.safetensors')")
             strength = page.locator("#multipass_txt2img_p1_denoising_strength input[type=number]")
             strength.fill("0.55")
             strength.press("Enter")
@@ -105,6 +111,21 @@ def main() -> int:
             hint = page.locator("[id='multipass_txt2img_p1_hint']").filter(has_text="0.55 at").last
             hint.wait_for()
             hint_text = re.search(r"0\.55 at [^)]*\)", hint.inner_text()).group(0)
+            # a mistyped strength list: named in the hint, sent as typed (the job refuses it)
+            page.click("#multipass_txt2img_p1 .label-wrap:has-text('Sampling and schedule')")
+            page.wait_for_timeout(300)
+            encoders = page.locator("#multipass_txt2img_p1_text_encoders").is_visible()
+            page.click("#multipass_txt2img_p1_schedule label:has-text('list')")
+            typo = page.locator("#multipass_txt2img_p1_strengths textarea")
+            typo.fill("0.7, 0.3x")
+            typo.press("Tab")
+            bad = page.locator("[id='multipass_txt2img_p1_hint']").filter(has_text="0.3x").last
+            bad.wait_for()
+            typo_hint = bad.inner_text().strip()
+            typo.fill("")
+            typo.press("Tab")
+            page.click("#multipass_txt2img_p1_schedule label:has-text('single')")
+            hint.wait_for()
             if args.screenshot:
                 page.locator("#multipass_txt2img").screenshot(path=str(args.screenshot))
             page.click("#txt2img_generate")
@@ -129,6 +150,9 @@ def main() -> int:
             json.dumps(
                 {
                     "args": json.loads(raw),
+                    "first_hint": first_hint,
+                    "typo_hint": typo_hint,
+                    "text_encoders_widgets": encoders,
                     "hint": hint_text,
                     "options": options,
                     "after_paste": json.loads(after_paste),

@@ -22,18 +22,38 @@ class OptionInfo:
         self.infotext = infotext
 
 
+class RecordingDict(dict):
+    """opts.data: every write is recorded (key, value), for tests."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.writes = []
+
+    def __setitem__(self, key, value):
+        self.writes.append((key, value))
+        super().__setitem__(key, value)
+
+
 class Options:
     def __init__(self, data):
-        object.__setattr__(self, "data", dict(data))
+        object.__setattr__(self, "data", RecordingDict(data))
         object.__setattr__(self, "data_labels", {})
+        object.__setattr__(self, "saved", [])  # config.json writes, for tests
 
     def add_option(self, key, info):
         self.data_labels[key] = info
-        self.data.setdefault(key, info.default)
+        if key not in self.data:
+            dict.__setitem__(self.data, key, info.default)
 
     def set(self, key, value, is_api=False, run_callbacks=True):
+        oldval = self.data.get(key, None)
+        if oldval == value:
+            return False
         self.data[key] = value
         return True
+
+    def save(self, filename):
+        self.saved.append(dict(self.data))
 
     def get_default(self, key):
         info = self.data_labels.get(key)

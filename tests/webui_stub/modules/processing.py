@@ -1,23 +1,27 @@
-"""StableDiffusionProcessing with A1111 1.10.1's field names, and a process_images that keeps
-the real control flow (overrides, checkpoint reload from the settings, hook order, infotext)
-while "sampling" by tinting images with a colour of the loaded checkpoint and the seed."""
+"""StableDiffusionProcessing with the hosts' field names, and process_images with each flavour's
+real control flow where Multipass touches it (A1111 1.10.1 processing.py:819-1148, reForge
+:898-1265, Forge 2 :799-1156, Neo :792-1169): overrides, which checkpoint gets (re)loaded and
+when, hook order, infotext, Processed and its js(). "Sampling" tints each image with a colour
+of the loaded checkpoint (its file), VAE and modules, and the seed."""
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
+from modules import FLAVOUR, FORGE
 from modules import images as images_module
-from modules import sd_models, shared
+from modules import sd_models, sd_vae, shared
 
 calls = []  # every sampling call: dict(kind, checkpoint, seed, prompt, strength, size, ...)
 on_call = []  # test hooks, each called with the call dict before it returns (may raise)
+need_global_unload = False
 
 
 def quote(text):
-    import json
-
     if "," not in str(text) and "\n" not in str(text) and ":" not in str(text):
         return text
     return json.dumps(text, ensure_ascii=False)
@@ -75,6 +79,11 @@ class StableDiffusionProcessing:
     scripts_setup_complete: bool = field(default=False, init=False)
     comments: dict = None
     is_api: bool = field(default=False, init=False)
+    if FORGE:
+        distilled_cfg_scale: float = 3.5
+
+    cached_c = [None, None, None]
+    cached_uc = [None, None, None]
 
     def __post_init__(self):
         self.styles = self.styles or []
@@ -109,6 +118,15 @@ class StableDiffusionProcessing:
     def comment(self, text):
         self.comments[text] = 1
 
+    def get_token_merging_ratio(self, for_hr=False):
+        return shared.opts.token_merging_ratio
+
+    def clear_prompt_cache(self):
+        self.cached_c = [None, None, None]
+        self.cached_uc = [None, None, None]
+        StableDiffusionProcessing.cached_c = [None, None, None]
+        StableDiffusionProcessing.cached_uc = [None, None, None]
+
     def close(self):
         pass
 
@@ -123,6 +141,8 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     hr_resize_x: int = 0
     hr_resize_y: int = 0
     hr_checkpoint_name: str = None
+    if FORGE:
+        hr_additional_modules: list = None
 
 
 @dataclass(repr=False)
@@ -152,53 +172,101 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
 
 class Processed:
-    def __init__(
-        self,
-        p,
-        images_list,
-        seed=-1,
-        info="",
-        subseed=None,
-        all_prompts=None,
-        all_negative_prompts=None,
-        all_seeds=None,
-        all_subseeds=None,
-        index_of_first_image=0,
-        infotexts=None,
-        comments="",
-    ):
+    def __init__(self, p, images_list, seed=-1, info="", subseed=None, all_prompts=None,
+                 all_negative_prompts=None, all_seeds=None, all_subseeds=None,
+                 index_of_first_image=0, infotexts=None, comments="", extra_images_list=()):
         self.images = images_list
+        self.extra_images = list(extra_images_list)
         self.prompt = p.prompt
         self.negative_prompt = p.negative_prompt
         self.seed = seed
+        self.subseed = subseed
+        self.subseed_strength = p.subseed_strength
         self.info = info
         self.comments = "".join(f"{comment}\n" for comment in p.comments)
         self.width = p.width
         self.height = p.height
+        self.sampler_name = p.sampler_name
+        self.cfg_scale = p.cfg_scale
+        self.steps = p.steps
+        self.batch_size = p.batch_size
+        self.denoising_strength = getattr(p, "denoising_strength", None)
         self.extra_generation_params = p.extra_generation_params
         self.index_of_first_image = index_of_first_image
+        self.styles = p.styles
         self.all_prompts = all_prompts or [p.prompt]
+        self.all_negative_prompts = all_negative_prompts or [p.negative_prompt]
         self.all_seeds = all_seeds or [seed]
-        self.infotexts = infotexts or [info]
+        self.all_subseeds = all_subseeds or [subseed]
+        self.infotexts = infotexts or [info] * len(images_list)
+        self.sd_model_name = shared.sd_model.sd_checkpoint_info.name_for_extra
+        self.sd_model_hash = shared.sd_model.sd_model_hash
+
+    def js(self):
+        obj = {
+            "prompt": self.all_prompts[0],
+            "all_prompts": self.all_prompts,
+            "negative_prompt": self.all_negative_prompts[0],
+            "all_negative_prompts": self.all_negative_prompts,
+            "seed": self.seed,
+            "all_seeds": self.all_seeds,
+            "subseed": self.subseed,
+            "all_subseeds": self.all_subseeds,
+            "subseed_strength": self.subseed_strength,
+            "width": self.width,
+            "height": self.height,
+            "sampler_name": self.sampler_name,
+            "cfg_scale": self.cfg_scale,
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "restore_faces": None,
+            "face_restoration_model": None,
+            "sd_model_name": self.sd_model_name,
+            "sd_model_hash": self.sd_model_hash,
+            "sd_vae_name": None,
+            "sd_vae_hash": None,
+            "seed_resize_from_w": -1,
+            "seed_resize_from_h": -1,
+            "denoising_strength": self.denoising_strength,
+            "extra_generation_params": self.extra_generation_params,
+            "index_of_first_image": self.index_of_first_image,
+            "infotexts": self.infotexts,
+            "styles": self.styles,
+            "job_timestamp": "20261126000000",
+            "clip_skip": 1,
+            "is_using_inpainting_conditioning": False,
+            "version": "stub",
+        }
+        return json.dumps(obj, default=lambda o: None)
 
 
-def create_infotext(p, seed):
+def create_infotext(p, seed, prompt):
     params = {
         "Steps": p.steps,
         "Sampler": p.sampler_name,
         "CFG scale": p.cfg_scale,
         "Seed": seed,
         "Size": f"{p.width}x{p.height}",
+        "Model hash": shared.sd_model.sd_model_hash,
         "Model": shared.sd_model.sd_checkpoint_info.name_for_extra,
         **p.extra_generation_params,
+        "Version": "stub",
     }
     line = ", ".join(f"{k}: {quote(v)}" for k, v in params.items() if v is not None)
-    return f"{p.prompt}\nNegative prompt: {p.negative_prompt}\n{line}"
+    return f"{prompt}\nNegative prompt: {p.negative_prompt}\n{line}"
 
 
-def _tint(checkpoint, seed, size):
-    digest = hashlib.sha256(f"{checkpoint}|{seed}".encode()).digest()
-    return Image.new("RGB", size, tuple(digest[:3]))
+def _tint(checkpoint_file, vae, seed, size):
+    key = f"{os.path.basename(checkpoint_file)}|{vae}|{seed}"
+    return Image.new("RGB", size, tuple(hashlib.sha256(key.encode()).digest()[:3]))
+
+
+def manage_model_and_prompt_cache(p):
+    global need_global_unload
+    p.sd_model, just_reloaded = sd_models.forge_model_reload()
+    if need_global_unload:
+        p.clear_prompt_cache()
+    need_global_unload = False
 
 
 def process_images(p):
@@ -208,19 +276,34 @@ def process_images(p):
     try:
         if sd_models.checkpoint_aliases.get(p.override_settings.get("sd_model_checkpoint")) is None:
             p.override_settings.pop("sd_model_checkpoint", None)
-            if sd_models.FLAVOUR == "forge":
-                sd_models.forge_model_reload()
-            else:
+            if not FORGE:
                 sd_models.reload_model_weights()
-        for k, v in p.override_settings.items():
-            shared.opts.set(k, v, is_api=True, run_callbacks=False)
-            if k == "sd_model_checkpoint" and sd_models.FLAVOUR != "forge":
-                sd_models.reload_model_weights()
+        if FORGE:
+            from modules.sysinfo import set_config
+
+            set_config(p.override_settings, is_api=True, run_callbacks=False, save_config=False)
+            manage_model_and_prompt_cache(p)
+        else:
+            for k, v in p.override_settings.items():
+                shared.opts.set(k, v, is_api=True, run_callbacks=False)
+                if k == "sd_model_checkpoint":
+                    sd_models.reload_model_weights()
+                if k == "sd_vae":
+                    sd_vae.reload_vae_weights()
+            if FLAVOUR == "a1111":
+                sd_models.apply_token_merging(p.sd_model, p.get_token_merging_ratio())
         return process_images_inner(p)
     finally:
         if p.override_settings_restore_afterwards:
-            for k, v in stored_opts.items():
-                setattr(shared.opts, k, v)
+            if FORGE:
+                from modules.sysinfo import set_config
+
+                set_config(stored_opts, save_config=False)
+            else:
+                for k, v in stored_opts.items():
+                    setattr(shared.opts, k, v)
+                    if k == "sd_vae":
+                        sd_vae.reload_vae_weights()
 
 
 def process_images_inner(p):
@@ -231,15 +314,26 @@ def process_images_inner(p):
     for n in range(p.n_iter):
         if shared.state.interrupted or shared.state.stopping_generation:
             break
+        if FORGE:
+            sd_models.forge_model_reload()  # model can be changed for example by refiner
+        else:
+            sd_models.reload_model_weights()  # model can be changed for example by refiner
+        if FLAVOUR == "reforge":  # processing.py:1065, no None check
+            next((x for x in p.scripts.alwayson_scripts if x.name == "advanced model sampling"), None)
         for i in range(p.batch_size):
             seed = base_seed + n * p.batch_size + i
             prompt = p.prompt.replace("{n}", str(n * p.batch_size + i))  # as wildcards would
-            title = shared.sd_model.sd_checkpoint_info.title
+            model = shared.sd_model
+            title = model.sd_checkpoint_info.title
+            vae = model.modules if FORGE else sd_vae.get_loaded_vae_name()
             size = (p.width, p.height)
-            out = _tint(title, seed, size)
+            out = _tint(model.sd_checkpoint_info.filename, vae, seed, size)
             call = {
                 "kind": "img2img" if hasattr(p, "init_images") else "txt2img",
                 "checkpoint": title,
+                "file": os.path.basename(model.sd_checkpoint_info.filename),
+                "vae": vae,
+                "setting": shared.opts.data.get("sd_model_checkpoint"),
                 "seed": seed,
                 "prompt": prompt,
                 "size": size,
@@ -255,25 +349,19 @@ def process_images_inner(p):
                 init = p.init_images[0].convert("RGB").resize(size)
                 blended = Image.blend(init, out, p.denoising_strength)
                 mask = getattr(p, "image_mask", None)
-                out = (
-                    Image.composite(blended, init, mask.convert("L"))
-                    if mask is not None
-                    else blended
-                )
+                out = Image.composite(blended, init, mask.convert("L")) if mask is not None else blended
             for hook in on_call:
                 hook(call)
             calls.append(call)
             images.append(out)
             seeds.append(seed)
             prompts.append(prompt)
-            infotexts.append(create_infotext(p, seed))
+            infotexts.append(create_infotext(p, seed, prompt))
             if not p.do_not_save_samples:
-                images_module.save_image(
-                    out, p.outpath_samples, "", seed, p.prompt, "png", info=infotexts[-1], p=p
-                )
+                images_module.save_image(out, p.outpath_samples, "", seed, p.prompt, "png", info=infotexts[-1], p=p)
         shared.state.nextjob()
     first = 0
-    if len(images) > 1 and not p.do_not_save_grid:
+    if len(images) > 1 and not p.do_not_save_grid and shared.opts.return_grid:
         grid = images_module.image_grid(images, p.batch_size)
         images.insert(0, grid)
         first = 1

@@ -1,0 +1,42 @@
+"""Model folders for the stand-in: header-only checkpoints whose tensor names say their family,
+a VAE and a text encoder (used by the WebUI tests and the browser test's app)."""
+
+import json
+from pathlib import Path
+
+SD1_KEYS = [
+    "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+    "model.diffusion_model.input_blocks.0.0.weight",
+]
+SDXL_KEYS = [
+    "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+    "conditioner.embedders.1.model.ln_final.weight",
+    "model.diffusion_model.input_blocks.0.0.weight",
+]
+FLUX_KEYS = [
+    "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale",
+    "model.diffusion_model.img_in.weight",
+]
+
+
+def header_only(path: Path, keys, metadata=None) -> None:
+    """A .safetensors file with these tensor names and no data: enough for every header read."""
+    header = {k: {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]} for k in keys}
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw)
+
+
+def lay_out_models(root: Path) -> Path:
+    """toon, photo (SD1), xl (SDXL), flux, a pickle, a VAE and a text encoder under `root`."""
+    sd = Path(root) / "Stable-diffusion"
+    header_only(sd / "toon.safetensors", SD1_KEYS)
+    header_only(sd / "photo.safetensors", SD1_KEYS)
+    header_only(sd / "xl.safetensors", SDXL_KEYS)
+    header_only(sd / "flux.safetensors", FLUX_KEYS)
+    (sd / "old.ckpt").write_bytes(b"PK")
+    header_only(Path(root) / "VAE" / "vae-ft-mse.safetensors", ["decoder.conv_in.weight"])
+    header_only(Path(root) / "text_encoder" / "t5xxl.safetensors", ["encoder.block.0.layer.0.x"])
+    return Path(root)

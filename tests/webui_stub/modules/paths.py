@@ -1,0 +1,3 @@
+import os
+
+models_path = os.environ.get("MULTIPASS_STUB_MODELS", "/models")
