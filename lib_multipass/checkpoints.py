@@ -14,12 +14,25 @@ from pathlib import Path
 MAX_HEADER = 100 * 1024 * 1024
 EXTENSIONS = (".safetensors", ".ckpt")
 
-# a key prefix that only one family's text encoder has, in the WebUI's single-file layout
+# what marks each family in a single-file checkpoint, checked in this order: diffusion-model
+# keys (the same with or without the "model.diffusion_model." prefix, as Forge's loaders find
+# them), then text-encoder prefixes of the SD family
+_FAMILY_MARKS = (
+    ("distilled_guidance_layer.", "chroma"),
+    ("double_blocks.", "flux"),
+    ("joint_blocks.", "sd3"),
+    ("txt_norm.weight", "qwen"),
+    ("head.modulation", "wan"),
+)
 _FAMILY_KEYS = (
     ("conditioner.embedders.", "sdxl"),
     ("cond_stage_model.model.", "sd2"),
     ("cond_stage_model.transformer.", "sd1"),
 )
+# a UNet-only file: the cross-attention width tells SD1 (768), SD2 (1024), SDXL (2048, 1280)
+_CONTEXT_KEY = "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+_CONTEXT_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl"}
+FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "chroma", "qwen", "wan")
 
 
 @dataclass(frozen=True)
@@ -55,30 +68,42 @@ def read_safetensors_header(path: str | Path) -> dict:
 
 
 def family_from_keys(keys: list[str] | dict) -> str | None:
-    """sd1, sd2 or sdxl from a single-file checkpoint's tensor names; None if it is none of them."""
+    """The family (one of FAMILIES) of a single-file checkpoint from its tensor names (and, in
+    a header dict, shapes); None if it is none of them."""
+    for mark, family in _FAMILY_MARKS:
+        if any(mark in k for k in keys):
+            return family
     for prefix, family in _FAMILY_KEYS:
         if any(k.startswith(prefix) for k in keys):
             return family
+    if isinstance(keys, dict):
+        for key, entry in keys.items():
+            if key.endswith(_CONTEXT_KEY) and isinstance(entry, dict):
+                shape = entry.get("shape") or []
+                if len(shape) == 2 and shape[1] in _CONTEXT_FAMILY:
+                    return _CONTEXT_FAMILY[shape[1]]
     return None
 
 
 def sniff_family(path: str | Path) -> str | None:
     """The family of a `.safetensors` checkpoint, from its header only (no weights read)."""
-    return family_from_keys(list(read_safetensors_header(path)))
+    return family_from_keys(read_safetensors_header(path))
 
 
 def family_or_default(path: str | Path, default: str = "sd1") -> str:
-    """A checkpoint file's family for automatic working sizes, `default` when it can't be told.
+    """A checkpoint file's family for automatic working sizes.
 
-    Only `.safetensors` headers are read (a pickle is never opened for this); an unreadable
-    file gets the default here and is reported where it is loaded.
+    Only `.safetensors` headers are read (a pickle is never opened for this): a `.ckpt` gets
+    `default` (the SD1 era's format); a `.safetensors` file of no known family, or one that
+    cannot be read, gets '' (it is reported where it is loaded, and a crop pass on it needs an
+    explicit working size).
     """
     if Path(path).suffix.lower() != ".safetensors":
         return default
     try:
-        return sniff_family(path) or default
+        return sniff_family(path) or ""
     except (OSError, ValueError):
-        return default
+        return ""
 
 
 def list_checkpoints(folder: str | Path) -> list[CheckpointFile]:

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 Box = tuple[int, int, int, int]
 Size = tuple[int, int]
 
-FAMILY_SIDE = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+# native side of each family's training resolution, for automatic working sizes
+FAMILY_SIDE = {
+    "sd1": 512,
+    "sd2": 768,
+    "sdxl": 1024,
+    "sd3": 1024,
+    "flux": 1024,
+    "chroma": 1024,
+    "qwen": 1328,
+}
 MAX_AUTO_ASPECT = 3.0  # automatic working sizes stay within 1:3 .. 3:1
 
 

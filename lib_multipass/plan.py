@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .fields import MAX_PIXELS, MAX_SIDE
-from .geometry import Crop, Size, upscaled_size
+from .geometry import FAMILY_SIDE, Crop, Size, upscaled_size
 from .recipe import Problem, RecipeError, where_pass
 from .schedule import StepCount, img2img_steps, pass_strengths
 
@@ -156,6 +156,19 @@ def plan_recipe(
         steps = p.steps or ctx.steps
         strengths = pass_strengths(p)
         family = family_of(checkpoint)
+        if p.region == "crop" and not p.working_width and family not in FAMILY_SIDE:
+            known = ", ".join(FAMILY_SIDE)
+            what = f"a {family} checkpoint" if family else "of no family Multipass knows"
+            problems.append(
+                Problem(
+                    where,
+                    "working_width",
+                    p.working_width,
+                    f"a working width and height: checkpoint {checkpoint or '(current)'!r} is "
+                    f"{what}, and automatic working sizes are known for {known}",
+                )
+            )
+            family = "sd1"  # plan on, so every other problem is found too
         crops = None
         if p.region == "crop" and find_crops is not None:
             crops = find_crops(i, p, size, family)

@@ -70,7 +70,50 @@ def test_family_or_default_never_opens_pickles_and_tolerates_bad_files(tmp_path)
     assert family_or_default(tmp_path / "xl.safetensors") == "sdxl"
     (tmp_path / "old.ckpt").write_bytes(b"\x80 pickle that must not be read")
     assert family_or_default(tmp_path / "old.ckpt") == "sd1"
+    # a safetensors file that cannot be read or is of no known family has none ('')
     (tmp_path / "cut.safetensors").write_bytes(b"\x01")
-    assert family_or_default(tmp_path / "cut.safetensors", default="sd2") == "sd2"
+    assert family_or_default(tmp_path / "cut.safetensors", default="sd2") == ""
     save_file({"x": np.zeros(1, np.float16)}, str(tmp_path / "odd.safetensors"))
-    assert family_or_default(tmp_path / "odd.safetensors") == "sd1"
+    assert family_or_default(tmp_path / "odd.safetensors") == ""
+
+
+@pytest.mark.parametrize(
+    ("keys", "family"),
+    [
+        (["model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale"], "flux"),
+        (["double_blocks.0.img_attn.norm.key_norm.scale", "img_in.weight"], "flux"),
+        (
+            [
+                "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale",
+                "model.diffusion_model.distilled_guidance_layer.norms.0.scale",
+            ],
+            "chroma",
+        ),
+        (["model.diffusion_model.joint_blocks.0.context_block.attn.qkv.weight"], "sd3"),
+        (["model.diffusion_model.txt_norm.weight"], "qwen"),
+        (["model.diffusion_model.head.modulation"], "wan"),
+        (["first_stage_model.decoder.conv_in.weight"], None),
+    ],
+)
+def test_newer_families_from_their_keys(keys, family):
+    from lib_multipass.checkpoints import family_from_keys
+
+    assert family_from_keys(keys) == family
+
+
+@pytest.mark.parametrize(("width", "family"), [(768, "sd1"), (1024, "sd2"), (2048, "sdxl")])
+def test_a_unet_only_file_is_told_by_its_cross_attention_width(width, family):
+    from lib_multipass.checkpoints import family_from_keys
+
+    key = "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+    header = {key: {"dtype": "F16", "shape": [640, width], "data_offsets": [0, 0]}}
+    assert family_from_keys(header) == family
+
+
+def test_unknown_safetensors_have_no_family_and_pickles_default(tmp_path):
+    from lib_multipass.checkpoints import family_or_default
+
+    save_file({"something.else": np.zeros((2,), np.float16)}, str(tmp_path / "x.safetensors"))
+    assert family_or_default(tmp_path / "x.safetensors") == ""
+    (tmp_path / "y.ckpt").write_bytes(b"PK")
+    assert family_or_default(tmp_path / "y.ckpt") == "sd1"

@@ -114,8 +114,10 @@ def test_auto_working_size_follows_family_and_aspect():
     assert auto_working_size((100, 100), "sdxl") == (1024, 1024)
     assert auto_working_size((150, 100), "sd1") == (624, 416)
     assert auto_working_size((1000, 10), "sd1") == (888, 296)  # capped at 3:1
-    with pytest.raises(ValueError, match="family 'flux'"):
-        auto_working_size((1, 1), "flux")
+    assert auto_working_size((100, 100), "flux") == (1024, 1024)
+    assert auto_working_size((100, 100), "qwen") == (1328, 1328)
+    with pytest.raises(ValueError, match="family 'wan'"):
+        auto_working_size((1, 1), "wan")
 
 
 def test_padding_fraction_is_relative_to_the_mask():

@@ -712,3 +712,57 @@ def test_a_bad_widget_value_generates_nothing_and_names_it(webui):
     assert "nothing was generated" in processed.comments and "'0.3x' is not a number" in (
         processed.comments
     )
+
+
+def test_a_crop_pass_on_sdxl_works_at_a_1024_area(webui):
+    """The family comes from the checkpoint (its header; the host's flags once loaded)."""
+    crop = {"region": "crop", "mask_source": "boxes", "boxes": [[16, 16, 48, 48]], "padding": 0}
+    recipe = {"passes": [{"checkpoint": "xl", **crop}, {"checkpoint": "toon", **crop}]}
+    txt2img(webui, recipe=recipe, width=512, height=512)
+    calls = [c for c in webui.processing.calls if c["kind"] == "img2img"]
+    assert [(c["file"], c["size"]) for c in calls] == [
+        ("xl.safetensors", (1024, 1024)),
+        ("toon.safetensors", (512, 512)),
+    ]
+    from lib_multipass.webui import compat
+
+    assert compat.loaded_family() == "sd1"  # toon, as the host says
+
+
+def test_a_crop_pass_on_a_family_without_a_known_size_is_refused_before_anything_runs(webui):
+    crop = {"region": "crop", "mask_source": "boxes", "boxes": [[16, 16, 48, 48]]}
+    from pathlib import Path
+
+    from layout import header_only
+
+    wan = Path(webui.sd_models.model_path) / "wan.safetensors"
+    header_only(wan, ["model.diffusion_model.head.modulation"])
+    webui.sd_models.list_models()
+    _p, processed = txt2img(webui, recipe={"passes": [{"checkpoint": "wan", **crop}]})
+    assert webui.processing.calls == []
+    assert (
+        "field 'working_width'" in processed.comments and "a wan checkpoint" in processed.comments
+    )
+    sized = {"checkpoint": "wan", **crop, "working_width": 832, "working_height": 480}
+    webui.processing.calls.clear()
+    txt2img(webui, recipe={"passes": [sized]}, width=512, height=512)
+    assert [c["size"] for c in webui.processing.calls if c["kind"] == "img2img"] == [(832, 480)]
+
+
+def test_forge_passes_keep_the_jobs_distilled_cfg(webui):
+    if not webui.forge:
+        pytest.skip("distilled CFG (Flux) exists on Forge 2 and Neo")
+    seen = []
+    webui.processing.on_call.append(lambda call: seen.append(call))
+    real = webui.processing.StableDiffusionProcessingImg2Img.__post_init__
+
+    def spy(self):
+        real(self)
+        seen.append(self.distilled_cfg_scale)
+
+    webui.processing.StableDiffusionProcessingImg2Img.__post_init__ = spy
+    try:
+        txt2img(webui, recipe={"passes": [{"checkpoint": "flux"}]}, distilled_cfg_scale=2.5)
+    finally:
+        webui.processing.StableDiffusionProcessingImg2Img.__post_init__ = real
+    assert 2.5 in seen

@@ -44,9 +44,15 @@ class WebUIBackend:
     Call `close()` when the job is done: it puts back the user's VAE and loading parameters.
     """
 
-    def __init__(self, outpath_samples: str = "", outpath_grids: str = "") -> None:
+    def __init__(
+        self,
+        outpath_samples: str = "",
+        outpath_grids: str = "",
+        inherit: dict[str, Any] | None = None,
+    ) -> None:
         self.outpath_samples = outpath_samples
         self.outpath_grids = outpath_grids
+        self.inherit = dict(inherit or {})  # job fields nested passes keep (compat.inherited)
         self._families: dict[str, str] = {}
         self._models: compat.PassModels | None = None
 
@@ -158,8 +164,10 @@ class WebUIBackend:
             "override_settings_restore_afterwards": True,
         }
         cls = processing.StableDiffusionProcessingImg2Img
-        if request.scheduler and "scheduler" in {f.name for f in dataclasses.fields(cls)}:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if request.scheduler and "scheduler" in fields:
             args["scheduler"] = request.scheduler
+        args |= {k: v for k, v in self.inherit.items() if k in fields}
         p = cls(**args)
         p.scripts = compat.empty_script_runner()
         p.script_args = []

@@ -372,6 +372,16 @@ def upscaler_names() -> list[str]:
 # -- nested processing ------------------------------------------------------------------------
 
 
+# fields of the job that nested passes keep where the host has them (Forge 2 / Neo: Flux's
+# distilled CFG, which a pass's own settings do not cover)
+INHERITED = ("distilled_cfg_scale",)
+
+
+def inherited(p: Any) -> dict[str, Any]:
+    """The job's values of INHERITED fields, for its nested passes."""
+    return {name: getattr(p, name) for name in INHERITED if hasattr(p, name)}
+
+
 def empty_script_runner() -> Any:
     """A ScriptRunner holding no scripts, for nested passes (reForge reads p.scripts)."""
     return host_module("modules.scripts").ScriptRunner()

@@ -201,7 +201,7 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         prompts=prompts if len(prompts) == len(images) else None,
         negative_prompts=negatives if len(negatives) == len(images) else None,
     )
-    backend = WebUIBackend(p.outpath_samples, p.outpath_grids)
+    backend = WebUIBackend(p.outpath_samples, p.outpath_grids, compat.inherited(p))
     shared.state.job_count = max(shared.state.job_count, 0) + state.runs * len(images)
 
     def progress(pr: Progress) -> None:
