@@ -67,3 +67,12 @@ def test_install_hook_installs_nothing():
         [sys.executable, str(ROOT / "install.py")], capture_output=True, check=True
     )
     assert done.stdout == b""
+
+
+def test_readme_infotext_example_is_what_multipass_writes():
+    from lib_multipass.infotext import params_to_text, result_params
+    from lib_multipass.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "examples" / "upscale-then-face.json")
+    text = params_to_text(result_params(recipe, range(len(recipe.passes)), "complete"))
+    assert f"```text\n{text}\n```" in (ROOT / "README.md").read_text(encoding="utf-8")
