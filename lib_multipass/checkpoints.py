@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,23 +49,90 @@ class CheckpointFile:
         return self.path.suffix == ".ckpt"
 
 
-def read_safetensors_header(path: str | Path) -> dict:
-    """The JSON header of a `.safetensors` file (tensor names, dtypes, shapes, metadata)."""
+def _header(path: str | Path) -> tuple[int, dict]:
+    """The length and JSON header of a `.safetensors` file; ValueError saying what is wrong."""
     with open(path, "rb") as fh:
         raw = fh.read(8)
         if len(raw) != 8:
-            raise ValueError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+            raise ValueError("not a safetensors file (shorter than 8 bytes)")
         (length,) = struct.unpack("<Q", raw)
         if length > MAX_HEADER:
-            raise ValueError(f"{path}: safetensors header of {length} bytes is over {MAX_HEADER}")
+            raise ValueError(
+                f"not a safetensors file (its first 8 bytes claim a header of {length} bytes)"
+            )
         data = fh.read(length)
+    if len(data) < length:
+        raise ValueError(
+            f"truncated, or not a safetensors file: its header should take {length} bytes "
+            f"and the file ends after {len(data)}"
+        )
     try:
         header = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a safetensors file ({e})") from e
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"not a safetensors file (its header is not JSON: {e})") from None
     if not isinstance(header, dict):
-        raise ValueError(f"{path}: not a safetensors file (header is not a JSON object)")
-    return header
+        raise ValueError("not a safetensors file (its header is not a JSON object)")
+    return length, header
+
+
+def read_safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a `.safetensors` file (tensor names, dtypes, shapes, metadata)."""
+    try:
+        return _header(path)[1]
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
+    """(family, problem): a checkpoint file's family (None if unknown), or why it is not a
+    usable checkpoint (truncated, not safetensors, not a PyTorch pickle). Reads the header
+    only; a pickle is never unpickled here."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if path.suffix.lower() == ".ckpt":
+            return None, _pickle_problem(path)
+        length, header = _header(path)
+    except ValueError as e:
+        return None, str(e)
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or e})"
+    ends = [
+        entry["data_offsets"][1]
+        for key, entry in header.items()
+        if key != "__metadata__"
+        and isinstance(entry, dict)
+        and isinstance(entry.get("data_offsets"), list)
+        and len(entry["data_offsets"]) == 2
+        and isinstance(entry["data_offsets"][1], int)
+    ]
+    need = 8 + length + max(ends, default=0)
+    if need > size:
+        return None, (
+            f"truncated: its tensors need {need:,} bytes and the file has {size:,} "
+            "(an interrupted download or copy?)"
+        )
+    if not ends:
+        return None, "holds no tensors"
+    return family_from_keys(header), None
+
+
+def _pickle_problem(path: Path) -> str | None:
+    """Why a `.ckpt` is not a PyTorch checkpoint, from its first bytes (never unpickled)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile as e:
+            return f"a broken zip archive, not a usable PyTorch checkpoint ({e})"
+        if not any(n.endswith("data.pkl") for n in names):
+            return "a zip archive without data.pkl: not a PyTorch checkpoint"
+        return None
+    if head[:1] == b"\x80":
+        return None  # an old-style (non-zip) torch.save pickle
+    return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
 
 
 def family_from_keys(keys: list[str] | dict) -> str | None:

@@ -1,58 +1,142 @@
 """The `multipass` command: demo, run, models, plan, schema, fields.
 
-Exit codes: 0 done; 2 bad input (usage, a recipe that does not validate); 3 cancelled (what was
-finished is saved); 1 any other error (what was finished is saved).
+Every door validates the same way: a flag gets the bounds and the message form of the same
+value in a recipe (`field 'x': got V; allowed: ...`), and every problem of a job (flags, the
+recipe file, names the backend does not know, unusable checkpoint files, the output folder)
+is reported at once, before anything runs.
+
+Exit codes: 0 done; 2 bad input (nothing ran); 3 cancelled with Ctrl-C or SIGTERM (what was
+finished is saved); 1 an error during the job (what was finished is saved).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .checkpoints import family_or_default, find_checkpoint
+from .fields import BASE_FIELDS, RECIPE_FIELDS, Field, field_map
 from .geometry import Crop, Size
-from .recipe import Base, RecipeError, load_recipe, recipe_to_dict
+from .recipe import (
+    Base,
+    Problem,
+    RecipeError,
+    _Bad,
+    check_recipe,
+    coerce,
+    explain,
+    read_recipe_file,
+    recipe_to_dict,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 TINY_NOTE = (
     "note: the built-in tiny-toon and tiny-photo models are random, untrained networks: they make "
     "noise-like pictures, so that every code path runs on a machine with no models"
 )
+CLI = "command line"
+_BASE = field_map(BASE_FIELDS)
+# flags that carry a recipe value: the same field, the same bounds, the same message
+FLAG_FIELDS: dict[str, Field] = {
+    "--images": _BASE["images"],
+    "--seed": _BASE["seed"],
+    "--steps": _BASE["steps"],
+    "--step-mode": field_map(RECIPE_FIELDS)["step_mode"],
+    "--cache-mb": Field(
+        "cache_mb",
+        "int",
+        2048,
+        "RAM cache",
+        None,
+        minimum=0,
+        maximum=1024 * 1024,
+        help="MB of RAM kept for recently used checkpoints; 0 keeps none.",
+    ),
+}
+SIZE_ALLOWED = "a size WxH, each side a multiple of 8 from 64 to 4096 (e.g. 512x768)"
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512x768") from None
-    if not (64 <= w <= 4096 and 64 <= h <= 4096 and w % 8 == 0 and h % 8 == 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: sides must be multiples of 8 from 64 to 4096")
-    return w, h
+class CommandLineError(RecipeError):
+    """A command line that cannot run; its problems name the flag and what is allowed."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `multipass` command."""
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as problems that say what is allowed (no usage dump)."""
+
+    def error(self, message: str) -> Any:
+        raise CommandLineError([_usage_problem(self, message)])
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+
+
+def _usage_problem(parser: argparse.ArgumentParser, message: str) -> Problem:
+    command = parser.prog
+    if m := re.match(
+        r"argument (\S+?)(?:/\S+)?: invalid choice: '(.*)' \(choose from (.*)\)", message
+    ):
+        return Problem(CLI, m[1], m[2], f"one of {m[3]}")
+    if m := re.match(r"argument (\S+?)(?:/\S+)?: expected one argument", message):
+        allowed = FLAG_FIELDS[m[1]].allowed() if m[1] in FLAG_FIELDS else "a value"
+        return Problem(CLI, m[1], "nothing", allowed)
+    if m := re.match(r"the following arguments are required: (.*)", message):
+        names = m[1]
+        allowed = "a recipe JSON file" if "recipe" in names else f"{names} given"
+        if names == "command":
+            allowed = "a command: one of demo, run, models, plan, schema, fields"
+        return Problem(CLI, names.upper() if names == "recipe" else names, "nothing", allowed)
+    if m := re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message):
+        return Problem(CLI, m[1], m[2], "see `multipass --help`")
+    return Problem(CLI, "(usage)", message, f"the options of `{command}`: see `{command} --help`")
+
+
+def _unknown_problems(parser: argparse.ArgumentParser, unknown: list[str]) -> list[Problem]:
+    options = _options(parser)
+    out = []
+    for token in unknown:
+        name = token.split("=", 1)[0]
+        if name.startswith("-"):
+            close = difflib.get_close_matches(name, options, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            allowed = f"no such option{hint}; the options of `{parser.prog}` are " + ", ".join(
+                options
+            )
+            out.append(Problem(CLI, name, token, allowed))
+        else:
+            out.append(Problem(CLI, "(argument)", token, f"the arguments of `{parser.prog}` only"))
+    return out
+
+
+def build_parser() -> dict[str, argparse.ArgumentParser]:
+    """The argument parser of the `multipass` command, and one per subcommand ('' is the top).
+
+    Values are taken as text and checked against the field table afterwards (see flag_values),
+    so a flag and the same value in a recipe get the same bounds and the same message.
+    """
+    parser = Parser(
         prog="multipass",
         description="Multi-pass image workflows: checkpoint switching, denoise chains, "
         "detailed-inpaint crops.",
     )
     parser.add_argument("--version", action="version", version=f"multipass {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     plan = sub.add_parser("plan", help="print the runs a recipe expands into")
     plan.add_argument("recipe", type=Path, help="a recipe JSON file")
-    plan.add_argument("--size", type=_size, help="base image size, e.g. 512x768 (default: recipe)")
-    plan.add_argument("--steps", type=int, help="base sampling steps (default: recipe)")
-    plan.add_argument(
-        "--step-mode", choices=("proportional", "fixed"), help="img2img step arithmetic"
-    )
+    plan.add_argument("--size", help="base image size, e.g. 512x768 (default: recipe)")
+    plan.add_argument("--steps", help="base sampling steps (default: recipe)")
+    plan.add_argument("--step-mode", help="img2img step arithmetic: proportional or fixed")
     plan.add_argument(
         "--models", type=Path, help="checkpoint folder, to read each checkpoint's family"
     )
@@ -65,17 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a recipe headless on diffusers")
     run.add_argument("recipe", type=Path, help="a recipe JSON file")
     run.add_argument("--out", type=Path, help="output folder (default: outputs/RECIPE-NAME)")
-    run.add_argument("--images", type=int, help="number of images (default: recipe)")
-    run.add_argument("--seed", type=int, help="first image's seed (default: recipe)")
-    run.add_argument("--size", type=_size, help="base image size, e.g. 512x768 (default: recipe)")
+    run.add_argument("--images", help="number of images, 1 to 64 (default: recipe)")
+    run.add_argument("--seed", help="first image's seed, -1 for random (default: recipe)")
+    run.add_argument("--size", help="base image size, e.g. 512x768 (default: recipe)")
     _model_args(run)
 
     models = sub.add_parser("models", help="list the checkpoints the runner can load")
     _model_args(models)
 
-    sub.add_parser("schema", help="print the recipe JSON schema")
-    sub.add_parser("fields", help="print every recipe field as a Markdown table")
-    return parser
+    schema = sub.add_parser("schema", help="print the recipe JSON schema")
+    fields = sub.add_parser("fields", help="print every recipe field as a Markdown table")
+    return {
+        "": parser,
+        "plan": plan,
+        "demo": demo,
+        "run": run,
+        "models": models,
+        "schema": schema,
+        "fields": fields,
+    }
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -87,12 +179,85 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "--allow-ckpt", action="store_true", help="allow pickle-based .ckpt files (they run code)"
     )
     p.add_argument(
-        "--cache-mb", type=int, default=2048, help="RAM kept for recently used checkpoints"
+        "--cache-mb", help="MB of RAM kept for recently used checkpoints (default 2048; 0: none)"
     )
 
 
-def _backend(args: argparse.Namespace) -> Any:
-    from .backends.diffusers_backend import DiffusersBackend
+# -- flags as fields ----------------------------------------------------------------------------
+
+
+def _flag(flag: str, text: str | None, problems: list[Problem]) -> Any:
+    """A flag's value checked as its field is in a recipe (None when not given or bad)."""
+    if text is None:
+        return None
+    field = FLAG_FIELDS[flag]
+    try:
+        return coerce(field, text, lenient=True)
+    except _Bad:
+        why = explain(field, text, lenient=True)
+        problems.append(
+            Problem(CLI, flag, _typed(text), field.allowed() + (f" ({why})" if why else ""))
+        )
+        return None
+
+
+def _typed(text: str) -> Any:
+    """A flag's text as messages show it: as a number where it is one (as a recipe's would be)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _size(text: str | None, problems: list[Problem]) -> Size | None:
+    if text is None:
+        return None
+    w, h = _BASE["width"], _BASE["height"]
+    m = re.fullmatch(r"\s*(\d{1,6})\s*[xX×]\s*(\d{1,6})\s*", text)
+    if m is None:
+        problems.append(Problem(CLI, "--size", text, SIZE_ALLOWED))
+        return None
+    size = int(m[1]), int(m[2])
+    if not (w.accepts_number(size[0]) and h.accepts_number(size[1])) or size[0] % 8 or size[1] % 8:
+        problems.append(Problem(CLI, "--size", text, SIZE_ALLOWED))
+        return None
+    return size
+
+
+def _folder(flag: str, path: Path | None, problems: list[Problem]) -> None:
+    if path is not None and not path.is_dir():
+        what = "a file" if path.exists() else "not there"
+        problems.append(Problem(CLI, flag, str(path), f"an existing folder (this one is {what})"))
+
+
+def check_out_dir(out: Path) -> list[Problem]:
+    """Problems with the output folder, found before any sampling, without creating it: the
+    folder, or the nearest folder above it that exists, must take a new entry."""
+    allowed = "a folder Multipass can create and write to"
+    here = out
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        what = "it is a file" if here == out else f"{here} is a file"
+        return [Problem(CLI, "--out", str(out), f"{allowed} ({what})")]
+    try:
+        if here == out:
+            with tempfile.NamedTemporaryFile(dir=out, prefix=".multipass-write-test-"):
+                pass
+        else:
+            Path(tempfile.mkdtemp(dir=here, prefix=".multipass-write-test-")).rmdir()
+    except OSError as e:
+        return [Problem(CLI, "--out", str(out), f"{allowed} ({e.strerror or e} in {here})")]
+    return []
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _backend(args: argparse.Namespace, cache_mb: int | None) -> Any:
+    from .backends.diffusers_backend import DEFAULT_CACHE_BYTES, DiffusersBackend
     from .tiny import ensure_tiny_models
 
     folders = []
@@ -100,13 +265,19 @@ def _backend(args: argparse.Namespace) -> Any:
         folders.append(args.models)
     if getattr(args, "webui", None):
         folders.append(args.webui / "models" / "Stable-diffusion")
-    for folder in folders:
-        if not folder.is_dir():
-            raise RecipeError.single("command line", "--models/--webui", str(folder), "a folder")
     folders.append(ensure_tiny_models())
-    return DiffusersBackend(
-        folders, cache_bytes=args.cache_mb * 1024 * 1024, allow_ckpt=args.allow_ckpt
-    )
+    cache = DEFAULT_CACHE_BYTES if cache_mb is None else cache_mb * 1024 * 1024
+    return DiffusersBackend(folders, cache_bytes=cache, allow_ckpt=args.allow_ckpt)
+
+
+def _model_flags(args: argparse.Namespace, problems: list[Problem]) -> int | None:
+    _folder("--models", getattr(args, "models", None), problems)
+    webui = getattr(args, "webui", None)
+    if webui is not None:
+        _folder("--webui", webui, problems)
+        if webui.is_dir():
+            _folder("--webui", webui / "models" / "Stable-diffusion", problems)
+    return _flag("--cache-mb", getattr(args, "cache_mb", None), problems)
 
 
 def _family_reader(models: Path | None):
@@ -135,17 +306,39 @@ def _crop_finder(recipe: Any, job: Any):
     return find
 
 
+def _recipe(path: Path, problems: list[Problem]) -> Any | None:
+    """The recipe file's recipe (partly, where fields are bad), its problems added."""
+    try:
+        data = read_recipe_file(path)
+    except RecipeError as e:
+        problems += e.problems
+        return None
+    recipe, found = check_recipe(data)
+    problems += found
+    return recipe
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from .engine import Job
     from .plan import JobContext, format_plan, plan_as_dicts, plan_recipe
 
-    recipe = load_recipe(args.recipe)
+    problems: list[Problem] = []
+    size = _size(args.size, problems)
+    steps = _flag("--steps", args.steps, problems)
+    step_mode = _flag("--step-mode", args.step_mode, problems)
+    _folder("--models", args.models, problems)
+    recipe = _recipe(args.recipe, problems)
+    if problems:
+        raise RecipeError(problems)
     base = recipe.base or Base()
-    ctx = JobContext.from_base(base, args.step_mode or recipe.step_mode)
-    if args.size:
-        ctx = dataclasses.replace(ctx, width=args.size[0], height=args.size[1])
-    if args.steps:
-        ctx = dataclasses.replace(ctx, steps=args.steps)
+    ctx = JobContext.from_base(base, step_mode or recipe.step_mode)
+    if size and size != (ctx.width, ctx.height):
+        # the recipe's boxes are drawn on its own base size: they scale with the image
+        ctx = dataclasses.replace(
+            ctx, width=size[0], height=size[1], box_space=(ctx.width, ctx.height)
+        )
+    if steps:
+        ctx = dataclasses.replace(ctx, steps=steps)
     runs = plan_recipe(
         recipe,
         ctx,
@@ -162,22 +355,58 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    backend = _backend(args)
+    problems: list[Problem] = []
+    cache_mb = _model_flags(args, problems)
+    if problems:
+        raise RecipeError(problems)
+    backend = _backend(args, cache_mb)
     for c in backend.checkpoints():
-        family = "pickle, needs --allow-ckpt" if c.pickled else backend.checkpoint_family(c.name)
-        print(f"{c.name:30s} {family:8s} {c.path.stat().st_size / 2**20:9.1f} MB  {c.path}")
+        what = backend.describe_file(c)
+        print(f"{c.name:30s} {what:12s} {c.path.stat().st_size / 2**20:9.1f} MB  {c.path}")
     return EXIT_OK
 
 
-def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path) -> int:
-    import signal
+class Interrupts:
+    """SIGINT and SIGTERM during a job: the first stops it after the current step (and says
+    so), the second stops it at once; either way every finished image is saved."""
 
+    def __init__(self, control: Any) -> None:
+        self.control = control
+        self.count = 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.control.cancel()
+            print(
+                "\nmultipass: stopping after the current step; finished images will be saved "
+                "(interrupt again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        if self.count == 2:
+            print("\nmultipass: stopping now", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt
+        # a third: saving is under way; finals are written first
+
+
+def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path, interrupts: Interrupts) -> int:
     from tqdm import tqdm
 
-    from .engine import Control, run_job
+    from .engine import run_job
     from .runner import write_outputs
 
-    control = Control()
     bar = tqdm(total=1, unit="step", dynamic_ncols=True, leave=True)
 
     def on_progress(p: Any) -> None:
@@ -185,16 +414,9 @@ def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path) -> int:
         bar.set_description(f"{p.label} [{p.image + 1}/{p.images}]", refresh=False)
         bar.update(1)
 
-    def on_interrupt(signum: int, frame: Any) -> None:
-        if control.should_stop():
-            raise KeyboardInterrupt
-        control.cancel()
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = run_job(recipe, job, backend, control=control, progress=on_progress)
+        result = run_job(recipe, job, backend, control=interrupts.control, progress=on_progress)
     finally:
-        signal.signal(signal.SIGINT, previous)
         bar.close()
     written = write_outputs(result, recipe, job, out_dir)
     print(f"multipass: {result.account()}")
@@ -203,30 +425,54 @@ def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path) -> int:
     print(f"checkpoints loaded in turn: {order} (read from disk: {disk})")
     for path in written.finals:
         print(f"  {path}")
-    print(f"  {len(written.intermediates)} stage images, contact sheet: {written.contact_sheet}")
+    stages = len(written.intermediates)
+    plural = "" if stages == 1 else "s"
+    print(f"  {stages} stage image{plural}, contact sheet: {written.contact_sheet}")
     if result.stopped == "error":
         print(f"multipass: error: {result.error}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_CANCELLED if result.stopped == "cancelled" else EXIT_OK
 
 
+def _checked_job(recipe: Any, job: Any, backend: Any, problems: list[Problem]) -> None:
+    """Every problem of the job at once (fields, flags, names, files, folders), or nothing."""
+    from .engine import prepare
+
+    if recipe is None:
+        raise RecipeError(problems)
+    prepare(recipe, job, backend, problems)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .engine import Control
     from .runner import make_job
 
-    recipe = load_recipe(args.recipe)
-    backend = _backend(args)
-    job = make_job(
-        recipe,
-        default_checkpoint=backend.checkpoints()[0].name,
-        images=args.images,
-        seed=args.seed,
-        size=args.size,
-        recipe_dir=args.recipe.parent,
-    )
-    if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):
-        print(TINY_NOTE)
+    problems: list[Problem] = []
+    images = _flag("--images", args.images, problems)
+    seed = _flag("--seed", args.seed, problems)
+    size = _size(args.size, problems)
+    cache_mb = _model_flags(args, problems)
+    recipe = _recipe(args.recipe, problems)
     out = args.out or Path("outputs") / args.recipe.stem
-    return _execute(recipe, job, backend, out)
+    problems += check_out_dir(out)
+    if recipe is None or any(
+        p.where == CLI and p.field in ("--models", "--webui") for p in problems
+    ):
+        raise RecipeError(problems)
+    with Interrupts(Control()) as interrupts:
+        backend = _backend(args, cache_mb)
+        job = make_job(
+            recipe,
+            default_checkpoint=backend.checkpoints()[0].name,
+            images=images,
+            seed=seed,
+            size=size,
+            recipe_dir=args.recipe.parent,
+        )
+        _checked_job(recipe, job, backend, problems)
+        if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):
+            print(TINY_NOTE)
+        return _execute(recipe, job, backend, out, interrupts)
 
 
 def _uses_tiny(recipe: Any, job: Any) -> bool:
@@ -238,15 +484,23 @@ def _uses_tiny(recipe: Any, job: Any) -> bool:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_RECIPE
+    from .engine import Control
     from .recipe import parse_recipe
     from .runner import make_job
 
+    problems: list[Problem] = []
+    cache_mb = _model_flags(args, problems)
+    problems += check_out_dir(args.out)
+    if problems:
+        raise RecipeError(problems)
     recipe = parse_recipe(DEMO_RECIPE)
-    backend = _backend(args)
-    job = make_job(recipe, default_checkpoint="tiny-toon")
-    print(TINY_NOTE)
-    print(format_plan_for(recipe, job, backend))
-    return _execute(recipe, job, backend, args.out)
+    with Interrupts(Control()) as interrupts:
+        backend = _backend(args, cache_mb)
+        job = make_job(recipe, default_checkpoint="tiny-toon")
+        _checked_job(recipe, job, backend, [])
+        print(TINY_NOTE)
+        print(format_plan_for(recipe, job, backend))
+        return _execute(recipe, job, backend, args.out, interrupts)
 
 
 def format_plan_for(recipe: Any, job: Any, backend: Any) -> str:
@@ -276,26 +530,48 @@ def cmd_fields(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+COMMANDS = {
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "models": cmd_models,
+    "plan": cmd_plan,
+    "schema": cmd_schema,
+    "fields": cmd_fields,
+}
+NEEDS = {
+    "plan": "Pillow (`pip install pillow`)",
+    "schema": "nothing beyond Multipass itself",
+    "fields": "nothing beyond Multipass itself",
+}
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parsers = build_parser()
+    args, unknown = parsers[""].parse_known_args(argv)
+    if unknown:
+        raise CommandLineError(_unknown_problems(parsers[args.command], unknown))
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
     try:
-        commands = {
-            "demo": cmd_demo,
-            "run": cmd_run,
-            "models": cmd_models,
-            "plan": cmd_plan,
-            "schema": cmd_schema,
-            "fields": cmd_fields,
-        }
-        return commands[args.command](args)
+        args = _parse(argv)
+        return COMMANDS[args.command](args)
     except RecipeError as e:
         print(f"multipass: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nmultipass: stopped before the job started; nothing was made", file=sys.stderr)
+        return EXIT_CANCELLED
     except ImportError as e:
+        command = getattr(locals().get("args"), "command", "run")
+        needs = NEEDS.get(
+            command,
+            'the runner\'s packages: install torch==2.13.0 first, then `pip install -e ".[run]"`',
+        )
         print(
-            f"multipass: {e.name or e} is not installed: this command needs the runner's "
-            'packages; install torch==2.13.0 first, then `pip install -e ".[run]"`',
+            f"multipass: {e.name or e} is not installed; `multipass {command}` needs {needs}",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT

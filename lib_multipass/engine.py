@@ -29,7 +29,7 @@ from .imaging import (
     plan_masked_crop,
     to_mask,
 )
-from .plan import JobContext, Run, plan_recipe, resolve_prompt
+from .plan import JobContext, Run, base_run, plan_runs, resolve_prompt
 from .recipe import Problem, RecipeError, where_pass
 
 SEED_MODULUS = 2**32
@@ -281,28 +281,55 @@ def _masks_for(recipe: Any, job: Job) -> tuple[dict[int, Image.Image], list[Prob
                 masks[i] = open_mask_image(p.mask_image, job.recipe_dir)
             except ValueError as e:
                 problems.append(Problem(where_pass(i), "mask_image", p.mask_image, str(e)))
+                continue
+            if masks[i].getbbox() is None:
+                allowed = "a mask with white (inpainted) pixels; this one is all black"
+                problems.append(Problem(where_pass(i), "mask_image", p.mask_image, allowed))
     return masks, problems
 
 
-def prepare(recipe: Any, job: Job, backend: Backend) -> tuple[list[Run], dict[int, Image.Image]]:
-    """Plan and check the whole job; raises RecipeError before any work if anything is wrong."""
+def prepare(
+    recipe: Any, job: Job, backend: Backend, problems: Sequence[Problem] = ()
+) -> tuple[list[Run], dict[int, Image.Image]]:
+    """Plan and check the whole job; raises RecipeError before any work if anything is wrong.
+
+    Every problem is reported at once: `problems` found earlier (bad fields, flags), the plan's,
+    mask images, and what the backend cannot do for each pass and for the base generation
+    (names not in its lists, unusable checkpoint files).
+    """
+    found = list(problems)
     ctx = job.ctx
     if job.job_mask is not None and not ctx.has_job_mask:
         ctx = dataclasses.replace(ctx, has_job_mask=True)
-    runs = plan_recipe(recipe, ctx, family_of=backend.checkpoint_family)
-    masks, problems = _masks_for(recipe, job)
+    runs, planned = plan_runs(recipe, ctx, family_of=backend.checkpoint_family)
+    found += planned
+    masks, mask_problems = _masks_for(recipe, job)
+    found += mask_problems
+    if job.images is None:
+        found += backend.check_run(base_run(ctx))
     seen = set()
     for run in runs:
         if run.pass_index not in seen:
             seen.add(run.pass_index)
-            problems.extend(backend.check_run(run))
+            found += backend.check_run(run)
     if job.images is not None and len(job.images) != len(job.seeds):
-        problems.append(
+        found.append(
             Problem("job", "seeds", len(job.seeds), f"one seed per image ({len(job.images)})")
         )
-    if problems:
-        raise RecipeError(problems)
+    if found:
+        raise RecipeError(_unique(found))
     return runs, masks
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    """Problems in order, each once (a base and a pass can inherit the same bad name)."""
+    out: list[Problem] = []
+    for p in problems:
+        if not any(
+            q.where == p.where and q.field == p.field and q.allowed == p.allowed for q in out
+        ):
+            out.append(p)
+    return out
 
 
 def load_masks(recipe: Any, job: Job) -> dict[int, Image.Image]:
@@ -318,7 +345,7 @@ def crops_for(
 ) -> list[MaskedCrop]:
     """The crops of pass `index` on an image of `size`; masks are in base-image pixels."""
     p = recipe.passes[index]
-    base_size = (job.ctx.width, job.ctx.height)
+    base_size = job.ctx.boxes_drawn_on
     if p.mask_source == "boxes":
         return box_crops(size, base_size, p.boxes, p, family)
     source = masks.get(index) if p.mask_source == "image" else job.job_mask
@@ -438,7 +465,7 @@ def run_job(
                 result.images[image_index] = image
                 result.outputs[image_index].append(RunOutput(run, image, seed, skipped))
             result.runs_done += 1
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):  # KeyboardInterrupt: a second Ctrl-C, mid-step
         result.stopped = "cancelled"
         result.where = _where(label, image_index, n_images)
         result.stopped_run, result.stopped_image = current, image_index

@@ -9,7 +9,7 @@ from typing import Any
 
 from .fields import MAX_PIXELS, MAX_SIDE
 from .geometry import FAMILY_SIDE, Crop, Size, upscaled_size
-from .recipe import Problem, RecipeError, where_pass
+from .recipe import BASE_INDEX, Problem, RecipeError, where_pass
 from .schedule import StepCount, img2img_steps, pass_strengths
 
 MAX_RUNS = 256
@@ -31,6 +31,14 @@ class JobContext:
     negative_prompt: str = ""
     step_mode: str = "proportional"
     has_job_mask: bool = False
+    # the size the recipe's boxes are drawn on, where it differs from the base's (a recipe
+    # run at another --size): boxes scale with the image, as masks do
+    box_space: tuple[int, int] | None = None
+
+    @property
+    def boxes_drawn_on(self) -> tuple[int, int]:
+        """The image size a pass's boxes are given in."""
+        return self.box_space or (self.width, self.height)
 
     @classmethod
     def from_base(cls, base: Any, step_mode: str = "proportional") -> JobContext:
@@ -112,10 +120,59 @@ def plan_recipe(
 ) -> list[Run]:
     """The runs of a job, in order, with sizes, step counts and crops.
 
-    `family_of` names a checkpoint's family (sd1, sd2, sdxl) for automatic working sizes.
+    `family_of` names a checkpoint's family (sd1, sd2, sdxl...) for automatic working sizes.
     `find_crops(pass_index, pass, size, family)` returns the crops it can know before the job
     runs (boxes, mask images), or None. Raises RecipeError for a job that cannot run.
     """
+    runs, problems = plan_runs(recipe, ctx, family_of=family_of, find_crops=find_crops)
+    if problems:
+        raise RecipeError(problems)
+    return runs
+
+
+def base_run(ctx: JobContext) -> Run:
+    """The base generation as a run, for the checks every run gets (its checkpoint, sampler...)."""
+    return Run(
+        number=0,
+        pass_index=BASE_INDEX,
+        repeat=0,
+        runs_in_pass=1,
+        label="base",
+        checkpoint=ctx.checkpoint,
+        vae=ctx.vae,
+        text_encoders=(),
+        prompt=ctx.prompt,
+        negative_prompt=ctx.negative_prompt,
+        sampler=ctx.sampler,
+        scheduler=ctx.scheduler,
+        steps=ctx.steps,
+        cfg_scale=ctx.cfg_scale,
+        strength=1.0,
+        count=StepCount(ctx.steps, ctx.steps, 1.0),
+        size_in=(ctx.width, ctx.height),
+        size=(ctx.width, ctx.height),
+        upscaler=None,
+        seed_delta=0,
+        region="whole",
+        mask_source="job",
+        crops=None,
+    )
+
+
+def _boxes_outside(p: Any, base: Size) -> list[int]:
+    """Numbers (from 1) of a pass's boxes that lie wholly outside the base image."""
+    w, h = base
+    return [k + 1 for k, (x1, y1, _x2, _y2) in enumerate(p.boxes) if x1 >= w or y1 >= h]
+
+
+def plan_runs(
+    recipe: Any,
+    ctx: JobContext,
+    *,
+    family_of: Callable[[str], str] = lambda name: "sd1",
+    find_crops: CropFinder | None = None,
+) -> tuple[list[Run], list[Problem]]:
+    """plan_recipe's runs and every problem found while planning (none raised)."""
     problems: list[Problem] = []
     runs: list[Run] = []
     size: Size = (ctx.width, ctx.height)
@@ -152,6 +209,19 @@ def plan_recipe(
         if p.region == "crop" and p.mask_source == "image" and not p.mask_image:
             problems.append(
                 Problem(where, "mask_image", p.mask_image, "a mask image for mask source 'image'")
+            )
+        drawn = ctx.boxes_drawn_on
+        outside = _boxes_outside(p, drawn) if p.region == "crop" else []
+        if p.mask_source == "boxes" and outside:
+            which = ", ".join(str(k) for k in outside)
+            problems.append(
+                Problem(
+                    where,
+                    "boxes",
+                    [list(p.boxes[k - 1]) for k in outside],
+                    f"boxes that overlap the {drawn[0]}x{drawn[1]} base image (box {which} "
+                    "lies wholly outside it: nothing there to inpaint)",
+                )
             )
         steps = p.steps or ctx.steps
         strengths = pass_strengths(p)
@@ -208,9 +278,7 @@ def plan_recipe(
         problems.append(
             Problem("recipe", "passes", f"{len(runs)} runs", f"at most {MAX_RUNS} runs in all")
         )
-    if problems:
-        raise RecipeError(problems)
-    return runs
+    return runs, problems
 
 
 def _box_text(crops: tuple[Crop, ...] | None, run: Run) -> str:

@@ -7,11 +7,13 @@ is reported with the pass, the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import json
 import math
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,10 +43,20 @@ class Problem:
     allowed: str
 
     def __str__(self) -> str:
-        shown = repr(self.value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        return f"{self.where}, field '{self.field}': got {shown}; allowed: {self.allowed}"
+        return (
+            f"{self.where}, field '{self.field}': got {shown(self.value)}; allowed: {self.allowed}"
+        )
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 8, 8, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def shown(value: Any) -> str:
+    """A value as messages show it: its repr, short, whatever its size or depth."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class RecipeError(ValueError):
@@ -274,14 +286,17 @@ def _record(
         problems.append(Problem(where, "(all)", data, "an object of named fields"))
         return None
     by_name = {f.name: f for f in fields}
+    names = [*by_name, *skip]
+    for key in getattr(data, "duplicates", ()):
+        problems.append(Problem(where, key, data[key], "each field given once, not twice"))
     values: dict[str, Any] = {}
     for key, raw in data.items():
         if key in skip:
             continue
         field = by_name.get(key)
         if field is None:
-            allowed = "no such field" + _suggest(str(key), list(by_name))
-            allowed += "; the fields are " + ", ".join(by_name)
+            allowed = "no such field" + _suggest(str(key), names)
+            allowed += "; the fields are " + ", ".join(names)
             problems.append(Problem(where, str(key), raw, allowed))
             continue
         try:
@@ -319,9 +334,13 @@ def _pass_checks(p: Any, where: str, problems: list[Problem]) -> None:
         )
 
 
+BASE_INDEX = -1  # the pass index of the base generation, where runs and checks need one
+
+
 def where_pass(i: int) -> str:
-    """How errors name pass `i` (0-based): 'pass 1' is the first pass after the base."""
-    return f"pass {i + 1}"
+    """How errors name pass `i` (0-based): 'pass 1' is the first pass after the base; the base
+    itself (BASE_INDEX) is 'base'."""
+    return "base" if i == BASE_INDEX else f"pass {i + 1}"
 
 
 def parse_pass(data: Any, index: int = 0, *, lenient: bool = False) -> Any:
@@ -336,19 +355,25 @@ def parse_pass(data: Any, index: int = 0, *, lenient: bool = False) -> Any:
 
 
 def parse_recipe(data: Any, *, lenient: bool = False, allow_base: bool = True) -> Any:
-    """A recipe from a JSON-like dict (a recipe file, or an API payload's recipe dict)."""
+    """A recipe from a JSON-like dict (a recipe file, or an API payload's recipe dict); raises
+    RecipeError naming every problem."""
+    recipe, problems = check_recipe(data, lenient=lenient, allow_base=allow_base)
+    if problems:
+        raise RecipeError(problems)
+    return recipe
+
+
+def check_recipe(
+    data: Any, *, lenient: bool = False, allow_base: bool = True
+) -> tuple[Any, list[Problem]]:
+    """A recipe and every problem with it. Where fields are bad the recipe has their defaults,
+    so checks that need the rest of it (checkpoint names, files) can still run and every
+    problem of a job is reported at once. The recipe is None when `data` is not an object."""
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
-        raise RecipeError([Problem("recipe", "(all)", data, "an object with a 'passes' list")])
-    known = [f.name for f in RECIPE_FIELDS] + (["base", "passes"] if allow_base else ["passes"])
-    head = _record(
-        Recipe, RECIPE_FIELDS, data, "recipe", problems, lenient=lenient, skip=("base", "passes")
-    )
-    for key in data:
-        if key in ("base", "passes") and key not in known:
-            problems.append(
-                Problem("recipe", key, data[key], "no such field here; allowed " + ", ".join(known))
-            )
+        return None, [Problem("recipe", "(all)", data, "an object with a 'passes' list")]
+    sections = ("base", "passes") if allow_base else ("passes",)
+    head = _record(Recipe, RECIPE_FIELDS, data, "recipe", problems, lenient=lenient, skip=sections)
     base = None
     if allow_base and data.get("base") is not None:
         base = _record(Base, BASE_FIELDS, data["base"], "base", problems, lenient=lenient)
@@ -372,28 +397,127 @@ def parse_recipe(data: Any, *, lenient: bool = False, allow_base: bool = True) -
         p = _record(Pass, PASS_FIELDS, raw, where_pass(i), problems, lenient=lenient)
         if p is not None and len(problems) == before:
             _pass_checks(p, where_pass(i), problems)
-        passes.append(p)
-    if problems:
-        raise RecipeError(problems)
-    return dataclasses.replace(head, base=base, passes=tuple(passes))
+        passes.append(p if p is not None else Pass(enabled=False))
+    head = head if head is not None else Recipe()
+    return dataclasses.replace(head, base=base, passes=tuple(passes)), problems
+
+
+MAX_RECIPE_BYTES = 64 * 1024 * 1024  # a recipe with inline base64 mask images stays far below
+MAX_INT_DIGITS = 30
+
+
+class Keys(dict):
+    """A JSON object as read by `read_json`: `duplicates` lists the keys it held more than once
+    (the last one wins in plain JSON readers; Multipass reports them instead)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+class HugeNumber(str):
+    """A JSON integer too long to be any field's value, kept as text (never turned into an int,
+    which for thousands of digits is slow and refused by Python)."""
+
+    def __repr__(self) -> str:
+        return f"<a number of {len(self.lstrip('-'))} digits>"
+
+
+def _object(pairs: list[tuple[str, Any]]) -> Keys:
+    out = Keys()
+    seen: list[str] = []
+    for key, value in pairs:
+        if key in out and key not in seen:
+            seen.append(key)
+        out[key] = value
+    out.duplicates = tuple(seen)
+    return out
+
+
+def _integer(text: str) -> Any:
+    return HugeNumber(text) if len(text.lstrip("-")) > MAX_INT_DIGITS else int(text)
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def read_json(text: str) -> Any:
+    """JSON as Multipass reads recipes: objects as `Keys` (duplicates noted), huge integers as
+    `HugeNumber`, NaN and Infinity refused. Raises ValueError (with JSON's line and column where
+    it has them) or RecursionError for absurdly deep nesting."""
+    return json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_constant=_constant)
+
+
+def decode_json_bytes(raw: bytes) -> str:
+    """Text of a JSON file: UTF-8 with or without a BOM, or UTF-16/32 with a BOM (as Windows
+    Notepad and PowerShell save); raises ValueError saying what else it is."""
+    for bom, encoding in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"not valid {encoding.upper()} text ({e.reason})") from None
+    if b"\x00" in raw[:64]:
+        raise ValueError("UTF-16 or UTF-32 text without a byte order mark")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = raw[e.start : e.start + 1].hex()
+        raise ValueError(f"not UTF-8 text (byte 0x{bad} at offset {e.start})") from None
+
+
+ENCODINGS = "UTF-8 (with or without a BOM), or UTF-16 with a BOM"
+
+
+def parse_json_text(text: str, where: str) -> Any:
+    """`read_json`, with its errors as RecipeError naming `where`."""
+    try:
+        return read_json(text)
+    except json.JSONDecodeError as e:
+        raise RecipeError(
+            [Problem(where, "(file)", e.msg, f"valid JSON (line {e.lineno}, column {e.colno})")]
+        ) from None
+    except RecursionError:
+        raise RecipeError(
+            [Problem(where, "(file)", "nesting", "JSON nested a few levels deep, as a recipe is")]
+        ) from None
+    except ValueError as e:
+        raise RecipeError([Problem(where, "(file)", str(e), "valid JSON")]) from None
+
+
+def read_recipe_file(path: str | Path) -> Any:
+    """The JSON data of a recipe file (not yet validated); RecipeError for a file that cannot
+    be read as JSON, naming the file and why."""
+    path = Path(path)
+    where = f"recipe file {str(path)!r}"
+    try:
+        if path.is_dir():
+            raise IsADirectoryError("it is a folder")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as e:
+        why = e.strerror or str(e)
+        raise RecipeError(
+            [Problem(where, "(file)", str(path), f"a readable file ({why})")]
+        ) from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        limit = f"a file of at most {MAX_RECIPE_BYTES // 2**20} MB"
+        raise RecipeError([Problem(where, "(file)", "a larger file", limit)])
+    try:
+        text = decode_json_bytes(raw)
+    except ValueError as e:
+        raise RecipeError([Problem(where, "(file)", str(e), ENCODINGS)]) from None
+    return parse_json_text(text, where)
 
 
 def load_recipe(path: str | Path) -> Any:
-    """Read and validate a recipe JSON file; JSON syntax errors are reported with their line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RecipeError(
-            [Problem(str(path), "(file)", str(path), f"a readable file ({e})")]
-        ) from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RecipeError(
-            [Problem(str(path), "(file)", e.msg, f"valid JSON (line {e.lineno}, column {e.colno})")]
-        ) from e
-    return parse_recipe(data)
+    """Read and validate a recipe JSON file; raises RecipeError naming every problem."""
+    return parse_recipe(read_recipe_file(path))
 
 
 # ---------------------------------------------------------------------------------------------

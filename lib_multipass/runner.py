@@ -40,17 +40,17 @@ def make_job(
     base = recipe.base or Base()
     if not base.checkpoint:
         base = dataclasses.replace(base, checkpoint=default_checkpoint)
+    drawn = (base.width, base.height)
     if size is not None:
         base = dataclasses.replace(base, width=size[0], height=size[1])
     first = base.seed if seed is None else seed
     if first == -1:
         first = random.randrange(2**32)
     count = images or base.images
-    return Job(
-        ctx=JobContext.from_base(base, recipe.step_mode),
-        seeds=[(first + i) % 2**32 for i in range(count)],
-        recipe_dir=recipe_dir,
-    )
+    ctx = JobContext.from_base(base, recipe.step_mode)
+    if drawn != (ctx.width, ctx.height):
+        ctx = dataclasses.replace(ctx, box_space=drawn)  # the recipe's boxes scale with --size
+    return Job(ctx=ctx, seeds=[(first + i) % 2**32 for i in range(count)], recipe_dir=recipe_dir)
 
 
 def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
@@ -107,13 +107,48 @@ class Written:
     recipe: Path
 
 
+MANIFEST = "multipass-files.txt"
+
+
+def _clear_previous(out_dir: Path) -> None:
+    """Remove the files an earlier run wrote into this folder (listed in its manifest), so a
+    reused folder never mixes old finals with new ones; nothing else is touched."""
+    manifest = out_dir / MANIFEST
+    try:
+        names = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return
+    for name in names:
+        if name and "/" not in name and "\\" not in name and name not in (".", ".."):
+            (out_dir / name).unlink(missing_ok=True)
+    manifest.unlink(missing_ok=True)
+
+
 def write_outputs(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Written:
-    """Save finals, intermediates, contact sheet and recipe; whatever the job finished."""
+    """Save finals, intermediates, contact sheet and recipe; whatever the job finished.
+
+    Finals are written first, so an impatient second interrupt loses the least.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out_dir)
+    written = _write(result, recipe, job, out_dir)
+    files = [*written.finals, *written.intermediates, written.contact_sheet, written.recipe]
+    names = "\n".join(p.name for p in files if p is not None)
+    (out_dir / MANIFEST).write_text(names + "\n", encoding="utf-8")
+    return written
+
+
+def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Written:
     finals, steps = [], []
     for i, outputs in enumerate(result.outputs):
+        if outputs:
+            seed, account = result.seeds[i], result.image_account(i)
+            state = "final" if account.complete else "partial"
+            path = out_dir / f"{i + 1:02d}-{seed}-{state}.png"
+            text = infotext(recipe, job.ctx, seed, account.passes_ran, account.text())
+            finals.append(_save(outputs[-1].image, path, text))
+    for i, outputs in enumerate(result.outputs):
         seed = result.seeds[i]
-        account = result.image_account(i)
         ran: list[int] = []
         for k, out in enumerate(outputs):
             label = "base" if out.run is None else out.run.label
@@ -123,11 +158,6 @@ def write_outputs(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Wr
             stage = f"{label}{' (skipped)' if out.skipped else ''}"
             text = infotext(recipe, job.ctx, seed, ran, None, stage)
             steps.append(_save(out.image, out_dir / name, text))
-        if outputs:
-            state = "final" if account.complete else "partial"
-            path = out_dir / f"{i + 1:02d}-{seed}-{state}.png"
-            text = infotext(recipe, job.ctx, seed, account.passes_ran, account.text())
-            finals.append(_save(outputs[-1].image, path, text))
     sheet = contact_sheet(result)
     sheet_path = None
     if sheet is not None:

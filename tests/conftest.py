@@ -58,3 +58,18 @@ def backend(tiny_models, tmp_path):
     from lib_multipass.backends.diffusers_backend import DiffusersBackend
 
     return DiffusersBackend([tiny_models], home=tiny_models.parent / "home")
+
+
+def misshapen_copy(tiny_models, path):
+    """A whole, well-formed checkpoint whose weights do not fit its architecture: it passes
+    every check made before the job and fails when loaded, as a broken merge would."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(tiny_models / "tiny-toon.safetensors"), "pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open API
+        meta = fh.metadata()
+    key = next(k for k in tensors if k.endswith("out.2.weight"))
+    tensors[key] = tensors[key][:, :2].contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)

@@ -4,8 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from lib_multipass.cli import main
 
 
@@ -79,10 +77,9 @@ def test_missing_mask_file_exits_2(tmp_path, capsys):
     assert "field 'mask_image'" in capsys.readouterr().err
 
 
-def test_bad_size_is_a_usage_error(examples_dir):
-    with pytest.raises(SystemExit) as info:
-        main(["plan", str(examples_dir / "denoise-chain.json"), "--size", "500x500"])
-    assert info.value.code == 2
+def test_bad_size_is_a_usage_error(examples_dir, capsys):
+    assert main(["plan", str(examples_dir / "denoise-chain.json"), "--size", "500x500"]) == 2
+    assert "field '--size': got '500x500'; allowed: a size WxH" in capsys.readouterr().err
 
 
 def test_schema_command(capsys):

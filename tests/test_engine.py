@@ -191,13 +191,13 @@ def test_cancel_in_pass_2_keeps_pass_1_and_the_original_checkpoint(backend):
 
 
 def test_error_in_pass_2_keeps_pass_1_and_the_original_checkpoint(backend, tiny_models, tmp_path):
+    # a whole checkpoint whose weights do not fit its architecture: it fails when loaded
+    from conftest import misshapen_copy
+
     from lib_multipass.backends.diffusers_backend import DiffusersBackend
 
-    # a checkpoint whose header reads but whose weights are cut off, as after a broken download
     folder = tmp_path / "more"
-    folder.mkdir()
-    data = (tiny_models / "tiny-toon.safetensors").read_bytes()
-    (folder / "broken.safetensors").write_bytes(data[: len(data) // 2])
+    misshapen_copy(tiny_models, folder / "broken.safetensors")
     backend = DiffusersBackend([tiny_models, folder], home=tiny_models.parent / "home")
     backend.load_checkpoint("tiny-photo")
     recipe = parse_recipe({"passes": [{"denoising_strength": 0.5}, {"checkpoint": "broken"}]})

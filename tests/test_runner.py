@@ -96,10 +96,10 @@ def test_unknown_checkpoint_is_bad_input(home, tmp_path, capsys):
 
 
 def test_a_failing_pass_saves_what_was_finished(home, tiny_models, tmp_path, capsys):
+    from conftest import misshapen_copy
+
     models = tmp_path / "models"
-    models.mkdir()
-    data = (tiny_models / "tiny-toon.safetensors").read_bytes()
-    (models / "cut.safetensors").write_bytes(data[: len(data) // 3])
+    misshapen_copy(tiny_models, models / "cut.safetensors")
     recipe = {
         "base": {"width": 64, "height": 64, "steps": 6, "checkpoint": "tiny-toon"},
         "passes": [{"denoising_strength": 0.5}, {"checkpoint": "cut"}],

@@ -438,7 +438,11 @@ def test_api_rejects_a_bad_recipe_before_the_job(webui):
     sent = asgi_call(check, bad)
     assert sent[0]["status"] == 422 and not reached
     detail = json.loads(sent[1]["body"])["detail"]
-    assert [(d["where"], d["field"]) for d in detail] == [("pass 1", "steps")]
+    # every problem at once: the bad field and the name the host does not list
+    assert [(d["where"], d["field"]) for d in detail] == [
+        ("pass 1", "steps"),
+        ("pass 1", "checkpoint"),
+    ]
     assert "a whole number from 1 to 150" in detail[0]["message"]
     # a well-formed recipe is then checked against the host's lists
     unknown = {

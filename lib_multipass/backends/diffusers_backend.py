@@ -25,8 +25,11 @@ from PIL import Image
 
 from .. import tiny
 from ..checkpoints import (
+    FAMILIES,
     CheckpointFile,
+    family_from_keys,
     family_or_default,
+    inspect_file,
     list_checkpoints,
     read_safetensors_header,
     sniff_family,
@@ -117,8 +120,45 @@ SD1_ARCHITECTURE: dict[str, Any] = {
 }
 
 
+RUNNER_FAMILIES = ("sd1",)  # what the runner builds pipelines for
+FAMILY_NAMES = {
+    "sd1": "SD1.x",
+    "sd2": "SD2.x",
+    "sdxl": "SDXL",
+    "sd3": "SD3",
+    "flux": "Flux",
+    "chroma": "Chroma",
+    "qwen": "Qwen-Image",
+    "wan": "Wan",
+}
+
+
 class BackendError(RuntimeError):
     """A checkpoint or setting the diffusers backend cannot use."""
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return st.st_mtime_ns, st.st_size
+
+
+def _pickle_family(path: Path) -> tuple[str | None, str | None]:
+    """A .ckpt's family from its state dict, loaded with torch's weights-only unpickler (no
+    code runs); or why it holds no model. Only called after the user's opt-in."""
+    import torch
+
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # whatever the unpickler says is the reason
+        reason = " ".join(str(e).split())[:200]
+        return None, f"not a PyTorch checkpoint torch can read ({reason})"
+    state = data.get("state_dict", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not state:
+        return None, "a pickle that holds no model (no state dict of tensors)"
+    return family_from_keys([str(k) for k in state]), None
 
 
 def _scheduler_class(name: str) -> Any:
@@ -181,6 +221,7 @@ class DiffusersBackend:
         self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._current = ""
         self._families: dict[str, str] = {}
+        self._file_problems: dict[tuple, str | None] = {}
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -309,21 +350,62 @@ class DiffusersBackend:
 
     # -- checks ------------------------------------------------------------------------------
 
+    # -- checkpoint files ----------------------------------------------------------------------
+
+    def file_problem(self, c: CheckpointFile) -> str | None:
+        """Why this backend cannot load `c` (None if it can), found before any job runs: a
+        truncated or fake file, a pickle without the opt-in or without a model, a family the
+        runner does not load."""
+        key = (str(c.path), *_stamp(c.path))
+        if key not in self._file_problems:
+            self._file_problems[key] = self._inspect(c)
+        return self._file_problems[key]
+
+    def _inspect(self, c: CheckpointFile) -> str | None:
+        family, problem = inspect_file(c.path)
+        if problem is not None:
+            return problem
+        if c.pickled:
+            if not self.allow_ckpt:
+                return "a pickle-based .ckpt file, which can run code when loaded (--allow-ckpt)"
+            family, problem = _pickle_family(c.path)
+            if problem is not None:
+                return problem
+        elif self._metadata_architecture(c) is not None:
+            return None  # a built-in tiny model: its architecture travels in the file
+        if family in RUNNER_FAMILIES:
+            if family == "sd1" and clip_bpe_file() is None:
+                return (
+                    "an SD1.x checkpoint, which needs CLIP's tokenizer files: install them with "
+                    "`pip install --no-deps open-clip-torch` (its wheel ships them)"
+                )
+            return None
+        if family is None:
+            return (
+                "holds no tensors of a model family Multipass knows "
+                f"({', '.join(FAMILIES)}): not a Stable Diffusion checkpoint?"
+            )
+        name = FAMILY_NAMES.get(family, family)
+        article = "an" if name[:1] in "AEIOS" else "a"  # "an SDXL", "a Flux"
+        return f"{article} {name} checkpoint, which the diffusers runner does not load yet"
+
+    def describe_file(self, c: CheckpointFile) -> str:
+        """The family of a listed checkpoint, or 'unusable: why', for `multipass models`."""
+        if c.pickled and not self.allow_ckpt:
+            return "pickle, needs --allow-ckpt"
+        problem = self.file_problem(c)
+        return f"unusable: {problem}" if problem else self.checkpoint_family(c.name)
+
     def check_run(self, run: Run) -> list[Problem]:
         where = where_pass(run.pass_index)
         problems = []
         if run.checkpoint:
             try:
                 c = self._file(run.checkpoint)
-                if c.pickled and not self.allow_ckpt:
-                    problems.append(
-                        Problem(
-                            where,
-                            "checkpoint",
-                            run.checkpoint,
-                            "a .safetensors checkpoint (.ckpt needs --allow-ckpt)",
-                        )
-                    )
+                problem = self.file_problem(c)
+                if problem is not None:
+                    allowed = f"a usable checkpoint ({c.path.name}: {problem})"
+                    problems.append(Problem(where, "checkpoint", run.checkpoint, allowed))
             except BackendError:
                 problems.append(
                     Problem(

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import __version__
-from ..recipe import RecipeError
+from ..recipe import HugeNumber, Problem, RecipeError, decode_json_bytes, read_json, shown
 from ..schema import recipe_schema
 
 KEY = "multipass"
@@ -25,17 +25,49 @@ Validator = Callable[[Any, Any, dict[str, Any]], None]
 def problems_of(body: dict[str, Any], validate: Validator) -> list[dict[str, Any]]:
     """Problems with the Multipass args of a txt2img/img2img request body ([] if none)."""
     scripts = body.get("alwayson_scripts") or {}
+    if not isinstance(scripts, dict):
+        return []
     entry = next((v for k, v in scripts.items() if str(k).lower() == KEY), None)
     if not isinstance(entry, dict):
         return []
     args = entry.get("args") or []
+    if not isinstance(args, list):
+        problem = {"where": "alwayson_scripts.multipass", "field": "args", "value": args}
+        allowed = "a list [enabled, recipe]"
+        message = f"alwayson_scripts.multipass, field 'args': got {args!r}; allowed: {allowed}"
+        return [problem | {"allowed": allowed, "message": message}]
     enabled = args[0] if args else False
     recipe = args[1] if len(args) > 1 else {}
     try:
         validate(enabled, recipe, body)
         return []
     except RecipeError as e:
-        return [vars(p) | {"message": str(p)} for p in e.problems]
+        return [problem_json(p) for p in e.problems]
+
+
+def problem_json(p: Problem) -> dict[str, Any]:
+    """A problem as the 422 body lists it; its value as given where small, else shown short."""
+    return {
+        "where": p.where,
+        "field": p.field,
+        "value": _small(p.value),
+        "allowed": p.allowed,
+        "message": str(p),
+    }
+
+
+def _small(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, HugeNumber) or depth > 3:
+        return shown(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 200 else shown(value)
+    if isinstance(value, (list, tuple)) and len(value) <= 16:
+        return [_small(v, depth + 1) for v in value]
+    if isinstance(value, dict) and len(value) <= 16:
+        return {str(k): _small(v, depth + 1) for k, v in value.items()}
+    return shown(value)
 
 
 class RecipeCheck:
@@ -62,9 +94,11 @@ class RecipeCheck:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         try:
-            problems = problems_of(json.loads(body or b"{}"), self.validate)
-        except (json.JSONDecodeError, AttributeError):
-            problems = []  # not ours to judge: the WebUI answers malformed requests itself
+            # read as recipe files are: duplicate keys and huge numbers in the recipe are named
+            data = read_json(decode_json_bytes(body or b"{}"))
+        except (ValueError, RecursionError):
+            data = None  # not ours to judge: the WebUI answers malformed requests itself
+        problems = problems_of(data, self.validate) if isinstance(data, dict) else []
         if problems:
             await _send_json(
                 send, 422, {"error": "Multipass recipe is not valid", "detail": problems}

@@ -17,7 +17,7 @@ from PIL import Image
 from ..engine import Job, JobResult, Progress, run_job
 from ..infotext import KEY_RESULT, params_to_text, result_params
 from ..plan import JobContext
-from ..recipe import RecipeError, parse_recipe
+from ..recipe import Problem, RecipeError, check_recipe, parse_json_text
 from . import compat
 from .backend import WebUIBackend, WebUIControl
 
@@ -39,23 +39,32 @@ class JobState:
 _jobs: dict[int, JobState] = {}
 
 
-def parse_args(enabled: Any, recipe: Any) -> Any | None:
-    """The recipe in the script's args, or None when Multipass is off for this job.
+def check_args(enabled: Any, recipe: Any) -> tuple[Any | None, list[Problem]]:
+    """The recipe in the script's args (None when Multipass is off) and every problem with it.
 
-    The args are the UI's (enable switch, recipe dict) or an API request's, in the same shape.
+    The args are the UI's (enable switch, recipe dict) or an API request's, in the same shape;
+    a recipe given as JSON text is read as recipe files are (duplicate keys, huge numbers).
     """
+    if not isinstance(enabled, bool):
+        return None, [Problem("script args", "enabled", enabled, "true or false")]
     if not enabled:
-        return None
+        return None, []
     if recipe is None:
         recipe = {}
     if isinstance(recipe, str):
-        import json
-
         try:
-            recipe = json.loads(recipe)
-        except json.JSONDecodeError as e:
-            raise RecipeError.single("recipe", "(all)", recipe[:40], f"a JSON object ({e})") from e
-    return parse_recipe(recipe, allow_base=False)
+            recipe = parse_json_text(recipe, "recipe")
+        except RecipeError as e:
+            return None, e.problems
+    return check_recipe(recipe, allow_base=False)
+
+
+def parse_args(enabled: Any, recipe: Any) -> Any | None:
+    """The recipe in the script's args, or None when Multipass is off; RecipeError if bad."""
+    parsed, problems = check_args(enabled, recipe)
+    if problems:
+        raise RecipeError(problems)
+    return parsed
 
 
 def step_mode() -> str:
@@ -99,11 +108,14 @@ def validate(
     naming every problem. A recipe with no enabled pass is (None, 0): Multipass is off."""
     from ..engine import prepare
 
-    recipe = parse_args(enabled, recipe_arg)
+    recipe, problems = check_args(enabled, recipe_arg)
     if recipe is None or not any(p.enabled for p in recipe.passes):
+        if problems:
+            raise RecipeError(problems)
         return None, 0
     ctx = context(p, *size, has_mask=has_mask)
-    runs, _ = prepare(recipe, Job(ctx, images=[], seeds=[], job_mask=None), WebUIBackend())
+    job = Job(ctx, images=[], seeds=[], job_mask=None)
+    runs, _ = prepare(recipe, job, WebUIBackend(), problems)
     return recipe, len(runs)
 
 
@@ -143,7 +155,8 @@ def job_mask(p: Any) -> Image.Image | None:
     from PIL import ImageOps
 
     mask = mask.convert("L")
-    return ImageOps.invert(mask) if getattr(p, "inpainting_mask_invert", 0) else mask
+    mask = ImageOps.invert(mask) if getattr(p, "inpainting_mask_invert", 0) else mask
+    return mask if mask.getbbox() is not None else None  # all black: nothing to inpaint
 
 
 def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
