@@ -64,6 +64,12 @@ FLAG_FIELDS: dict[str, Field] = {
     ),
 }
 SIZE_ALLOWED = "a size WxH, each side a multiple of 8 from 64 to 4096 (e.g. 512x768)"
+PATH_FLAGS = {
+    "--size": SIZE_ALLOWED,
+    "--out": "an output folder",
+    "--models": "a folder of checkpoints",
+    "--webui": "a WebUI folder (its models/Stable-diffusion is used)",
+}
 
 
 class CommandLineError(RecipeError):
@@ -88,8 +94,8 @@ def _usage_problem(parser: argparse.ArgumentParser, message: str) -> Problem:
     ):
         return Problem(CLI, m[1], m[2], f"one of {m[3]}")
     if m := re.match(r"argument (\S+?)(?:/\S+)?: expected one argument", message):
-        allowed = FLAG_FIELDS[m[1]].allowed() if m[1] in FLAG_FIELDS else "a value"
-        return Problem(CLI, m[1], "nothing", allowed)
+        allowed = FLAG_FIELDS[m[1]].allowed() if m[1] in FLAG_FIELDS else PATH_FLAGS.get(m[1])
+        return Problem(CLI, m[1], "nothing", allowed or "a value")
     if m := re.match(r"the following arguments are required: (.*)", message):
         names = m[1]
         allowed = "a recipe JSON file" if "recipe" in names else f"{names} given"
@@ -373,6 +379,7 @@ class Interrupts:
     def __init__(self, control: Any) -> None:
         self.control = control
         self.count = 0
+        self.saving = False  # once the job is over, interrupts never cut the saving short
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interrupts:
@@ -386,6 +393,9 @@ class Interrupts:
 
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
+        if self.saving:
+            print("\nmultipass: saving the finished images, a moment", file=sys.stderr, flush=True)
+            return
         if self.count == 1:
             self.control.cancel()
             print(
@@ -395,10 +405,8 @@ class Interrupts:
                 flush=True,
             )
             return
-        if self.count == 2:
-            print("\nmultipass: stopping now", file=sys.stderr, flush=True)
-            raise KeyboardInterrupt
-        # a third: saving is under way; finals are written first
+        print("\nmultipass: stopping now", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
 
 
 def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path, interrupts: Interrupts) -> int:
@@ -417,6 +425,7 @@ def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path, interrupts: Int
     try:
         result = run_job(recipe, job, backend, control=interrupts.control, progress=on_progress)
     finally:
+        interrupts.saving = True
         bar.close()
     written = write_outputs(result, recipe, job, out_dir)
     print(f"multipass: {result.account()}")

@@ -29,7 +29,7 @@ from .imaging import (
     plan_masked_crop,
     to_mask,
 )
-from .plan import JobContext, Run, base_run, plan_runs, resolve_prompt
+from .plan import JobContext, Run, base_run, counted, plan_runs, resolve_prompt
 from .recipe import Problem, RecipeError, where_pass
 
 SEED_MODULUS = 2**32
@@ -244,11 +244,11 @@ class JobResult:
         """One honest sentence on how the job ended."""
         n = len(self.runs)
         if self.stopped is None:
-            return f"finished {n} runs over {len(self.images)} images"
+            return f"finished {counted(n, 'run')} over {counted(len(self.images), 'image')}"
         what = "cancelled" if self.stopped == "cancelled" else f"failed ({self.error})"
         return (
-            f"{what} at {self.where}; {self.runs_done} of {n} runs finished for every image, "
-            "and every image keeps its last finished state"
+            f"{what} at {self.where}; {self.runs_done} of {counted(n, 'run')} finished for "
+            "every image, and every image keeps its last finished state"
         )
 
 
@@ -311,7 +311,7 @@ def prepare(
     for run in runs:
         if run.pass_index not in seen:
             seen.add(run.pass_index)
-            found += backend.check_run(run)
+            found += _own(backend.check_run(run), recipe.passes[run.pass_index])
     if job.images is not None and len(job.images) != len(job.seeds):
         found.append(
             Problem("job", "seeds", len(job.seeds), f"one seed per image ({len(job.images)})")
@@ -319,6 +319,22 @@ def prepare(
     if found:
         raise RecipeError(_unique(found))
     return runs, masks
+
+
+# fields a pass inherits when it leaves them empty (from the pass before, or the base)
+INHERITED = ("checkpoint", "vae", "text_encoders", "sampler", "scheduler")
+
+
+def _own(problems: list[Problem], p: Any) -> list[Problem]:
+    """A pass's problems with the values it sets itself: an inherited bad value is reported
+    where it is given (the base, an earlier pass), once."""
+
+    def own(q: Problem) -> bool:
+        if q.field == "scheduler":  # a schedule type can clash with the pass's own sampler
+            return bool(p.scheduler or p.sampler)
+        return q.field not in INHERITED or bool(getattr(p, q.field))
+
+    return [q for q in problems if own(q)]
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

@@ -87,6 +87,11 @@ class Run:
     crops: tuple[Crop, ...] | None  # known crops; None where the mask comes at run time
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """'1 run', '2 runs': a count with its noun in the right number."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def resolve_prompt(mode: str, own: str, base: str) -> str:
     """A pass's prompt from its mode: keep, replace, append or template ({prompt} = base)."""
     if mode == "keep":
@@ -340,8 +345,9 @@ def format_plan(runs: list[Run], ctx: JobContext) -> str:
     total = sum(r.count.run for r in runs)
     loads = checkpoint_loads(runs, ctx.checkpoint)
     foot = [
-        f"{len(runs)} runs, {total} sampling steps per image; "
-        f"{loads} checkpoint switches after the base, however many images the job has"
+        f"{counted(len(runs), 'run')}, {counted(total, 'sampling step')} per image; "
+        f"{counted(loads, 'checkpoint switch', 'checkpoint switches')} after the base, "
+        "however many images the job has"
     ]
     for r in runs:
         for c in r.crops or ():

@@ -119,7 +119,13 @@ def _to_number(field: Field, v: Any, lenient: bool) -> float:
             v = float(v.strip())
         except ValueError:
             raise _Bad from None
-    if not _is_number(v) or not math.isfinite(v):
+    if not _is_number(v):
+        raise _Bad
+    if isinstance(v, int):
+        if abs(v) > 2**63:  # no field takes it; and float() of a huge int overflows
+            raise _Bad
+        return v
+    if not math.isfinite(v):
         raise _Bad
     return v
 
@@ -129,7 +135,7 @@ def _item(field: Field, x: Any, lenient: bool) -> float:
     try:
         n = float(_to_number(field, x, lenient))
     except _Bad:
-        raise _Bad(f"{x!r} is not a number") from None
+        raise _Bad(f"{shown(x)} is not a number") from None
     if not field.accepts_number(n):
         raise _Bad(f"{n:g} is out of range")
     return n
@@ -190,7 +196,7 @@ def coerce(field: Field, v: Any, *, lenient: bool = False) -> Any:
             raise _Bad(f"{len(v)} names")
         for x in v:
             if not isinstance(x, str) or not x or len(x) > MAX_NAME:
-                raise _Bad(f"{x!r} is not a name")
+                raise _Bad(f"{shown(x)} is not a name")
         return tuple(v)
     if kind == "boxes":
         if lenient and isinstance(v, str):
@@ -204,18 +210,21 @@ def coerce(field: Field, v: Any, *, lenient: bool = False) -> Any:
 
 
 def _box(field: Field, box: Any, index: int, lenient: bool) -> tuple[int, int, int, int]:
-    shown = " ".join(str(x) for x in box) if isinstance(box, (list, tuple)) else repr(box)
+    if isinstance(box, (list, tuple)):
+        text = " ".join(x if isinstance(x, str) else shown(x) for x in box[:5])
+    else:
+        text = shown(box)
     if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise _Bad(f"box {index + 1} ({shown}) is not four numbers")
+        raise _Bad(f"box {index + 1} ({text}) is not four numbers")
     try:
         nums = [_to_number(field, x, lenient) for x in box]
     except _Bad:
-        raise _Bad(f"box {index + 1} ({shown}) is not four numbers") from None
+        raise _Bad(f"box {index + 1} ({text}) is not four numbers") from None
     if any(n != int(n) for n in nums):
-        raise _Bad(f"box {index + 1} ({shown}) is not in whole pixels")
+        raise _Bad(f"box {index + 1} ({text}) is not in whole pixels")
     x1, y1, x2, y2 = (int(n) for n in nums)
     if not (0 <= x1 < x2 <= MAX_SIDE and 0 <= y1 < y2 <= MAX_SIDE):
-        raise _Bad(f"box {index + 1} ({shown}) is empty or out of range")
+        raise _Bad(f"box {index + 1} ({text}) is empty or out of range")
     return (x1, y1, x2, y2)
 
 
@@ -440,11 +449,17 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def read_json(text: str) -> Any:
+def read_json(text: str, *, constants: bool = False) -> Any:
     """JSON as Multipass reads recipes: objects as `Keys` (duplicates noted), huge integers as
-    `HugeNumber`, NaN and Infinity refused. Raises ValueError (with JSON's line and column where
-    it has them) or RecursionError for absurdly deep nesting."""
-    return json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_constant=_constant)
+    `HugeNumber`, NaN and Infinity refused (or, with `constants`, read as the floats Python's
+    JSON makes of them, for the field checks to name). Raises ValueError (with JSON's line and
+    column where it has them) or RecursionError for absurdly deep nesting."""
+    return json.loads(
+        text,
+        object_pairs_hook=_object,
+        parse_int=_integer,
+        parse_constant=float if constants else _constant,
+    )
 
 
 def decode_json_bytes(raw: bytes) -> str:

@@ -11,7 +11,7 @@ def test_plan_each_example(examples_dir, capsys):
     for path in sorted(examples_dir.glob("*.json")):
         assert main(["plan", str(path)]) == 0
         out = capsys.readouterr().out
-        assert "run  pass" in out and "checkpoint switches after the base" in out
+        assert "run  pass" in out and "after the base, however many images" in out
 
 
 def test_plan_of_the_face_example_shows_the_crop(examples_dir, capsys):

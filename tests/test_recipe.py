@@ -169,3 +169,71 @@ def test_positional_takes_widget_types():
 def test_positional_wrong_count():
     with pytest.raises(RecipeError, match=f"{2 * len(PASS_FIELDS)} values"):
         recipe_from_positional([True], 2)
+
+
+# -- fuzzing: whatever JSON arrives, the parser returns a recipe or a RecipeError ----------------
+
+from hypothesis import strategies as st  # noqa: E402
+
+from lib_multipass.fields import BASE_FIELDS, RECIPE_FIELDS  # noqa: E402
+from lib_multipass.recipe import check_recipe, read_recipe_file  # noqa: E402
+
+NAMES = sorted({f.name for f in (*PASS_FIELDS, *BASE_FIELDS, *RECIPE_FIELDS)} | {"passes", "base"})
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**40, max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(NAMES) | st.text(max_size=8), inner, max_size=6)
+    ),
+    max_leaves=30,
+)
+RECIPE_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        "passes": st.lists(
+            st.dictionaries(st.sampled_from(NAMES), JSON_VALUES, max_size=6), max_size=4
+        )
+        | JSON_VALUES,
+        "base": st.dictionaries(st.sampled_from(NAMES), JSON_VALUES, max_size=6) | JSON_VALUES,
+        "version": JSON_VALUES,
+        "step_mode": JSON_VALUES,
+    },
+)
+
+
+@given(st.one_of(JSON_VALUES, RECIPE_LIKE), st.booleans(), st.booleans())
+def test_any_json_value_gives_a_recipe_or_a_recipe_error(data, lenient, allow_base):
+    try:
+        parse_recipe(data, lenient=lenient, allow_base=allow_base)
+    except RecipeError as e:
+        assert e.problems and all(str(p) for p in e.problems)
+    recipe, problems = check_recipe(data, lenient=lenient, allow_base=allow_base)
+    assert recipe is not None or problems
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_recipe_file_give_a_recipe_or_a_recipe_error(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("fuzz") / "r.json"
+    path.write_bytes(raw)
+    try:
+        parse_recipe(read_recipe_file(path))
+    except RecipeError as e:
+        assert str(e)
+
+
+def test_deeply_nested_and_huge_values_are_shown_short():
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    err = error_of({"passes": [{"boxes": deep, "prompt": "x" * 100_000, "steps": 10**500}]})
+    text = str(err)
+    assert "field 'boxes'" in text and "field 'prompt'" in text and "field 'steps'" in text
+    assert len(text) < 2000

@@ -770,3 +770,82 @@ def test_forge_passes_keep_the_jobs_distilled_cfg(webui):
     finally:
         webui.processing.StableDiffusionProcessingImg2Img.__post_init__ = real
     assert 2.5 in seen
+
+
+def asgi_raw(app, raw: bytes):
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/sdapi/v1/txt2img"}
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+API_BAD = [
+    (b'{"passes": [{"steps": 20, "steps": 30}]}', "pass 1", "steps", "given once"),
+    (b'{"passes": [{"seed_offset": ' + b"9" * 3000 + b"}]}", "pass 1", "seed_offset", "whole"),
+    (b'{"passes": [{"denoising_strength": NaN}]}', "pass 1", "denoising_strength", "finite"),
+    (b'{"passes": {"checkpoint": "photo"}}', "recipe", "passes", "a list of at most 16"),
+    (b'{"base": {"steps": 4}, "passes": []}', "recipe", "base", "no such field"),
+    (
+        b'{"passes": [{"boxes": [[0, 0, 8]], "region": "crop", "mask_source": "boxes"}]}',
+        "pass 1",
+        "boxes",
+        "box 1 (0 0 8) is not four numbers",
+    ),
+    (
+        b'{"passes": [{"region": "crop", "mask_source": "boxes", '
+        b'"boxes": [[100, 100, 120, 120]]}]}',
+        "pass 1",
+        "boxes",
+        "lies wholly outside",
+    ),
+]
+
+
+@pytest.mark.parametrize(("recipe_json", "where", "field", "says"), API_BAD)
+def test_api_reads_the_recipe_as_recipe_files_are_read(webui, recipe_json, where, field, says):
+    """The request body's recipe: duplicate keys, huge numbers, NaN, misplaced sections."""
+    from lib_multipass.webui import api, job
+
+    reached = []
+
+    async def downstream(scope, receive, send):
+        reached.append(True)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    check = api.RecipeCheck(downstream, job.validate_request)
+    body = (
+        b'{"prompt": "x", "width": 64, "height": 64, '
+        b'"alwayson_scripts": {"multipass": {"args": [true, ' + recipe_json + b"]}}}"
+    )
+    sent = asgi_raw(check, body)
+    assert sent[0]["status"] == 422 and not reached
+    detail = json.loads(sent[1]["body"])["detail"]
+    assert (detail[0]["where"], detail[0]["field"]) == (where, field), detail
+    assert says in detail[0]["message"]
+
+
+def test_api_names_bad_script_args(webui):
+    from lib_multipass.webui import api, job
+
+    check = api.RecipeCheck(lambda *a: None, job.validate_request)
+    for args, field in (('"yes"', "args"), ('["yes", {}]', "enabled")):
+        body = b'{"alwayson_scripts": {"multipass": {"args": ' + args.encode() + b"}}}"
+        sent = asgi_raw(check, body)
+        assert sent[0]["status"] == 422
+        assert json.loads(sent[1]["body"])["detail"][0]["field"] == field
+    # a body that is not JSON at all is the WebUI's to answer, not Multipass's
+    reached = []
+
+    async def downstream(scope, receive, send):
+        reached.append(True)
+
+    asgi_raw(api.RecipeCheck(downstream, job.validate_request), b"{nope")
+    assert reached

@@ -362,12 +362,12 @@ class DiffusersBackend:
         return self._file_problems[key]
 
     def _inspect(self, c: CheckpointFile) -> str | None:
+        if c.pickled and not self.allow_ckpt:
+            return "a pickle-based .ckpt file, which can run code when loaded (--allow-ckpt)"
         family, problem = inspect_file(c.path)
         if problem is not None:
             return problem
         if c.pickled:
-            if not self.allow_ckpt:
-                return "a pickle-based .ckpt file, which can run code when loaded (--allow-ckpt)"
             family, problem = _pickle_family(c.path)
             if problem is not None:
                 return problem

@@ -95,7 +95,8 @@ class RecipeCheck:
         body = b"".join(chunks)
         try:
             # read as recipe files are: duplicate keys and huge numbers in the recipe are named
-            data = read_json(decode_json_bytes(body or b"{}"))
+            # NaN: the WebUI's own reader takes it, so the field check must name it
+            data = read_json(decode_json_bytes(body or b"{}"), constants=True)
         except (ValueError, RecursionError):
             data = None  # not ours to judge: the WebUI answers malformed requests itself
         problems = problems_of(data, self.validate) if isinstance(data, dict) else []

@@ -1,0 +1,594 @@
+"""Bad input at every door of the command line, the way users give it: `multipass` run as a
+subprocess on files, flags, folders and checkpoint files. Each case must exit with the right
+code, print no traceback, and name the field or file and what is allowed. Valid edge cases
+that look odd must be accepted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+PASS = {"denoising_strength": 0.5}
+BASE = {"width": 64, "height": 64, "steps": 4, "checkpoint": "tiny-toon"}
+
+
+def recipe(*passes: dict, base: dict | None = None, **top: Any) -> dict:
+    return {"base": {**BASE, **(base or {})}, "passes": list(passes or [PASS]), **top}
+
+
+@dataclass
+class Case:
+    """A command line (with files it needs), the exit code and what its message must say."""
+
+    name: str
+    args: list[str]
+    says: list[str]
+    code: int = 2
+    files: dict[str, Any] = field(default_factory=dict)  # name -> dict (JSON) | bytes | callable
+
+
+def header_only(keys: list[str]) -> bytes:
+    header = {
+        k: {"dtype": "F16", "shape": [1], "data_offsets": [2 * i, 2 * i + 2]}
+        for i, k in enumerate(keys)
+    }
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + b"\0\0" * len(keys)
+
+
+def torch_save(obj: Any) -> Any:
+    def write(path: Path) -> None:
+        import torch
+
+        torch.save(obj, str(path))
+
+    return write
+
+
+def mask_png(white: bool) -> Any:
+    def write(path: Path) -> None:
+        from PIL import Image
+
+        img = Image.new("L", (64, 64), 0)
+        if white:
+            img.paste(255, (10, 10, 30, 30))
+        img.save(path)
+
+    return write
+
+
+def zip_without_pickle(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/readme.txt", "hello")
+
+
+SDXL_KEYS = [
+    "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+    "conditioner.embedders.1.model.ln_final.weight",
+    "model.diffusion_model.input_blocks.0.0.weight",
+]
+DEEP = "[" * 100_000 + "]" * 100_000
+R = "r.json"
+ALLOWED_INT = "a whole number from 1 to 64"
+
+CASES = [
+    # -- recipe files: encodings, JSON, structure ---------------------------------------------
+    Case(
+        "latin-1 file",
+        ["plan", R],
+        ["not UTF-8 text (byte 0xe9", "UTF-8 (with or without a BOM)"],
+        files={R: '{"passes": [{"name": "caf\u00e9"}]}'.encode("latin-1")},
+    ),
+    Case(
+        "utf-16 without bom",
+        ["plan", R],
+        ["UTF-16 or UTF-32 text without a byte order mark"],
+        files={R: json.dumps(recipe()).encode("utf-16-le")},
+    ),
+    Case("invalid json", ["plan", R], ["valid JSON (line 1, column"], files={R: b'{"passes": [}'}),
+    Case("empty file", ["plan", R], ["valid JSON"], files={R: b""}),
+    Case("absurd nesting", ["plan", R], ["nested"], files={R: DEEP.encode()}),
+    Case(
+        "1000-digit steps",
+        ["plan", R],
+        ["pass 1, field 'steps': got <a number of 1000 digits>"],
+        files={R: ('{"passes": [{"steps": ' + "9" * 1000 + "}]}").encode()},
+    ),
+    Case(
+        "5000-digit seed",
+        ["run", R],
+        ["base, field 'seed': got <a number of 5000 digits>"],
+        files={R: ('{"base": {"seed": -' + "1" * 5000 + '}, "passes": []}').encode()},
+    ),
+    Case(
+        "duplicate key in a pass",
+        ["plan", R],
+        ["pass 1, field 'denoising_strength'", "each field given once, not twice"],
+        files={R: b'{"passes": [{"denoising_strength": 0.3, "denoising_strength": 0.7}]}'},
+    ),
+    Case(
+        "duplicate top-level key",
+        ["plan", R],
+        ["recipe, field 'passes'", "once, not twice"],
+        files={R: b'{"passes": [], "passes": [{}]}'},
+    ),
+    Case(
+        "NaN",
+        ["plan", R],
+        ["NaN is not a JSON value"],
+        files={R: b'{"passes": [{"denoising_strength": NaN}]}'},
+    ),
+    Case(
+        "Infinity",
+        ["plan", R],
+        ["Infinity is not a JSON value"],
+        files={R: b'{"passes": [{"cfg_scale": Infinity}]}'},
+    ),
+    Case(
+        "top-level list",
+        ["plan", R],
+        ["field '(all)'", "an object with a 'passes' list"],
+        files={R: [PASS]},
+    ),
+    Case("top-level text", ["plan", R], ["an object with a 'passes' list"], files={R: "passes"}),
+    Case(
+        "misspelt top-level key",
+        ["plan", R],
+        ["field 'pases'", "did you mean 'passes'"],
+        files={R: {"pases": [PASS]}},
+    ),
+    Case(
+        "passes not a list",
+        ["plan", R],
+        ["field 'passes'", "a list of at most 16 passes"],
+        files={R: {"passes": PASS}},
+    ),
+    Case(
+        "17 passes",
+        ["plan", R],
+        ["a list of at most 16 passes"],
+        files={R: {"passes": [PASS] * 17}},
+    ),
+    Case(
+        "a pass that is a number",
+        ["plan", R],
+        ["pass 2, field '(all)'", "an object of named"],
+        files={R: {"passes": [PASS, 3]}},
+    ),
+    Case("missing recipe file", ["plan", "nope.json"], ["'nope.json'", "a readable file"]),
+    Case("recipe path is a folder", ["plan", "."], ["a readable file (it is a folder)"]),
+    Case(
+        "base width not a multiple of 8",
+        ["run", R],
+        ["base, field 'width': got 100", "a multiple of 8"],
+        files={R: recipe(base={"width": 100})},
+    ),
+    Case(
+        "unknown base field",
+        ["run", R],
+        ["base, field 'step'", "did you mean 'steps'"],
+        files={R: recipe(base={"step": 4})},
+    ),
+    Case(
+        "strength out of range",
+        ["plan", R],
+        ["pass 1, field 'denoising_strength': got 1.5", "from 0.001 to 1"],
+        files={R: recipe({"denoising_strength": 1.5})},
+    ),
+    Case(
+        "strength list with text",
+        ["plan", R],
+        ["field 'strengths'", "'x' is not a number"],
+        files={R: recipe({"schedule": "list", "strengths": [0.5, "x"]})},
+    ),
+    Case(
+        "box of three numbers",
+        ["plan", R],
+        ["field 'boxes'", "box 1 (1 2 3) is not four"],
+        files={R: recipe({"region": "crop", "mask_source": "boxes", "boxes": [[1, 2, 3]]})},
+    ),
+    Case(
+        "version 2",
+        ["plan", R],
+        ["field 'version': got 2", "from 1 to 1"],
+        files={R: recipe(version=2)},
+    ),
+    Case(
+        "bad step mode",
+        ["plan", R],
+        ["field 'step_mode': got 'exact'", "'proportional'"],
+        files={R: recipe(step_mode="exact")},
+    ),
+    Case(
+        "over the run limit",
+        ["plan", R],
+        ["at most 256 runs in all"],
+        files={R: recipe({"schedule": "curve", "curve_passes": 64, "repeats": 16})},
+    ),
+    Case(
+        "upscale past 8192 px",
+        ["plan", R],
+        ["field 'upscale_by'", "within 8192 px"],
+        files={R: recipe({"upscale_by": 3}, base={"width": 4096, "height": 4096})},
+    ),
+    Case(
+        "crop on the job's mask headless",
+        ["plan", R],
+        ["field 'mask_source'", "no inpaint mask of its own"],
+        files={R: recipe({"region": "crop"})},
+    ),
+    Case(
+        "mask source image without one",
+        ["plan", R],
+        ["field 'mask_image'", "a mask image for mask source 'image'"],
+        files={R: recipe({"region": "crop", "mask_source": "image"})},
+    ),
+    Case(
+        "mask image missing",
+        ["plan", R],
+        ["field 'mask_image': got 'face.png'"],
+        files={R: recipe({"region": "crop", "mask_source": "image", "mask_image": "face.png"})},
+    ),
+    Case(
+        "mask image all black",
+        ["plan", R],
+        ["field 'mask_image'", "all black"],
+        files={
+            R: recipe({"region": "crop", "mask_source": "image", "mask_image": "m.png"}),
+            "m.png": mask_png(False),
+        },
+    ),
+    Case(
+        "mask image not an image",
+        ["plan", R],
+        ["field 'mask_image': got 'm.png'"],
+        files={
+            R: recipe({"region": "crop", "mask_source": "image", "mask_image": "m.png"}),
+            "m.png": b"not a png",
+        },
+    ),
+    Case(
+        "box wholly outside the image",
+        ["plan", R],
+        ["field 'boxes'", "box 1 lies wholly outside it"],
+        files={R: recipe({"region": "crop", "mask_source": "boxes", "boxes": [[70, 0, 80, 9]]})},
+    ),
+    # -- flags ----------------------------------------------------------------------------------
+    Case(
+        "--images 0",
+        ["run", R, "--images", "0"],
+        ["command line, field '--images': got 0; allowed: " + ALLOWED_INT],
+        files={R: recipe()},
+    ),
+    Case(
+        "--images 65",
+        ["run", R, "--images", "65"],
+        ["got 65; allowed: " + ALLOWED_INT],
+        files={R: recipe()},
+    ),
+    Case(
+        "--images abc",
+        ["run", R, "--images", "abc"],
+        ["got 'abc'; allowed: " + ALLOWED_INT],
+        files={R: recipe()},
+    ),
+    Case(
+        "--images 2.5",
+        ["run", R, "--images", "2.5"],
+        ["got 2.5; allowed: " + ALLOWED_INT],
+        files={R: recipe()},
+    ),
+    Case(
+        "--seed -2",
+        ["run", R, "--seed", "-2"],
+        ["field '--seed': got -2", "from -1 to"],
+        files={R: recipe()},
+    ),
+    Case("--seed 2^32", ["run", R, "--seed", "4294967296"], ["to 4294967295"], files={R: recipe()}),
+    Case(
+        "--size 500x500",
+        ["plan", R, "--size", "500x500"],
+        ["field '--size': got '500x500'", "a multiple of 8 from 64 to 4096"],
+        files={R: recipe()},
+    ),
+    Case("--size 512", ["plan", R, "--size", "512"], ["a size WxH"], files={R: recipe()}),
+    Case("--size 0x0", ["run", R, "--size", "0x0"], ["a size WxH"], files={R: recipe()}),
+    Case(
+        "--steps 0",
+        ["plan", R, "--steps", "0"],
+        ["field '--steps': got 0", "from 1 to 150"],
+        files={R: recipe()},
+    ),
+    Case("--steps 151", ["plan", R, "--steps", "151"], ["from 1 to 150"], files={R: recipe()}),
+    Case(
+        "--step-mode exact",
+        ["plan", R, "--step-mode", "exact"],
+        ["field '--step-mode': got 'exact'", "one of 'proportional', 'fixed'"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--cache-mb -1",
+        ["run", R, "--cache-mb", "-1"],
+        ["field '--cache-mb': got -1", "from 0 to"],
+        files={R: recipe()},
+    ),
+    Case("--cache-mb lots", ["models", "--cache-mb", "lots"], ["got 'lots'"]),
+    Case(
+        "misspelt option",
+        ["run", R, "--imgs", "3"],
+        ["field '--imgs'", "did you mean '--images'"],
+        files={R: recipe()},
+    ),
+    Case("run without a recipe", ["run"], ["field 'RECIPE': got 'nothing'", "a recipe JSON"]),
+    Case("unknown command", ["rn", R], ["field 'command': got 'rn'", "'run'"]),
+    Case(
+        "--size without a value",
+        ["plan", R, "--size"],
+        ["field '--size'", "a size WxH"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--models not a folder",
+        ["run", R, "--models", "nowhere"],
+        ["field '--models'", "an existing folder (this one is not there)"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--webui is a file",
+        ["models", "--webui", R],
+        ["field '--webui'", "this one is a file"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--out is a file",
+        ["run", R, "--out", R],
+        ["field '--out'", "(it is a file)"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--out under a file",
+        ["run", R, "--out", "r.json/sub"],
+        ["field '--out'", "is a file"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--out cannot be created",
+        ["run", R, "--out", "/proc/multipass/out"],
+        ["field '--out'", "a folder Multipass can create and write to"],
+        files={R: recipe()},
+    ),
+    # -- names the runner does not know, checkpoint files ----------------------------------------
+    Case(
+        "unknown pass checkpoint",
+        ["run", R],
+        ["pass 1, field 'checkpoint': got 'photoreal'", "one of tiny-photo, tiny-toon"],
+        files={R: recipe({"checkpoint": "photoreal"})},
+    ),
+    Case(
+        "unknown base checkpoint",
+        ["run", R],
+        ["base, field 'checkpoint': got 'nope'"],
+        files={R: recipe(base={"checkpoint": "nope"})},
+    ),
+    Case(
+        "unknown base sampler",
+        ["run", R],
+        ["base, field 'sampler': got 'Euler z'", "one of Euler, Euler a"],
+        files={R: recipe(base={"sampler": "Euler z"})},
+    ),
+    Case(
+        "schedule type the sampler lacks",
+        ["run", R],
+        ["pass 1, field 'scheduler'", "with 'PLMS'"],
+        files={R: recipe({"sampler": "PLMS", "scheduler": "Karras"})},
+    ),
+    Case(
+        "truncated checkpoint",
+        ["run", R, "--models", "m"],
+        ["pass 1, field 'checkpoint': got 'cut'", "cut.safetensors: truncated"],
+        files={R: recipe({"checkpoint": "cut"}), "m/cut.safetensors": "TRUNCATED"},
+    ),
+    Case(
+        "fake safetensors",
+        ["run", R, "--models", "m"],
+        ["fake.safetensors: not a safetensors"],
+        files={R: recipe({"checkpoint": "fake"}), "m/fake.safetensors": b"\xff" * 64},
+    ),
+    Case(
+        "ckpt without the opt-in",
+        ["run", R, "--models", "m"],
+        ["old.ckpt: a pickle-based", "--allow-ckpt"],
+        files={R: recipe({"checkpoint": "old"}), "m/old.ckpt": b"PK\x03\x04"},
+    ),
+    Case(
+        "ckpt that is text",
+        ["run", R, "--models", "m", "--allow-ckpt"],
+        ["old.ckpt: not a PyTorch checkpoint"],
+        files={R: recipe({"checkpoint": "old"}), "m/old.ckpt": b"hello, I am text"},
+    ),
+    Case(
+        "ckpt zip without a pickle",
+        ["run", R, "--models", "m", "--allow-ckpt"],
+        ["a zip archive without data.pkl"],
+        files={R: recipe({"checkpoint": "old"}), "m/old.ckpt": zip_without_pickle},
+    ),
+    Case(
+        "ckpt that holds no model",
+        ["run", R, "--models", "m", "--allow-ckpt"],
+        ["old.ckpt: holds no tensors of a model family"],
+        files={R: recipe({"checkpoint": "old"}), "m/old.ckpt": torch_save({"epoch": 3})},
+    ),
+    Case(
+        "safetensors of no known model",
+        ["run", R, "--models", "m"],
+        ["odd.safetensors: holds no tensors of a model family"],
+        files={R: recipe({"checkpoint": "odd"}), "m/odd.safetensors": header_only(["foo"])},
+    ),
+    Case(
+        "SDXL file",
+        ["run", R, "--models", "m"],
+        ["xl.safetensors: an SDXL checkpoint"],
+        files={R: recipe({"checkpoint": "xl"}), "m/xl.safetensors": header_only(SDXL_KEYS)},
+    ),
+    Case(
+        "per-pass VAE headless",
+        ["run", R],
+        ["pass 1, field 'vae'", "each checkpoint's VAE"],
+        files={R: recipe({"vae": "vae-ft-mse"})},
+    ),
+    Case(
+        "text encoders headless",
+        ["run", R],
+        ["field 'text_encoders'"],
+        files={R: recipe({"text_encoders": ["t5xxl.safetensors"]})},
+    ),
+    Case(
+        "unknown upscaler",
+        ["run", R],
+        ["pass 1, field 'upscaler': got 'ESRGAN'", "one of Lanczos"],
+        files={R: recipe({"upscale_by": 2, "upscaler": "ESRGAN"})},
+    ),
+    Case(
+        "every problem at once",
+        ["run", R, "--images", "0"],
+        [
+            "4 problems",
+            "field '--images'",
+            "pass 1, field 'cfg_scale'",
+            "pass 2, field 'checkpoint'",
+            "base, field 'sampler'",
+        ],
+        files={R: recipe({"cfg_scale": 99}, {"checkpoint": "nope"}, base={"sampler": "x"})},
+    ),
+]
+
+
+def write_files(folder: Path, files: dict[str, Any], tiny_models: Path) -> None:
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content == "TRUNCATED":
+            data = (tiny_models / "tiny-toon.safetensors").read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+        elif callable(content):
+            content(path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(json.dumps(content), encoding="utf-8")
+
+
+def multipass(args: list[str], cwd: Path, home: Path, **kw: Any) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MULTIPASS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lib_multipass", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,  # generous: a loaded 2-core machine is slow, never wrong
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_named_and_nothing_runs(case, tiny_models, tmp_path):
+    write_files(tmp_path, case.files, tiny_models)
+    done = multipass(case.args, tmp_path, tiny_models.parent)
+    output = done.stdout + done.stderr
+    assert done.returncode == case.code, output
+    assert "Traceback" not in output, output
+    assert "allowed" in done.stderr, output
+    for text in case.says:
+        assert text in done.stderr, f"{text!r} not in:\n{done.stderr}"
+    assert not list(tmp_path.rglob("*-final.png")), "nothing may run"
+
+
+def test_there_are_at_least_sixty_bad_inputs():
+    assert len(CASES) >= 60
+
+
+def test_models_marks_unusable_files(tiny_models, tmp_path):
+    write_files(
+        tmp_path,
+        {"m/cut.safetensors": "TRUNCATED", "m/odd.safetensors": header_only(["foo"])},
+        tiny_models,
+    )
+    done = multipass(["models", "--models", "m"], tmp_path, tiny_models.parent)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert "unusable: truncated" in lines["cut"]
+    assert "unusable: holds no tensors of a model family" in lines["odd"]
+    assert " sd1 " in lines["tiny-toon"]
+
+
+# -- odd but valid --------------------------------------------------------------------------------
+
+VALID = [
+    ("utf-8 with a BOM", codecs.BOM_UTF8 + json.dumps(recipe()).encode()),
+    ("utf-16 with a BOM (PowerShell)", json.dumps(recipe()).encode("utf-16")),
+    ("steps given as 20.0", json.dumps(recipe({"steps": 20.0}, base={"steps": 20.0})).encode()),
+    (
+        "strength 0 and 1",
+        json.dumps(
+            recipe({"denoising_strength": 0, "upscale_by": 2}, {"denoising_strength": 1})
+        ).encode(),
+    ),
+    (
+        "exactly the run limit",
+        json.dumps(recipe({"schedule": "curve", "curve_passes": 64, "repeats": 4})).encode(),
+    ),
+    (
+        "a box partly outside the image",
+        json.dumps(
+            recipe({"region": "crop", "mask_source": "boxes", "boxes": [[40, 40, 200, 200]]})
+        ).encode(),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "raw"), VALID, ids=[n for n, _ in VALID])
+def test_odd_but_valid_input_is_accepted(name, raw, tiny_models, tmp_path):
+    (tmp_path / R).write_bytes(raw)
+    done = multipass(["plan", R, "--steps", "20.0"], tmp_path, tiny_models.parent)
+    assert done.returncode == 0, done.stderr
+    if name == "exactly the run limit":
+        assert "256 runs" in done.stdout
+
+
+def test_strength_0_and_1_run(tiny_models, tmp_path):
+    (tmp_path / R).write_bytes(dict(VALID)["strength 0 and 1"])
+    done = multipass(["run", R, "--out", "o"], tmp_path, tiny_models.parent)
+    assert done.returncode == 0, done.stderr
+    assert "finished 2 runs over 1 image" in done.stdout
+
+
+def test_a_reused_output_folder_holds_only_the_new_run(tiny_models, tmp_path):
+    (tmp_path / R).write_text(json.dumps(recipe()))
+    assert (
+        multipass(
+            ["run", R, "--out", "o", "--images", "2", "--seed", "5"], tmp_path, tiny_models.parent
+        ).returncode
+        == 0
+    )
+    (tmp_path / "o" / "mine.txt").write_text("the user's own file")
+    assert (
+        multipass(["run", R, "--out", "o", "--seed", "9"], tmp_path, tiny_models.parent).returncode
+        == 0
+    )
+    finals = sorted(p.name for p in (tmp_path / "o").glob("*-final.png"))
+    assert finals == ["01-9-final.png"]
+    assert (tmp_path / "o" / "mine.txt").exists()
