@@ -1,7 +1,5 @@
 """`python -m lib_multipass` is the `multipass` command."""
 
-import sys
+from .cli import command
 
-from .cli import main
-
-sys.exit(main())
+command()

@@ -41,9 +41,11 @@ from .recipe import (
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 TINY_NOTE = (
-    "note: the built-in tiny-toon and tiny-photo models are random, untrained networks: they make "
-    "noise-like pictures, so that every code path runs on a machine with no models"
+    "note: the built-in tiny-toon, tiny-photo (SD1) and tiny-xl (SDXL) models are random, "
+    "untrained networks: they make noise-like pictures, so that every code path runs on a "
+    "machine with no models"
 )
+
 CLI = "command line"
 _BASE = field_map(BASE_FIELDS)
 # flags that carry a recipe value: the same field, the same bounds, the same message
@@ -287,9 +289,14 @@ def _model_flags(args: argparse.Namespace, problems: list[Problem]) -> int | Non
 
 
 def _family_reader(models: Path | None):
+    from .tiny import TINY_FAMILIES
+
     def family_of(name: str) -> str:
+        if name in TINY_FAMILIES:
+            return TINY_FAMILIES[name]
         if models is None or not name:
             return "sd1"
+
         try:
             return family_or_default(find_checkpoint(models, name).path)
         except LookupError:
@@ -389,7 +396,9 @@ class Interrupts:
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            # as a command, the process ends next: a late interrupt must not print a
+            # traceback from the interpreter's shutdown; in-process callers get theirs back
+            signal.signal(sig, signal.SIG_IGN if _AS_COMMAND else handler)
 
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
@@ -586,5 +595,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
-if __name__ == "__main__":
+_AS_COMMAND = False
+
+
+def command() -> None:
+    """The `multipass` command's entry point (and `python -m lib_multipass`)."""
+    global _AS_COMMAND
+    _AS_COMMAND = True
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    command()

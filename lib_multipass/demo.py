@@ -1,4 +1,5 @@
-"""The demo job: the three techniques on the built-in tiny models, small enough for a CPU."""
+"""The demo job: the three techniques on the built-in tiny models, small enough for a CPU,
+with a switch between model families (SD1 compose, SDXL finish)."""
 
 DEMO_RECIPE = {
     "version": 1,
@@ -42,6 +43,13 @@ DEMO_RECIPE = {
             "denoising_strength": 0.5,
             "prompt": "close-up, {prompt}",
             "prompt_mode": "template",
+        },
+        {
+            "name": "xl finish",
+            "checkpoint": "tiny-xl",
+            "denoising_strength": 0.3,
+            "prompt": "sharp, detailed",
+            "prompt_mode": "append",
         },
     ],
 }

@@ -330,9 +330,8 @@ def _own(problems: list[Problem], p: Any) -> list[Problem]:
     where it is given (the base, an earlier pass), once."""
 
     def own(q: Problem) -> bool:
-        if q.field == "scheduler":  # a schedule type can clash with the pass's own sampler
-            return bool(p.scheduler or p.sampler)
-        return q.field not in INHERITED or bool(getattr(p, q.field))
+        about = q.about or ((q.field, "sampler") if q.field == "scheduler" else (q.field,))
+        return any(f not in INHERITED or bool(getattr(p, f)) for f in about)
 
     return [q for q in problems if own(q)]
 

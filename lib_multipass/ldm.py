@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
+# SDXL: CLIP-L in transformers layout, OpenCLIP bigG in OpenCLIP's own
+XL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+XL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 
 _RESNET = {
     "norm1": "in_layers.0",
@@ -26,6 +29,8 @@ _RESNET = {
 _UNET_TOP = {
     "time_embedding.linear_1": "time_embed.0",
     "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's size/crop conditioning
+    "add_embedding.linear_2": "label_emb.0.2",
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
@@ -106,8 +111,45 @@ def vae_needs_conv_shape(key: str) -> bool:
     return bool(re.search(r"mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", key))
 
 
-def clip_key(key: str) -> str:
+def clip_key(key: str, prefix: str = CLIP_PREFIX) -> str:
     """The LDM name of a transformers CLIPTextModel key (with or without 'text_model.')."""
     if not key.startswith("text_model."):
         key = "text_model." + key
-    return CLIP_PREFIX + key
+    return prefix + key
+
+
+_OPENCLIP_TOP = {
+    "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+    "text_model.embeddings.position_embedding.weight": "positional_embedding",
+    "text_model.final_layer_norm.weight": "ln_final.weight",
+    "text_model.final_layer_norm.bias": "ln_final.bias",
+    "text_projection.weight": "text_projection",
+}
+_OPENCLIP_LAYER = {
+    "self_attn.out_proj": "attn.out_proj",
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+}
+
+
+def openclip_key(key: str, prefix: str = XL_OPENCLIP_PREFIX) -> tuple[str, str | None]:
+    """The OpenCLIP (LDM) name of a transformers CLIPTextModelWithProjection key, and for the
+    q, k and v projections which third of OpenCLIP's fused `in_proj` they are ('q', 'k', 'v').
+
+    The caller fuses q, k and v into `in_proj` and transposes `text_projection` (OpenCLIP keeps
+    it as width x projection, transformers as a linear layer's projection x width).
+    """
+    if key in _OPENCLIP_TOP:
+        return prefix + _OPENCLIP_TOP[key], None
+    m = re.match(r"text_model\.encoder\.layers\.(\d+)\.(.*)\.(weight|bias)$", key)
+    if m is None:
+        raise KeyError(f"no OpenCLIP name for text encoder key {key!r}")
+    block, part, kind = m[1], m[2], m[3]
+    head = f"{prefix}transformer.resblocks.{block}."
+    if qkv := re.fullmatch(r"self_attn\.(q|k|v)_proj", part):
+        return f"{head}attn.in_proj_{kind}", qkv[1]
+    if part not in _OPENCLIP_LAYER:
+        raise KeyError(f"no OpenCLIP name for text encoder key {key!r}")
+    return f"{head}{_OPENCLIP_LAYER[part]}.{kind}", None

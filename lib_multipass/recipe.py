@@ -41,8 +41,12 @@ class Problem:
     field: str
     value: Any
     allowed: str
+    # the fields whose values make this problem (default: `field`): a pass that inherits
+    # all of them has the problem where they are given, not again itself
+    about: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+
         return (
             f"{self.where}, field '{self.field}': got {shown(self.value)}; allowed: {self.allowed}"
         )

@@ -74,10 +74,9 @@ def zip_without_pickle(path: Path) -> None:
         z.writestr("archive/readme.txt", "hello")
 
 
-SDXL_KEYS = [
-    "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
-    "conditioner.embedders.1.model.ln_final.weight",
-    "model.diffusion_model.input_blocks.0.0.weight",
+FLUX_KEYS = [
+    "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale",
+    "model.diffusion_model.img_in.weight",
 ]
 DEEP = "[" * 100_000 + "]" * 100_000
 R = "r.json"
@@ -437,10 +436,10 @@ CASES = [
         files={R: recipe({"checkpoint": "odd"}), "m/odd.safetensors": header_only(["foo"])},
     ),
     Case(
-        "SDXL file",
+        "Flux file",
         ["run", R, "--models", "m"],
-        ["xl.safetensors: an SDXL checkpoint"],
-        files={R: recipe({"checkpoint": "xl"}), "m/xl.safetensors": header_only(SDXL_KEYS)},
+        ["flux.safetensors: a Flux checkpoint, which the diffusers runner does not load"],
+        files={R: recipe({"checkpoint": "flux"}), "m/flux.safetensors": header_only(FLUX_KEYS)},
     ),
     Case(
         "per-pass VAE headless",

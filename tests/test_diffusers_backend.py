@@ -152,12 +152,16 @@ def test_other_families_are_refused_clearly(tiny_models, tmp_path):
     from safetensors.torch import save_file
 
     save_file(
-        {"conditioner.embedders.0.transformer.x": torch.zeros(1)}, str(tmp_path / "xl.safetensors")
+        {"model.diffusion_model.double_blocks.0.img_in.weight": torch.zeros(1)},
+        str(tmp_path / "flux.safetensors"),
     )
     backend = DiffusersBackend([tmp_path, tiny_models], home=tiny_models.parent / "home")
-    assert backend.checkpoint_family("xl") == "sdxl"
-    with pytest.raises(BackendError, match=r"'xl' is sdxl: the diffusers runner loads SD1\.x"):
-        backend.load_checkpoint("xl")
+    assert backend.checkpoint_family("flux") == "flux"
+    assert "a Flux checkpoint, which the diffusers runner" in backend.describe_file(
+        backend._file("flux")
+    )
+    with pytest.raises(BackendError, match=r"'flux' is flux: the diffusers runner loads SD1\.x"):
+        backend.load_checkpoint("flux")
 
 
 def test_clip_vocabulary_follows_clips_order(tmp_path):

@@ -38,11 +38,13 @@ def run_cli(*args, env_home):
 def test_demo_writes_finals_stages_sheet_and_recipe(home, tmp_path):
     done = run_cli("demo", "--out", str(tmp_path / "demo"), env_home=home)
     assert done.returncode == 0, done.stderr
-    assert "noise-like pictures" in done.stdout and "finished 5 runs over 2 images" in done.stdout
+    assert "noise-like pictures" in done.stdout and "finished 6 runs over 2 images" in done.stdout
+    assert "tiny-xl" in done.stdout  # an SD1 -> SDXL finish
     out = tmp_path / "demo"
     finals = sorted(out.glob("*-final.png"))
     assert [p.name for p in finals] == ["01-1234-final.png", "02-1235-final.png"]
-    assert len(list(out.glob("0?-*-0?-*.png"))) == 2 * 6  # base + 5 runs per image
+    assert len(list(out.glob("0?-*-0?-*.png"))) == 2 * 7  # base + 6 runs per image
+
     sheet = Image.open(out / "contact-sheet.png")
     assert sheet.width > 6 * 160 and sheet.height > 2 * 160
     # the WebUI's PNG Info reads the recipe back from every PNG

@@ -849,3 +849,35 @@ def test_api_names_bad_script_args(webui):
 
     asgi_raw(api.RecipeCheck(downstream, job.validate_request), b"{nope")
     assert reached
+
+
+def test_a_checkpoint_that_fails_to_load_leaves_the_host_working(webui):
+    """Forge frees the loaded model before it loads the next; Neo deletes it. When the pass's
+    load fails, the job says so, and the host's next job runs on the user's checkpoint."""
+    recipe = {"passes": [{"checkpoint": "photo"}, {"checkpoint": "corrupt"}]}
+    _response, info = api_txt2img(webui, recipe)
+    assert info["extra_generation_params"]["Multipass result"].startswith(
+        "stopped at pass 2, image 1 of 1: failed: Failed to recognize model type!"
+    )
+    assert_users_checkpoint_is_back(webui)
+
+
+def test_a_truncated_checkpoint_is_named_before_the_job(webui):
+    from pathlib import Path
+
+    from lib_multipass.webui import api, job
+
+    good = Path(webui.sd_models.model_path) / "toon.safetensors"
+    (Path(webui.sd_models.model_path) / "cut.safetensors").write_bytes(good.read_bytes()[:40])
+    webui.sd_models.list_models()
+    check = api.RecipeCheck(lambda *a: None, job.validate_request)
+    body = {
+        "alwayson_scripts": {"multipass": {"args": [True, {"passes": [{"checkpoint": "cut"}]}]}}
+    }
+    sent = asgi_call(check, body)
+    assert sent[0]["status"] == 422
+    message = json.loads(sent[1]["body"])["detail"][0]["message"]
+    assert (
+        "pass 1, field 'checkpoint': got 'cut'" in message
+        and "cut.safetensors: truncated" in message
+    )

@@ -120,7 +120,7 @@ SD1_ARCHITECTURE: dict[str, Any] = {
 }
 
 
-RUNNER_FAMILIES = ("sd1",)  # what the runner builds pipelines for
+RUNNER_FAMILIES = ("sd1", "sdxl")  # what the runner builds pipelines for
 FAMILY_NAMES = {
     "sd1": "SD1.x",
     "sd2": "SD2.x",
@@ -133,8 +133,67 @@ FAMILY_NAMES = {
 }
 
 
+_CLIP_L = SD1_ARCHITECTURE["text_encoder"]
+# SDXL 1.0 in diffusers' terms (its published configs; parameter counts checked by the tests)
+SDXL_ARCHITECTURE: dict[str, Any] = {
+    "family": "sdxl",
+    "unet": {
+        "sample_size": 128,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        "block_out_channels": [320, 640, 1280],
+        "layers_per_block": 2,
+        "transformer_layers_per_block": [1, 2, 10],
+        "attention_head_dim": [5, 10, 20],
+        "cross_attention_dim": 2048,
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_embed_type_num_heads": 64,
+        "addition_time_embed_dim": 256,
+        "projection_class_embeddings_input_dim": 2816,
+        "norm_num_groups": 32,
+    },
+    "vae": {**SD1_ARCHITECTURE["vae"], "sample_size": 1024, "scaling_factor": 0.13025},
+    "text_encoder": {**_CLIP_L, "projection_dim": 768},
+    "text_encoder_2": {
+        "architectures": ["CLIPTextModelWithProjection"],
+        "model_type": "clip_text_model",
+        "vocab_size": 49408,
+        "hidden_size": 1280,
+        "intermediate_size": 5120,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 20,
+        "max_position_embeddings": 77,
+        "projection_dim": 1280,
+        "hidden_act": "gelu",
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "pad_token_id": 1,
+    },
+    "scheduler": tiny.XL_SCHEDULER,
+    "tokenizer": "clip",
+}
+ARCHITECTURES = {"sd1": SD1_ARCHITECTURE, "sdxl": SDXL_ARCHITECTURE}
+# top-level marker tensors of v-prediction checkpoints (NoobAI-style), as reForge, Forge and
+# Neo read them: v_pred (v-prediction), ztsnr (zero terminal SNR), edm_vpred.* (EDM v-pred)
+V_PRED, ZTSNR, EDM_VPRED = "v_pred", "ztsnr", "edm_vpred.sigma_max"
+
+
 class BackendError(RuntimeError):
     """A checkpoint or setting the diffusers backend cannot use."""
+
+
+def prediction_of(keys: Any) -> dict[str, Any]:
+    """Scheduler settings a checkpoint's marker keys ask for: v-prediction, and zero-terminal-
+    SNR rescaling where `ztsnr` is there too (as reForge and Neo do); {} for epsilon."""
+    if V_PRED not in keys:
+        return {}
+    out: dict[str, Any] = {"prediction_type": "v_prediction"}
+    if ZTSNR in keys:
+        out["rescale_betas_zero_snr"] = True
+    return out
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -165,6 +224,12 @@ def _scheduler_class(name: str) -> Any:
     import diffusers
 
     return getattr(diffusers, name)
+
+
+def _takes(scheduler_class: str, settings: dict[str, Any]) -> bool:
+    """Whether a diffusers scheduler class has every one of these settings."""
+    params = inspect.signature(_scheduler_class(scheduler_class).__init__).parameters
+    return all(name in params for name in settings)
 
 
 def supported_schedule_types(sampler: str) -> list[str]:
@@ -269,16 +334,25 @@ class DiffusersBackend:
         raw = meta.get(tiny.METADATA_KEY)
         return json.loads(raw) if raw else None
 
-    def _config_dir(self, c: CheckpointFile) -> Path:
+    def _architecture(self, c: CheckpointFile) -> dict[str, Any]:
+        """What to build for `c`: the tiny models' own, or its family's, with the scheduler's
+        prediction type set from the file's v-prediction markers."""
         arch = None if c.pickled else self._metadata_architecture(c)
         if arch is None:
             family = "sd1" if c.pickled else sniff_family(c.path)
-            if family != "sd1":
+            if family not in ARCHITECTURES:
                 raise BackendError(
                     f"checkpoint {c.name!r} is {family or 'of an unknown family'}: the diffusers "
-                    "runner loads SD1.x checkpoints and the built-in tiny models"
+                    "runner loads SD1.x and SDXL checkpoints and the built-in tiny models"
                 )
-            arch = SD1_ARCHITECTURE
+            arch = ARCHITECTURES[family]
+        settings = {} if c.pickled else prediction_of(read_safetensors_header(c.path))
+        if settings:
+            arch = {**arch, "scheduler": {**arch["scheduler"], **settings}}
+        return arch
+
+    def _config_dir(self, c: CheckpointFile) -> Path:
+        arch = self._architecture(c)
         digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
         folder = self.home / "configs" / digest
         if not (folder / "model_index.json").exists():
@@ -307,31 +381,28 @@ class DiffusersBackend:
                     "when loaded; convert it to .safetensors, or allow it with --allow-ckpt"
                 )
             pipe = self._read(c)
-            size = sum(
-                t.numel() * t.element_size()
-                for m in (pipe.unet, pipe.vae, pipe.text_encoder)
-                for t in [*m.parameters(), *m.buffers()]
-            )
-            self._cache[c.name] = (pipe, size)
+            self._cache[c.name] = (pipe, pipeline_bytes(pipe))
             self._evict(keep=c.name)
         self._current = c.name
 
     def _read(self, c: CheckpointFile) -> Any:
         import torch
-        from diffusers import StableDiffusionPipeline
         from diffusers.utils import logging as dlogging
 
         dlogging.set_verbosity_error()
         dlogging.disable_progress_bar()
         self.disk_loads[c.name] += 1
-        pipe = StableDiffusionPipeline.from_single_file(
+        family = self._architecture(c)["family"]
+        extra: dict[str, Any] = {}
+        if family == "sd1":
+            extra = {"safety_checker": None, "feature_extractor": None}
+            extra["requires_safety_checker"] = False
+        pipe = _pipeline_class(family, "txt2img").from_single_file(
             str(c.path),
             config=str(self._config_dir(c)),
             local_files_only=True,
             torch_dtype=torch.float32,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
+            **extra,
         )
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(self.device)
@@ -372,14 +443,15 @@ class DiffusersBackend:
             if problem is not None:
                 return problem
         elif self._metadata_architecture(c) is not None:
-            return None  # a built-in tiny model: its architecture travels in the file
+            return self._sampling_problem(c)  # a tiny model: its architecture is in the file
         if family in RUNNER_FAMILIES:
-            if family == "sd1" and clip_bpe_file() is None:
+            if clip_bpe_file() is None:
                 return (
-                    "an SD1.x checkpoint, which needs CLIP's tokenizer files: install them with "
-                    "`pip install --no-deps open-clip-torch` (its wheel ships them)"
+                    f"an {FAMILY_NAMES[family]} checkpoint, which needs CLIP's tokenizer files: "
+                    "install them with `pip install --no-deps open-clip-torch` (its wheel ships "
+                    "them; nothing is downloaded)"
                 )
-            return None
+            return self._sampling_problem(c)
         if family is None:
             return (
                 "holds no tensors of a model family Multipass knows "
@@ -389,12 +461,31 @@ class DiffusersBackend:
         article = "an" if name[:1] in "AEIOS" else "a"  # "an SDXL", "a Flux"
         return f"{article} {name} checkpoint, which the diffusers runner does not load yet"
 
+    def _sampling_problem(self, c: CheckpointFile) -> str | None:
+        if not c.pickled and EDM_VPRED in read_safetensors_header(c.path):
+            return (
+                f"an EDM v-prediction checkpoint (it has the key {EDM_VPRED!r}), which the "
+                "diffusers runner does not sample"
+            )
+        return None
+
+    def prediction(self, name: str) -> dict[str, Any]:
+        """The scheduler settings checkpoint `name`'s markers ask for ({} for epsilon)."""
+        c = self._file(name)
+        return {} if c.pickled else prediction_of(read_safetensors_header(c.path))
+
     def describe_file(self, c: CheckpointFile) -> str:
         """The family of a listed checkpoint, or 'unusable: why', for `multipass models`."""
         if c.pickled and not self.allow_ckpt:
             return "pickle, needs --allow-ckpt"
         problem = self.file_problem(c)
-        return f"unusable: {problem}" if problem else self.checkpoint_family(c.name)
+        if problem:
+            return f"unusable: {problem}"
+        family = self.checkpoint_family(c.name)
+        kind = self.prediction(c.name)
+        if kind:
+            family += " v-pred" + (" ztsnr" if kind.get("rescale_betas_zero_snr") else "")
+        return family
 
     def check_run(self, run: Run) -> list[Problem]:
         where = where_pass(run.pass_index)
@@ -416,6 +507,7 @@ class DiffusersBackend:
                     )
                 )
         problems += self.check_sampling(run.sampler, run.scheduler, run.vae, where)
+        problems += self._prediction_problems(run, where)
         if run.text_encoders:
             allowed = "[] (the diffusers runner uses each checkpoint's own text encoders)"
             problems.append(Problem(where, "text_encoders", list(run.text_encoders), allowed))
@@ -423,6 +515,25 @@ class DiffusersBackend:
             allowed = "one of " + ", ".join(UPSCALERS)
             problems.append(Problem(where, "upscaler", run.upscaler, allowed))
         return problems
+
+    def _prediction_problems(self, run: Run, where: str) -> list[Problem]:
+        """A sampler that cannot run the checkpoint's prediction type (v-prediction, zero
+        terminal SNR) would make a silently wrong image: named before the job instead."""
+        name = run.checkpoint or self._current
+        try:
+            settings = self.prediction(name) if name else {}
+        except (BackendError, ValueError, OSError):
+            return []
+        if not settings or run.sampler not in SAMPLERS:
+            return []
+        able = [s for s in SAMPLERS if _takes(SAMPLERS[s][0], settings)]
+        if run.sampler in able:
+            return []
+        what = "zero-terminal-SNR v-prediction" if len(settings) > 1 else "v-prediction"
+        allowed = f"a sampler that runs {what} ({name} has the key '{V_PRED}'"
+        allowed += f" and '{ZTSNR}')" if len(settings) > 1 else ")"
+        allowed += ": one of " + ", ".join(able)
+        return [Problem(where, "sampler", run.sampler, allowed, about=("sampler", "checkpoint"))]
 
     def check_sampling(self, sampler: str, scheduler: str, vae: str, where: str) -> list[Problem]:
         """Problems with a sampler, schedule type or VAE choice, named as the recipe names them."""
@@ -443,20 +554,10 @@ class DiffusersBackend:
     # -- sampling ----------------------------------------------------------------------------
 
     def _pipeline(self, kind: str) -> Any:
-        from diffusers import (
-            StableDiffusionImg2ImgPipeline,
-            StableDiffusionInpaintPipeline,
-            StableDiffusionPipeline,
-        )
-
         if not self._current:
             raise BackendError("no checkpoint is loaded")
         pipe = self._cache[self._current][0]
-        cls = {
-            "txt2img": StableDiffusionPipeline,
-            "img2img": StableDiffusionImg2ImgPipeline,
-            "inpaint": StableDiffusionInpaintPipeline,
-        }[kind]
+        cls = _pipeline_class(_family_of_pipeline(pipe), kind)
         out = pipe if cls is type(pipe) else cls(**pipe.components)
         out.set_progress_bar_config(disable=True)
         return out
@@ -490,6 +591,8 @@ class DiffusersBackend:
             "callback_on_step_end": callback,
             "output_type": "pil",
         }
+        if _family_of_pipeline(pipe) == "sdxl":
+            args |= sdxl_conditioning(request.width, request.height)
         if kind == "txt2img":
             args |= {
                 "num_inference_steps": request.steps,
@@ -515,6 +618,54 @@ class DiffusersBackend:
         if upscaler not in UPSCALERS:
             raise BackendError(f"upscaler {upscaler!r} is not one of {', '.join(UPSCALERS)}")
         return image.convert("RGB").resize(size, UPSCALERS[upscaler])
+
+
+def _pipeline_class(family: str, kind: str) -> Any:
+    import diffusers
+
+    names = {
+        "sd1": (
+            "StableDiffusionPipeline",
+            "StableDiffusionImg2ImgPipeline",
+            "StableDiffusionInpaintPipeline",
+        ),
+        "sdxl": (
+            "StableDiffusionXLPipeline",
+            "StableDiffusionXLImg2ImgPipeline",
+            "StableDiffusionXLInpaintPipeline",
+        ),
+    }[family]
+    return getattr(diffusers, names[("txt2img", "img2img", "inpaint").index(kind)])
+
+
+def _family_of_pipeline(pipe: Any) -> str:
+    return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd1"
+
+
+def pipeline_bytes(pipe: Any) -> int:
+    """Bytes held by a pipeline's weights (every torch module among its components)."""
+    total = 0
+    for module in pipe.components.values():
+        if hasattr(module, "parameters") and hasattr(module, "buffers"):
+            for t in [*module.parameters(), *module.buffers()]:
+                total += t.numel() * t.element_size()
+    return total
+
+
+def sdxl_conditioning(width: int, height: int) -> dict[str, Any]:
+    """SDXL's size and crop conditioning as the WebUI sets it for a generation of this size:
+    original and target size both the generation's (height, width), crop offsets the settings'
+    sdxl_crop_top / sdxl_crop_left, 0 by default; the negative prompt gets the same (A1111
+    1.10.1 modules/sd_models_xl.py, get_learned_conditioning; Forge's sdxl engine likewise)."""
+    size = (height, width)
+    return {
+        "original_size": size,
+        "target_size": size,
+        "crops_coords_top_left": (0, 0),
+        "negative_original_size": size,
+        "negative_target_size": size,
+        "negative_crops_coords_top_left": (0, 0),
+    }
 
 
 def diffusers_steps(strength: float, steps: int, mode: str) -> tuple[int, float]:

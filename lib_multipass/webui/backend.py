@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from ..checkpoints import family_or_default
+from ..checkpoints import family_or_default, inspect_file
 from ..engine import Cancelled, Control, SampleRequest, Skipped, StepCallback
 from ..geometry import Size
 from ..plan import Run
@@ -54,6 +55,7 @@ class WebUIBackend:
         self.outpath_grids = outpath_grids
         self.inherit = dict(inherit or {})  # job fields nested passes keep (compat.inherited)
         self._families: dict[str, str] = {}
+        self._file_problems: dict[str, str | None] = {}
         self._models: compat.PassModels | None = None
 
     @property
@@ -99,6 +101,14 @@ class WebUIBackend:
             self._families[key] = family_or_default(key)
         return self._families[key]
 
+    def _file_problem(self, filename: str) -> str | None:
+        """What is wrong with a .safetensors file's structure (header only), if anything."""
+        if not filename.lower().endswith(".safetensors"):
+            return None
+        if filename not in self._file_problems:
+            self._file_problems[filename] = inspect_file(filename)[1]
+        return self._file_problems[filename]
+
     def check_run(self, run: Run) -> list[Problem]:
         where = where_pass(run.pass_index)
         problems = []
@@ -109,6 +119,10 @@ class WebUIBackend:
                 problems.append(Problem(where, "checkpoint", run.checkpoint, allowed))
             elif str(info.filename).lower().endswith(".ckpt") and not compat.allow_pickles():
                 allowed = "a .safetensors checkpoint (.ckpt needs --multipass-allow-ckpt)"
+                problems.append(Problem(where, "checkpoint", run.checkpoint, allowed))
+            elif problem := self._file_problem(str(info.filename)):
+                # a truncated or fake file would fail mid-job; named before anything runs
+                allowed = f"a usable checkpoint ({Path(info.filename).name}: {problem})"
                 problems.append(Problem(where, "checkpoint", run.checkpoint, allowed))
         if compat.find_sampler(run.sampler) is None:
             problems.append(Problem(where, "sampler", run.sampler, _listed(compat.sampler_names())))

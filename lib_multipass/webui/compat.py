@@ -317,7 +317,21 @@ class PassModels:
             else:
                 aliases[key] = before
 
+    def _recover_from_a_failed_load(self) -> None:
+        """Forge frees the loaded model before it loads the next (Neo deletes it, Forge 2 sets
+        it to None); when that load fails, the host is left with no model and every later job
+        fails. Put back the host's own start-up placeholder and forget the loaded parameters,
+        so its next job loads the user's checkpoint, as after a fresh start."""
+        sd_models = host_module("modules.sd_models")
+        data = sd_models.model_data
+        if vars(data).get("sd_model") is not None:
+            return
+        placeholder = getattr(sd_models, "FakeInitialModel", None)
+        data.sd_model = placeholder() if placeholder is not None else None
+        data.forge_hash = ""
+
     def _use_vae(self, vae_file: str | None) -> None:
+
         sd_vae = host_module("modules.sd_vae")
         if getattr(sd_vae, "loaded_vae_file", object()) != vae_file:
             sd_vae.reload_vae_weights(_shared().sd_model, vae_file=vae_file)
@@ -329,6 +343,7 @@ class PassModels:
         if self.forge:
             if self.original_params is not None:
                 self._select(dict(self.original_params))
+            self._recover_from_a_failed_load()
             return
         if self.vae_changed:
             self.vae_changed = False

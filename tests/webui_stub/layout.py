@@ -36,6 +36,8 @@ def lay_out_models(root: Path) -> Path:
     header_only(sd / "photo.safetensors", SD1_KEYS)
     header_only(sd / "xl.safetensors", SDXL_KEYS)
     header_only(sd / "flux.safetensors", FLUX_KEYS)
+    header_only(sd / "corrupt.safetensors", SD1_KEYS)  # whole, but the host fails to load it
+
     (sd / "old.ckpt").write_bytes(b"PK")
     header_only(Path(root) / "VAE" / "vae-ft-mse.safetensors", ["decoder.conv_in.weight"])
     header_only(Path(root) / "text_encoder" / "t5xxl.safetensors", ["encoder.block.0.layer.0.x"])

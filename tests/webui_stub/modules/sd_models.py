@@ -8,7 +8,6 @@ import json
 import os
 import re
 import struct
-from types import SimpleNamespace
 
 from modules import FLAVOUR, FORGE, paths, script_callbacks, shared
 
@@ -169,15 +168,44 @@ class FakeModel:
             self.is_ssd = False
 
 
+class FakeInitialModel:
+    """The placeholder Forge 2 and Neo hold before their first load (sd_models.py:385 / :333)."""
+
+    def __init__(self):
+        self.cond_stage_model = None
+        self.chunk_length = 75
+
+
+class SdModelData:
+    def __init__(self):
+        self.sd_model = FakeInitialModel() if FORGE else None
+        self.loaded_sd_models = []
+        self.forge_loading_parameters = {}
+        self.forge_hash = ""
+
+    def get_sd_model(self):
+        return self.sd_model
+
+    def set_sd_model(self, v):
+        self.sd_model = v
+
+
+model_data = SdModelData()
+
+
+def _check_loadable(info):
+    """Files named 'corrupt...' are whole but fail to load, as a broken merge would."""
+    if "corrupt" in os.path.basename(info.filename):
+        raise RuntimeError(f"Failed to recognize model type! ({info.filename})")
+
+
 def _load(info, modules=()):
-    shared.sd_model = FakeModel(info, modules)
-    model_data.sd_model = shared.sd_model
+    model_data.set_sd_model(FakeModel(info, modules))
     loads.append(info.name)
     script_callbacks.model_loaded_callback(shared.sd_model)
 
 
 if FORGE:
-    model_data = SimpleNamespace(sd_model=None, forge_loading_parameters={}, forge_hash="")
 
     def SkipWritingToConfig():
         return contextlib.nullcontext()
@@ -192,21 +220,23 @@ if FORGE:
         current_hash = str(model_data.forge_loading_parameters)
         if model_data.forge_hash == current_hash:
             return model_data.sd_model, False
-        if model_data.sd_model is not None:
-            model_data.sd_model = None  # the previous model is freed before the next loads
-            shared.sd_model = None
+        if model_data.sd_model:
+            # the previous model is freed before the next loads: Forge 2 sets it to None,
+            # Neo deletes the attribute (sd_models.py:453); a failed load leaves it so
+            if FLAVOUR == "neo":
+                del model_data.sd_model
+            else:
+                model_data.sd_model = None
         info = model_data.forge_loading_parameters["checkpoint_info"]
         if info is None:
             raise ValueError("You do not have any model!")
-        if getattr(info, "broken", False):
-            raise RuntimeError(f"cannot load {info.filename}: file is truncated")
+        _check_loadable(info)
         _load(info, model_data.forge_loading_parameters.get("additional_modules", []))
         shared.sd_model.sd_model_hash = info.calculate_shorthash()
         model_data.forge_hash = current_hash
         return shared.sd_model, True
 
 else:
-    model_data = SimpleNamespace(sd_model=None, loaded_sd_models=[])
 
     class SkipWritingToConfig:
         skip = False
@@ -227,8 +257,7 @@ else:
             sd_model = sd_model or model_data.sd_model
             if sd_model is not None and sd_model.sd_model_checkpoint == checkpoint_info.filename and not forced_reload:
                 return sd_model
-            if getattr(checkpoint_info, "broken", False):
-                raise RuntimeError(f"cannot load {checkpoint_info.filename}: file is truncated")
+            _check_loadable(checkpoint_info)
             _load(checkpoint_info)
             if not SkipWritingToConfig.skip:
                 shared.opts.data["sd_model_checkpoint"] = checkpoint_info.title
@@ -245,12 +274,11 @@ else:
                 if loaded.filename == checkpoint_info.filename and not forced_reload:
                     model_data.loaded_sd_models.remove(loaded)
                     model_data.loaded_sd_models.insert(0, loaded)
-                    model_data.sd_model = shared.sd_model = loaded
+                    model_data.set_sd_model(loaded)
                     return loaded
             while len(model_data.loaded_sd_models) >= shared.opts.sd_checkpoints_limit:
                 model_data.loaded_sd_models.pop()
-            if getattr(checkpoint_info, "broken", False):
-                raise RuntimeError(f"cannot load {checkpoint_info.filename}: file is truncated")
+            _check_loadable(checkpoint_info)
             _load(checkpoint_info)
             model_data.loaded_sd_models.insert(0, shared.sd_model)
             from modules import sd_vae

@@ -1,3 +1,4 @@
+import sys
 from types import SimpleNamespace
 
 from modules import FLAVOUR, FORGE
@@ -39,5 +40,23 @@ opts = Options(
 opts.data.writes.clear()
 config_filename = "config.json"
 state = State()
-sd_model = None
 sd_upscalers = []
+
+
+class Shared(sys.modules[__name__].__class__):
+    """shared.sd_model is model_data's, as the hosts make it (shared_items.py, A1111 1.6+)."""
+
+    @property
+    def sd_model(self):
+        import modules.sd_models
+
+        return modules.sd_models.model_data.get_sd_model()
+
+    @sd_model.setter
+    def sd_model(self, value):
+        import modules.sd_models
+
+        modules.sd_models.model_data.set_sd_model(value)
+
+
+sys.modules[__name__].__class__ = Shared
