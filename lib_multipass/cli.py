@@ -57,13 +57,14 @@ FLAG_FIELDS: dict[str, Field] = {
     "--cache-mb": Field(
         "cache_mb",
         "int",
-        2048,
+        0,
         "RAM cache",
         None,
         minimum=0,
         maximum=1024 * 1024,
         help="MB of RAM kept for recently used checkpoints; 0 keeps none.",
     ),
+    "--batch-size": Field("batch_size", "int", 1, "Batch size", None, minimum=1, maximum=64),
 }
 SIZE_ALLOWED = "a size WxH, each side a multiple of 8 from 64 to 4096 (e.g. 512x768)"
 PATH_FLAGS = {
@@ -153,6 +154,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     demo = sub.add_parser("demo", help="run the demo job on the built-in tiny models")
     demo.add_argument("--out", type=Path, default=Path("multipass-demo"), help="output folder")
     _model_args(demo)
+    _device_args(demo)
 
     run = sub.add_parser("run", help="run a recipe headless on diffusers")
     run.add_argument("recipe", type=Path, help="a recipe JSON file")
@@ -160,7 +162,10 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     run.add_argument("--images", help="number of images, 1 to 64 (default: recipe)")
     run.add_argument("--seed", help="first image's seed, -1 for random (default: recipe)")
     run.add_argument("--size", help="base image size, e.g. 512x768 (default: recipe)")
+    run.add_argument("--batch-size", help="images sampled together, 1 to 64 (default 1)")
+    run.add_argument("--stages", action="store_true", help="also write every stage's image")
     _model_args(run)
+    _device_args(run)
 
     models = sub.add_parser("models", help="list the checkpoints the runner can load")
     _model_args(models)
@@ -178,6 +183,11 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     }
 
 
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", help="auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16 or bf16")
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", type=Path, help="a folder of .safetensors checkpoints")
     p.add_argument(
@@ -187,7 +197,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "--allow-ckpt", action="store_true", help="allow pickle-based .ckpt files (they run code)"
     )
     p.add_argument(
-        "--cache-mb", help="MB of RAM kept for recently used checkpoints (default 2048; 0: none)"
+        "--cache-mb",
+        help="MB of RAM kept for recently used checkpoints (default: 60%% of the memory "
+        "available at start; 0: none)",
     )
 
 
@@ -265,7 +277,9 @@ def check_out_dir(out: Path) -> list[Problem]:
 
 
 def _backend(args: argparse.Namespace, cache_mb: int | None) -> Any:
-    from .backends.diffusers_backend import DEFAULT_CACHE_BYTES, DiffusersBackend
+    from tqdm import tqdm
+
+    from .backends.diffusers_backend import DiffusersBackend
     from .tiny import ensure_tiny_models
 
     folders = []
@@ -274,8 +288,27 @@ def _backend(args: argparse.Namespace, cache_mb: int | None) -> Any:
     if getattr(args, "webui", None):
         folders.append(args.webui / "models" / "Stable-diffusion")
     folders.append(ensure_tiny_models())
-    cache = DEFAULT_CACHE_BYTES if cache_mb is None else cache_mb * 1024 * 1024
-    return DiffusersBackend(folders, cache_bytes=cache, allow_ckpt=args.allow_ckpt)
+    return DiffusersBackend(
+        folders,
+        cache_bytes=None if cache_mb is None else cache_mb * 1024 * 1024,
+        allow_ckpt=args.allow_ckpt,
+        device=getattr(args, "device", None) or "auto",
+        dtype=getattr(args, "dtype", None) or "auto",
+        report=lambda line: tqdm.write(line, file=sys.stderr),
+    )
+
+
+def _device_flags(args: argparse.Namespace, problems: list[Problem]) -> None:
+    """--device and --dtype, checked against this machine's torch before anything loads."""
+    from .backends.diffusers_backend import resolve_device, resolve_dtype
+
+    device, problem = resolve_device(args.device or "auto")
+    if problem:
+        problems.append(Problem(CLI, "--device", args.device, problem))
+        return
+    _dtype, problem = resolve_dtype(args.dtype or "auto", str(device))
+    if problem:
+        problems.append(Problem(CLI, "--dtype", args.dtype, f"{problem} (device {device})"))
 
 
 def _model_flags(args: argparse.Namespace, problems: list[Problem]) -> int | None:
@@ -418,7 +451,9 @@ class Interrupts:
         raise KeyboardInterrupt
 
 
-def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path, interrupts: Interrupts) -> int:
+def _execute(
+    recipe: Any, job: Any, backend: Any, out_dir: Path, interrupts: Interrupts, stages: bool
+) -> int:
     from tqdm import tqdm
 
     from .engine import run_job
@@ -428,24 +463,25 @@ def _execute(recipe: Any, job: Any, backend: Any, out_dir: Path, interrupts: Int
 
     def on_progress(p: Any) -> None:
         bar.total = p.total
-        bar.set_description(f"{p.label} [{p.image + 1}/{p.images}]", refresh=False)
-        bar.update(1)
+        which = f"{p.image + 1}" if p.batch == 1 else f"{p.image + 1}-{p.image + p.batch}"
+        bar.set_description(f"{p.label} [{which}/{p.images}]", refresh=False)
+        bar.update(p.batch)
 
     try:
         result = run_job(recipe, job, backend, control=interrupts.control, progress=on_progress)
     finally:
         interrupts.saving = True
         bar.close()
-    written = write_outputs(result, recipe, job, out_dir)
+    written = write_outputs(result, recipe, job, out_dir, stages=stages)
     print(f"multipass: {result.account()}")
     order = ", ".join(result.checkpoints_loaded) or "none"
     disk = ", ".join(f"{n} x{k}" for n, k in backend.disk_loads.items()) or "none"
     print(f"checkpoints loaded in turn: {order} (read from disk: {disk})")
     for path in written.finals:
         print(f"  {path}")
-    stages = len(written.intermediates)
-    plural = "" if stages == 1 else "s"
-    print(f"  {stages} stage image{plural}, contact sheet: {written.contact_sheet}")
+    count = len(written.intermediates)
+    plural = "" if count == 1 else "s"
+    print(f"  {count} stage image{plural}, contact sheet: {written.contact_sheet}")
     if result.stopped == "error":
         print(f"multipass: error: {result.error}", file=sys.stderr)
         return EXIT_ERROR
@@ -469,7 +505,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     images = _flag("--images", args.images, problems)
     seed = _flag("--seed", args.seed, problems)
     size = _size(args.size, problems)
+    batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     cache_mb = _model_flags(args, problems)
+    _device_flags(args, problems)
     recipe = _recipe(args.recipe, problems)
     out = args.out or Path("outputs") / args.recipe.stem
     problems += check_out_dir(out)
@@ -486,11 +524,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed=seed,
             size=size,
             recipe_dir=args.recipe.parent,
+            batch_size=batch_size,
         )
         _checked_job(recipe, job, backend, problems)
         if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):
             print(TINY_NOTE)
-        return _execute(recipe, job, backend, out, interrupts)
+        return _execute(recipe, job, backend, out, interrupts, stages=args.stages)
 
 
 def _uses_tiny(recipe: Any, job: Any) -> bool:
@@ -508,6 +547,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     problems: list[Problem] = []
     cache_mb = _model_flags(args, problems)
+    _device_flags(args, problems)
     problems += check_out_dir(args.out)
     if problems:
         raise RecipeError(problems)
@@ -518,7 +558,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _checked_job(recipe, job, backend, [])
         print(TINY_NOTE)
         print(format_plan_for(recipe, job, backend))
-        return _execute(recipe, job, backend, args.out, interrupts)
+        return _execute(recipe, job, backend, args.out, interrupts, stages=True)
 
 
 def format_plan_for(recipe: Any, job: Any, backend: Any) -> str:
@@ -582,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nmultipass: stopped before the job started; nothing was made", file=sys.stderr)
         return EXIT_CANCELLED
-    except ImportError as e:
+    except ModuleNotFoundError as e:  # a package of the runner is missing (not a bug of ours)
         command = getattr(locals().get("args"), "command", "run")
         needs = NEEDS.get(
             command,

@@ -91,8 +91,11 @@ class Backend(Protocol):
         """What in `run` this backend cannot do (unknown checkpoint, sampler, upscaler...)."""
         ...
 
-    def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
-        """Sample one image; call on_step(step, total) after every step."""
+    def generate(
+        self, requests: Sequence[SampleRequest], on_step: StepCallback
+    ) -> list[Image.Image]:
+        """Sample a batch of images in one call (same settings and size; each with its own
+        seed, prompts and init image); call on_step(step, total) after every step."""
         ...
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
@@ -134,8 +137,9 @@ class Progress:
     images: int
     step: int
     steps: int
-    done: int  # sampling steps finished in the whole job
-    total: int  # sampling steps the whole job will take
+    done: int  # sampling steps finished in the whole job, counted per image
+    total: int  # sampling steps the whole job will take, counted per image
+    batch: int = 1  # images sampled together from `image` on
 
 
 @dataclass
@@ -264,6 +268,7 @@ class Job:
     # each image's own base prompts (wildcards, prompt matrix); None: ctx's for all
     prompts: Sequence[str] | None = None
     negative_prompts: Sequence[str] | None = None
+    batch_size: int = 1  # images sampled together in one call (the WebUI's batch size)
 
     @property
     def count(self) -> int:
@@ -416,13 +421,24 @@ def run_job(
             backend.load_checkpoint(name)
             result.checkpoints_loaded.append(name)
 
-    def on_step_for(run_no: int, label: str, image: int) -> StepCallback:
+    def on_step_for(run_no: int, label: str, batch: Sequence[int]) -> StepCallback:
         def on_step(step: int, steps: int) -> None:
             nonlocal done
-            done += 1
+            done += len(batch)  # sampling steps are counted per image
             if progress is not None:
                 progress(
-                    Progress(run_no, len(runs), label, image, n_images, step, steps, done, counts)
+                    Progress(
+                        run_no,
+                        len(runs),
+                        label,
+                        batch[0],
+                        n_images,
+                        step,
+                        steps,
+                        done,
+                        counts,
+                        batch=len(batch),
+                    )
                 )
             if control.should_stop():
                 raise Cancelled
@@ -431,54 +447,64 @@ def run_job(
 
         return on_step
 
+    batches = [
+        list(range(i, min(i + job.batch_size, n_images)))
+        for i in range(0, n_images, job.batch_size)
+    ]
     try:
         if job.images is None:
             load(ctx.checkpoint)
-            for image_index, seed in enumerate(job.seeds):
+            for batch in batches:
+                image_index = batch[0]
                 if control.should_stop():
                     raise Cancelled
-                request = SampleRequest(
-                    ctx.prompt,
-                    ctx.negative_prompt,
-                    ctx.sampler,
-                    ctx.scheduler,
-                    ctx.steps,
-                    ctx.cfg_scale,
-                    seed % SEED_MODULUS,
-                    ctx.width,
-                    ctx.height,
-                    vae=ctx.vae,
-                )
-                image = backend.generate(request, on_step_for(0, label, image_index))
-                result.images.append(image)
-                result.outputs[image_index].append(RunOutput(None, image, seed))
+                requests = [
+                    SampleRequest(
+                        ctx.prompt,
+                        ctx.negative_prompt,
+                        ctx.sampler,
+                        ctx.scheduler,
+                        ctx.steps,
+                        ctx.cfg_scale,
+                        result.seeds[i] % SEED_MODULUS,
+                        ctx.width,
+                        ctx.height,
+                        vae=ctx.vae,
+                    )
+                    for i in batch
+                ]
+                images = backend.generate(requests, on_step_for(0, label, batch))
+                for i, image in zip(batch, images, strict=True):
+                    result.images.append(image)
+                    result.outputs[i].append(RunOutput(None, image, result.seeds[i]))
         for run in runs:
             label, current, image_index = run.label, run, 0
             if control.should_stop():
                 raise Cancelled  # before loading anything more
             load(run.checkpoint)
             family = backend.checkpoint_family(run.checkpoint)
-            for image_index in range(n_images):
+            for batch in batches:
+                image_index = batch[0]
                 if control.should_stop():
                     raise Cancelled
-                seed = _seed(result.seeds[image_index], run, rng)
-                on_step = on_step_for(run.number, label, image_index)
+                seeds = [_seed(result.seeds[i], run, rng) for i in batch]
                 try:
-                    image = _apply(
-                        _for_image(run, recipe, job, image_index),
+                    images = _apply(
+                        [_for_image(run, recipe, job, i) for i in batch],
                         backend,
-                        result.images[image_index],
-                        seed,
+                        [result.images[i] for i in batch],
+                        seeds,
                         ctx.step_mode,
                         lambda size, run=run, family=family: crops(run, family, size),
-                        on_step,
+                        on_step_for(run.number, label, batch),
                     )
                     skipped = False
-                except Skipped:
+                except Skipped:  # Skip abandons this run for the images being sampled
                     control.clear_skip()
-                    image, skipped = result.images[image_index], True
-                result.images[image_index] = image
-                result.outputs[image_index].append(RunOutput(run, image, seed, skipped))
+                    images, skipped = [result.images[i] for i in batch], True
+                for i, image, seed in zip(batch, images, seeds, strict=True):
+                    result.images[i] = image
+                    result.outputs[i].append(RunOutput(run, image, seed, skipped))
             result.runs_done += 1
     except (Cancelled, KeyboardInterrupt):  # KeyboardInterrupt: a second Ctrl-C, mid-step
         result.stopped = "cancelled"
@@ -549,26 +575,38 @@ def _request(run: Run, size: Size, seed: int, step_mode: str, **kw: Any) -> Samp
 
 
 def _apply(
-    run: Run,
+    runs: Sequence[Run],
     backend: Backend,
-    image: Image.Image,
-    seed: int,
+    images: Sequence[Image.Image],
+    seeds: Sequence[int],
     mode: str,
     find_crops: Callable[[Size], list[MaskedCrop]],
     on_step: StepCallback,
-) -> Image.Image:
-    """One run on one image: upscale first if asked, then sample the whole image or its crops."""
+) -> list[Image.Image]:
+    """One run on a batch of images (each with its own run: its prompts): upscale first if
+    asked, then sample the whole images, or each crop of them, all in one call per crop."""
+    run = runs[0]
+    out = list(images)
     if run.upscaler is not None:
-        image = backend.upscale(image, run.size, run.upscaler)
+        out = [backend.upscale(image, run.size, run.upscaler) for image in out]
     if run.count.run == 0:
-        return image
+        return out
     if run.region == "whole":
-        return backend.generate(_request(run, run.size, seed, mode, image=image), on_step)
-    for planned in find_crops(image.size):
-        region, mask = cut_crop(image, planned)
-        request = _request(run, planned.crop.working, seed, mode, image=region, mask=mask)
-        image = paste_back(image, backend.generate(request, on_step), planned)
-    return image
+        requests = [
+            _request(r, r.size, seed, mode, image=image)
+            for r, seed, image in zip(runs, seeds, out, strict=True)
+        ]
+        return backend.generate(requests, on_step)
+    # every image of a job has the same size at a given run, so the same crops
+    for planned in find_crops(out[0].size):
+        cut = [cut_crop(image, planned) for image in out]
+        requests = [
+            _request(r, planned.crop.working, seed, mode, image=region, mask=mask)
+            for r, seed, (region, mask) in zip(runs, seeds, cut, strict=True)
+        ]
+        made = backend.generate(requests, on_step)
+        out = [paste_back(image, new, planned) for image, new in zip(out, made, strict=True)]
+    return out
 
 
 def _step_totals(
@@ -577,7 +615,7 @@ def _step_totals(
     backend: Backend,
     crops: Callable[[Run, str, Size], list[MaskedCrop]],
 ) -> int:
-    """Sampling steps of the whole job, for progress; crops counted per crop."""
+    """Sampling steps of the whole job (per image), for progress; crops counted per crop."""
     total = 0 if job.images is not None else job.ctx.steps * job.count
     for run in runs:
         per = run.count.run

@@ -20,11 +20,31 @@ SUPPORTED_MODES = ("RGB", "RGBA", "L")
 
 @dataclass(frozen=True)
 class MaskedCrop:
-    """A crop planned from a mask: where, and the blurred mask that blends it back."""
+    """A crop planned from a mask: where, and the blurred mask that blends it back.
+
+    The blurred mask is kept only where it can be non-zero (`window`, the mask's box grown by
+    the blur's reach), so planning and pasting cost the same on a 4096^2 canvas as on 512^2.
+    """
 
     crop: Crop
     mask_box: Box  # the mask's own box, before blur and padding
-    blurred: Image.Image  # full-image blurred mask; 0 means "left exactly as it was"
+    size: Size  # the image's
+    window_box: Box  # where `window` sits in the image
+    window: Image.Image  # the blurred mask there; 0 everywhere else: "left exactly as it was"
+
+    @property
+    def blurred(self) -> Image.Image:
+        """The blurred mask over the whole image (for figures and checks; the work uses crops)."""
+        full = Image.new("L", self.size, 0)
+        full.paste(self.window, self.window_box[:2])
+        return full
+
+    def blurred_in(self, box: Box) -> Image.Image:
+        """The blurred mask cut to `box` (any box inside the image)."""
+        out = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0)
+        wx, wy = self.window_box[:2]
+        out.paste(self.window, (wx - box[0], wy - box[1]))
+        return out
 
 
 def mask_from_boxes(size: Size, boxes: Sequence[Box]) -> Image.Image:
@@ -42,6 +62,12 @@ def to_mask(image: Image.Image, size: Size) -> Image.Image:
     if mask.size != size:
         mask = mask.resize(size, Image.Resampling.BILINEAR)
     return mask
+
+
+def blur_reach(blur: int) -> int:
+    """How far a Gaussian blur of radius `blur` can move a mask's non-zero pixels (PIL's
+    three box passes reach under three radii), with a margin."""
+    return 3 * max(0, blur) + 4 if blur > 0 else 0
 
 
 def blur_mask(mask: Image.Image, blur: int) -> Image.Image:
@@ -66,6 +92,15 @@ def blur_mask(mask: Image.Image, blur: int) -> Image.Image:
     return out
 
 
+def _grow(box: Box, by: int, size: Size) -> Box:
+    return (
+        max(0, box[0] - by),
+        max(0, box[1] - by),
+        min(size[0], box[2] + by),
+        min(size[1], box[3] + by),
+    )
+
+
 def plan_masked_crop(
     mask: Image.Image,
     p: Any,
@@ -75,12 +110,25 @@ def plan_masked_crop(
     mask_box = mask.getbbox()
     if mask_box is None:
         return None
-    blurred = blur_mask(mask, p.mask_blur)
-    blurred_box = blurred.getbbox() or mask_box
+    window_box = _grow(mask_box, blur_reach(p.mask_blur), mask.size)
+    return _plan(mask.crop(window_box), window_box, mask_box, mask.size, p, family)
+
+
+def _plan(
+    local: Image.Image, window_box: Box, mask_box: Box, size: Size, p: Any, family: str
+) -> MaskedCrop:
+    """Blur the mask in its window (the same pixels as blurring the whole canvas: outside the
+    window both are zero), then find the crop."""
+    window = blur_mask(local, p.mask_blur)
+    wx, wy = window_box[:2]
+    inner = window.getbbox()
+    blurred_box = (
+        (inner[0] + wx, inner[1] + wy, inner[2] + wx, inner[3] + wy) if inner else mask_box
+    )
     pads = resolve_padding(mask_box, p.padding, p.padding_unit, tuple(p.padding_sides))
     working = (p.working_width, p.working_height) if p.working_width else None
-    crop = crop_for_mask(blurred_box, mask.size, pads, working, family)
-    return MaskedCrop(crop, mask_box, blurred)
+    crop = crop_for_mask(blurred_box, size, pads, working, family)
+    return MaskedCrop(crop, mask_box, size, window_box, window)
 
 
 def box_crops(
@@ -92,17 +140,21 @@ def box_crops(
         scaled = scale_box(box, base_size, size)
         if scaled[0] >= scaled[2] or scaled[1] >= scaled[3]:
             continue  # the box lies outside this image
-        planned = plan_masked_crop(mask_from_boxes(size, [scaled]), p, family)
-        if planned is not None:
-            out.append(planned)
+        window_box = _grow(scaled, blur_reach(p.mask_blur), size)
+        wx, wy = window_box[:2]
+        local = mask_from_boxes(
+            (window_box[2] - wx, window_box[3] - wy),
+            [(scaled[0] - wx, scaled[1] - wy, scaled[2] - wx, scaled[3] - wy)],
+        )
+        out.append(_plan(local, window_box, scaled, size, p, family))
     return out
 
 
 def cut_crop(image: Image.Image, planned: MaskedCrop) -> tuple[Image.Image, Image.Image]:
     """The image and its blurred mask cut to the crop and resized to the working size."""
     box, work = planned.crop.box, planned.crop.working
-    region = image.convert("RGB").crop(box).resize(work, Image.Resampling.LANCZOS)
-    mask = planned.blurred.crop(box).resize(work, Image.Resampling.BILINEAR)
+    region = image.crop(box).convert("RGB").resize(work, Image.Resampling.LANCZOS)
+    mask = planned.blurred_in(box).resize(work, Image.Resampling.BILINEAR)
     return region, mask
 
 
@@ -125,7 +177,7 @@ def paste_back(image: Image.Image, generated: Image.Image, planned: MaskedCrop) 
         gen.putalpha(region.getchannel("A"))
     else:
         gen = gen.convert(image.mode)
-    blended = Image.composite(gen, region, planned.blurred.crop(box))
+    blended = Image.composite(gen, region, planned.blurred_in(box))
     out = image.copy()
     out.paste(blended, box[:2])
     return out

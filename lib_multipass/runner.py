@@ -35,6 +35,7 @@ def make_job(
     seed: int | None = None,
     size: tuple[int, int] | None = None,
     recipe_dir: Path | None = None,
+    batch_size: int = 1,
 ) -> Job:
     """The job a recipe describes, with command-line overrides; seeds go +1 per image."""
     base = recipe.base or Base()
@@ -50,7 +51,12 @@ def make_job(
     ctx = JobContext.from_base(base, recipe.step_mode)
     if drawn != (ctx.width, ctx.height):
         ctx = dataclasses.replace(ctx, box_space=drawn)  # the recipe's boxes scale with --size
-    return Job(ctx=ctx, seeds=[(first + i) % 2**32 for i in range(count)], recipe_dir=recipe_dir)
+    return Job(
+        ctx=ctx,
+        seeds=[(first + i) % 2**32 for i in range(count)],
+        recipe_dir=recipe_dir,
+        batch_size=batch_size,
+    )
 
 
 def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
@@ -90,10 +96,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "pass"
 
 
-def _save(image: Image.Image, path: Path, text: str) -> Path:
+FINAL_COMPRESSION = 4  # zlib level: finals are kept, stages are working files
+STAGE_COMPRESSION = 1
+
+
+def _save(image: Image.Image, path: Path, text: str, level: int = FINAL_COMPRESSION) -> Path:
     info = PngInfo()
     info.add_text("parameters", text)
-    image.save(path, pnginfo=info)
+    image.save(path, pnginfo=info, compress_level=level)
     return path
 
 
@@ -124,21 +134,24 @@ def _clear_previous(out_dir: Path) -> None:
     manifest.unlink(missing_ok=True)
 
 
-def write_outputs(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Written:
-    """Save finals, intermediates, contact sheet and recipe; whatever the job finished.
+def write_outputs(
+    result: JobResult, recipe: Any, job: Job, out_dir: Path, *, stages: bool = True
+) -> Written:
+    """Save finals, the contact sheet, the recipe and (with `stages`) every stage's image but
+    the last, which is the final; whatever the job finished.
 
     Finals are written first, so an impatient second interrupt loses the least.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir)
-    written = _write(result, recipe, job, out_dir)
+    written = _write(result, recipe, job, out_dir, stages)
     files = [*written.finals, *written.intermediates, written.contact_sheet, written.recipe]
     names = "\n".join(p.name for p in files if p is not None)
     (out_dir / MANIFEST).write_text(names + "\n", encoding="utf-8")
     return written
 
 
-def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Written:
+def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool) -> Written:
     finals, steps = [], []
     for i, outputs in enumerate(result.outputs):
         if outputs:
@@ -147,22 +160,22 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path) -> Written:
             path = out_dir / f"{i + 1:02d}-{seed}-{state}.png"
             text = infotext(recipe, job.ctx, seed, account.passes_ran, account.text())
             finals.append(_save(outputs[-1].image, path, text))
-    for i, outputs in enumerate(result.outputs):
+    for i, outputs in enumerate(result.outputs if stages else []):
         seed = result.seeds[i]
         ran: list[int] = []
-        for k, out in enumerate(outputs):
+        for k, out in enumerate(outputs[:-1]):  # the last stage is the final
             label = "base" if out.run is None else out.run.label
             if out.run is not None and not out.skipped and out.run.pass_index not in ran:
                 ran.append(out.run.pass_index)
             name = f"{i + 1:02d}-{seed}-{k:02d}-{_slug(label)}.png"
             stage = f"{label}{' (skipped)' if out.skipped else ''}"
             text = infotext(recipe, job.ctx, seed, ran, None, stage)
-            steps.append(_save(out.image, out_dir / name, text))
+            steps.append(_save(out.image, out_dir / name, text, STAGE_COMPRESSION))
     sheet = contact_sheet(result)
     sheet_path = None
     if sheet is not None:
         sheet_path = out_dir / "contact-sheet.png"
-        sheet.save(sheet_path)
+        sheet.save(sheet_path, compress_level=STAGE_COMPRESSION)
     recipe_path = out_dir / "recipe.json"
     recipe_path.write_text(json.dumps(recipe_to_dict(recipe), indent=2) + "\n", encoding="utf-8")
     return Written(finals, steps, sheet_path, recipe_path)

@@ -252,11 +252,16 @@ def _tokenizer_config(text_encoder: dict[str, Any], pad: str) -> dict[str, Any]:
 
 def build_state_dict(seed: int, family: str = "sd1") -> dict[str, Any]:
     """The LDM-named weights of a tiny model, randomly initialised from `seed` (fp16)."""
+    return build_for(architecture(family), seed)
+
+
+def build_for(arch: dict[str, Any], seed: int) -> dict[str, Any]:
+    """LDM-named fp16 weights of any SD1 or SDXL architecture, randomly initialised from
+    `seed` (the benchmarks build realistic sizes with it)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    arch = architecture(family)
     gen_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)

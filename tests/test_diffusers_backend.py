@@ -100,7 +100,7 @@ def test_img2img_runs_exactly_the_webui_steps(backend, strength, steps, mode):
         step_mode=mode,
         image=Image.new("RGB", (64, 64), (120, 60, 30)),
     )
-    backend.generate(request, lambda s, n: calls.append((s, n)))
+    backend.generate([request], lambda s, n: calls.append((s, n)))
     want = img2img_steps(strength, steps, mode)
     assert len(calls) == want.run
     assert diffusers_steps(strength, steps, mode)[0] == want.schedule
@@ -112,8 +112,9 @@ def test_every_listed_sampler_runs(backend):
         for scheduler in supported_schedule_types(sampler)[:3]:
             steps: list[int] = []
             request = SampleRequest("x", "", sampler, scheduler, 4, 5.0, 1, 64, 64)
-            image = backend.generate(request, lambda s, n, steps=steps: steps.append(s))
+            (image,) = backend.generate([request], lambda s, n, steps=steps: steps.append(s))
             assert image.size == (64, 64) and steps, (sampler, scheduler)
+
     assert "Karras" in supported_schedule_types("DPM++ 2M")
 
 

@@ -292,13 +292,14 @@ def test_a_cancel_before_a_pass_loads_nothing_more(backend):
         def __getattr__(self, name):
             return getattr(backend, name)
 
-        def generate(self, request, on_step):
-            image = backend.generate(request, on_step)
-            if request.image is not None:  # not the base
-                generated.append(request.seed)
+        def generate(self, requests, on_step):
+            images = backend.generate(requests, on_step)
+            for request in requests:
+                if request.image is not None:  # not the base
+                    generated.append(request.seed)
             if len(generated) == 4:
                 control.cancel()
-            return image
+            return images
 
     passes = [
         {"checkpoint": "tiny-photo"},

@@ -156,3 +156,38 @@ def test_open_mask_image_from_data_and_path(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         open_mask_image(base64.b64encode(b"not a png").decode())
     assert to_mask(img.convert("RGB"), (64, 32)).size == (64, 32)
+
+
+@st.composite
+def masks(draw):
+    w, h = draw(st.integers(8, 160)), draw(st.integers(8, 160))
+    mask = Image.new("L", (w, h), 0)
+    for _ in range(draw(st.integers(1, 3))):
+        x1, y1 = draw(st.integers(0, w - 1)), draw(st.integers(0, h - 1))
+        x2, y2 = draw(st.integers(x1 + 1, w)), draw(st.integers(y1 + 1, h))
+        mask.paste(draw(st.sampled_from([255, 128, 7])), (x1, y1, x2, y2))
+    return mask
+
+
+@given(masks(), st.integers(0, 20))
+def test_blurring_the_masks_window_is_blurring_the_whole_canvas(mask, blur):
+    """Crops are planned on the mask's neighbourhood only: the same pixels as the whole canvas
+    blurred, so a 4096^2 canvas costs what a 512^2 one does."""
+    from lib_multipass.imaging import blur_mask, plan_masked_crop
+
+    p = parse_pass({"region": "crop", "mask_blur": blur, "padding": 4})
+    planned = plan_masked_crop(mask, p)
+    assert np.array_equal(np.asarray(planned.blurred), np.asarray(blur_mask(mask, blur)))
+
+
+@given(st.integers(16, 300), st.integers(16, 300), st.integers(0, 16), st.data())
+def test_box_crops_blur_only_their_window_and_match_the_canvas(w, h, blur, data):
+    from lib_multipass.imaging import blur_mask, mask_from_boxes
+
+    x1, y1 = data.draw(st.integers(0, w - 2)), data.draw(st.integers(0, h - 2))
+    box = (x1, y1, data.draw(st.integers(x1 + 1, w)), data.draw(st.integers(y1 + 1, h)))
+    p = parse_pass({"region": "crop", "mask_source": "boxes", "boxes": [box], "mask_blur": blur})
+    (planned,) = box_crops((w, h), (w, h), [box], p)
+    whole = blur_mask(mask_from_boxes((w, h), [box]), blur)
+    assert np.array_equal(np.asarray(planned.blurred), np.asarray(whole))
+    assert planned.window.size[0] <= box[2] - box[0] + 2 * (3 * blur + 4)

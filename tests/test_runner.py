@@ -43,7 +43,9 @@ def test_demo_writes_finals_stages_sheet_and_recipe(home, tmp_path):
     out = tmp_path / "demo"
     finals = sorted(out.glob("*-final.png"))
     assert [p.name for p in finals] == ["01-1234-final.png", "02-1235-final.png"]
-    assert len(list(out.glob("0?-*-0?-*.png"))) == 2 * 7  # base + 6 runs per image
+    # every stage but the last, which is the final (written once)
+    assert len(list(out.glob("0?-*-0?-*.png"))) == 2 * 6  # base + 5 of the 6 runs per image
+
 
     sheet = Image.open(out / "contact-sheet.png")
     assert sheet.width > 6 * 160 and sheet.height > 2 * 160
@@ -108,13 +110,23 @@ def test_a_failing_pass_saves_what_was_finished(home, tiny_models, tmp_path, cap
     }
     (tmp_path / "r.json").write_text(json.dumps(recipe))
     code = main(
-        ["run", str(tmp_path / "r.json"), "--models", str(models), "--out", str(tmp_path / "o")]
+        [
+            "run",
+            str(tmp_path / "r.json"),
+            "--models",
+            str(models),
+            "--out",
+            str(tmp_path / "o"),
+            "--stages",
+        ]
     )
     captured = capsys.readouterr()
     assert code == 1
     assert "failed" in captured.out and "pass 2, image 1 of 1" in captured.out
     assert len(list((tmp_path / "o").glob("01-*-partial.png"))) == 1
-    assert len(list((tmp_path / "o").glob("01-*-0?-*.png"))) == 2  # base and pass 1
+    # the base as a stage; pass 1 is the last finished stage, the partial itself
+    assert len(list((tmp_path / "o").glob("01-*-0?-*.png"))) == 1
+
 
 
 def test_missing_runner_packages_are_explained(monkeypatch, capsys, home):
@@ -124,7 +136,8 @@ def test_missing_runner_packages_are_explained(monkeypatch, capsys, home):
 
     def fake_import(name, *args, **kwargs):
         if name == "tqdm":
-            raise ImportError("No module named 'tqdm'", name="tqdm")
+            raise ModuleNotFoundError("No module named 'tqdm'", name="tqdm")
+
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)

@@ -157,9 +157,9 @@ def test_a_crop_pass_on_tiny_xl_works_at_sdxl_area_and_the_crops_aspect(backend)
     sizes = []
     real = backend.generate
 
-    def spy(request, on_step):
-        sizes.append((backend.current_checkpoint(), request.width, request.height))
-        return real(request, on_step)
+    def spy(requests, on_step):
+        sizes.append((backend.current_checkpoint(), requests[0].width, requests[0].height))
+        return real(requests, on_step)
 
     backend.generate = spy
     images = [Image.new("RGB", (400, 300), (90, 120, 150))]

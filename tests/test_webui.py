@@ -881,3 +881,28 @@ def test_a_truncated_checkpoint_is_named_before_the_job(webui):
         "pass 1, field 'checkpoint': got 'cut'" in message
         and "cut.safetensors: truncated" in message
     )
+
+
+def test_passes_sample_a_batch_per_nested_img2img(webui):
+    """As the host's own batched img2img: one nested job per batch of the job's batch size,
+    each image with its own seed and prompt."""
+    recipe = {"passes": [{"prompt": "sharp", "prompt_mode": "append"}]}
+    p = make_p(webui, recipe=recipe, prompt="castle {n}", batch_size=2, n_iter=2)
+    webui.processing.process_images(p)
+    img2img = [c for c in webui.processing.calls if c["kind"] == "img2img"]
+    assert [c["batch"] for c in img2img] == [2, 2, 2, 2]  # two nested jobs of two images
+    assert [c["seed"] for c in img2img] == [100, 101, 102, 103]
+    assert [c["prompt"] for c in img2img] == [f"castle {n}, sharp" for n in range(4)]
+
+
+def test_the_job_lets_go_of_its_model_while_passes_run(webui):
+    """A switch must not hold two models: the job's p.sd_model is dropped for the passes."""
+    held = []
+    webui.processing.on_call.append(lambda call: held.append(current_p[0].sd_model))
+    current_p = [None]
+    p = make_p(webui, recipe={"passes": [{"checkpoint": "photo"}]})
+    current_p[0] = p
+    webui.processing.process_images(p)
+    if webui.forge:  # the job's own attribute (A1111's is a view of shared.sd_model)
+        assert held[0] is not None and held[1] is None
+        assert p.sd_model is webui.shared.sd_model  # given back afterwards

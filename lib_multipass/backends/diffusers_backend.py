@@ -17,7 +17,7 @@ import inspect
 import json
 import os
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,65 @@ UPSCALERS = {
     "Bilinear": Image.Resampling.BILINEAR,
     "Nearest": Image.Resampling.NEAREST,
 }
-DEFAULT_CACHE_BYTES = 2 * 1024**3
+CACHE_SHARE = 0.6  # of the memory available when the runner starts: the default RAM cache
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux: MemAvailable; elsewhere free physical pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
+
+
+def default_cache_bytes() -> int:
+    """The RAM cache's default size: a share of the memory available now."""
+    return int(available_memory() * CACHE_SHARE)
+
+
+def resolve_device(name: str = "auto") -> tuple[str | None, str | None]:
+    """(device, problem): 'auto' is CUDA, then Apple's MPS, then the CPU; a device this torch
+    build lacks is a problem saying what is there."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    have = ["cpu", *(["cuda"] if cuda else []), *(["mps"] if mps else [])]
+    if name == "auto":
+        return ("cuda" if cuda else "mps" if mps else "cpu"), None
+    kind = name.split(":", 1)[0]
+    if kind not in DEVICES[1:]:
+        return None, f"one of auto, {', '.join(DEVICES[1:])} (or cuda:N)"
+    if kind not in have:
+        build = torch.__version__
+        return None, f"auto or {', '.join(have)}: this torch ({build}) has no {kind.upper()} device"
+    if kind == "cuda" and ":" in name:
+        index = name.split(":", 1)[1]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            return None, f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+    return name, None
+
+
+def resolve_dtype(name: str, device: str) -> tuple[str | None, str | None]:
+    """(dtype name, problem): 'auto' is fp16 on a GPU, fp32 on the CPU; fp16 on the CPU is
+    refused (slow, and some layers lack it)."""
+    if name == "auto":
+        return ("fp16" if device.split(":")[0] in ("cuda", "mps") else "fp32"), None
+    if name not in DTYPES:
+        return None, "one of auto, " + ", ".join(DTYPES)
+    if name == "fp16" and device == "cpu":
+        return None, "auto, fp32 or bf16 on the CPU (fp16 is for GPUs)"
+    return name, None
+
 
 # SD1.x in diffusers' terms: enough to load a user's SD1 checkpoint with no hub access
 SD1_ARCHITECTURE: dict[str, Any] = {
@@ -268,15 +326,28 @@ class DiffusersBackend:
         folders: Sequence[Path],
         *,
         home: Path | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_bytes: int | None = None,
         allow_ckpt: bool = False,
-        device: str = "cpu",
+        device: str = "auto",
+        dtype: str = "auto",
+        report: Callable[[str], None] | None = None,
     ) -> None:
+        """`cache_bytes` None: a share of the memory available now (default_cache_bytes);
+        `device` auto: CUDA, then MPS, then the CPU; `dtype` auto: fp16 on a GPU, else fp32.
+        `report` gets a line for anything a user should know (a checkpoint too big to cache)."""
         self.folders = [Path(f) for f in folders]
         self.home = home or tiny.default_home()
-        self.cache_bytes = cache_bytes
+        self.cache_bytes = default_cache_bytes() if cache_bytes is None else cache_bytes
         self.allow_ckpt = allow_ckpt
-        self.device = device
+        resolved, problem = resolve_device(device)
+        if problem:
+            raise BackendError(f"device {device!r}: allowed: {problem}")
+        self.device = str(resolved)
+        kind, problem = resolve_dtype(dtype, self.device)
+        if problem:
+            raise BackendError(f"dtype {dtype!r}: allowed: {problem}")
+        self.dtype = str(kind)
+        self.report = report or (lambda line: None)
         self.disk_loads: Counter[str] = Counter()
         self.cache_hits: Counter[str] = Counter()
         self._files: dict[str, CheckpointFile] = {}
@@ -284,6 +355,8 @@ class DiffusersBackend:
             for c in list_checkpoints(folder) if folder.is_dir() else []:
                 self._files.setdefault(c.name, c)
         self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._pipes: dict[tuple[str, str], Any] = {}  # (checkpoint, kind) -> pipeline
+        self._schedulers: dict[tuple[str, str, str], Any] = {}
         self._current = ""
         self._families: dict[str, str] = {}
         self._file_problems: dict[tuple, str | None] = {}
@@ -380,13 +453,72 @@ class DiffusersBackend:
                     f"checkpoint {c.name!r} is a pickle-based .ckpt file, which can run code "
                     "when loaded; convert it to .safetensors, or allow it with --allow-ckpt"
                 )
+            self._make_room(c)
             pipe = self._read(c)
             self._cache[c.name] = (pipe, pipeline_bytes(pipe))
             self._evict(keep=c.name)
-        self._current = c.name
+        self._activate(c.name)
+
+    def _activate(self, name: str) -> None:
+        """Make `name` the current checkpoint; on a GPU only it sits in device memory, the
+        cached others wait in RAM."""
+        if self.device != "cpu" and name != self._current:
+            if self._current in self._cache:
+                self._cache[self._current][0].to("cpu")
+            self._cache[name][0].to(self.device)
+        self._current = name
+
+    def _torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, DTYPES[self.dtype])
+
+    def _make_room(self, c: CheckpointFile) -> None:
+        """Before reading `c`, drop cached checkpoints until it fits beside the rest, so a
+        switch never holds two models it cannot keep; say so when `c` cannot be cached."""
+        need = self._expected_bytes(c)
+        if need > self.cache_bytes:
+            gb = need / 2**30
+            self.report(
+                f"note: {c.name} needs {gb:.1f} GB in {self.dtype}, more than the "
+                f"{self.cache_bytes / 2**30:.1f} GB RAM cache (--cache-mb): it is read from "
+                "disk whenever it is needed"
+            )
+        total = sum(size for _, size in self._cache.values())
+        for name in list(self._cache):
+            if total + need <= self.cache_bytes:
+                break
+            total -= self._drop(name)
+
+    def _expected_bytes(self, c: CheckpointFile) -> int:
+        """A checkpoint's size in memory at the run dtype, from its header (or file size)."""
+        size = 2 if self.dtype in ("fp16", "bf16") else 4
+        try:
+            header = {} if c.pickled else read_safetensors_header(c.path)
+        except ValueError:
+            header = {}
+        numel = 0
+        for key, entry in header.items():
+            if key != "__metadata__" and isinstance(entry, dict):
+                count = 1
+                for n in entry.get("shape") or []:
+                    count *= int(n)
+                numel += count
+        return numel * size if numel else c.path.stat().st_size * size // 2
+
+    def _drop(self, name: str) -> int:
+        pipe, size = self._cache.pop(name)
+        if name == self._current:
+            self._current = ""  # nothing is loaded until the next checkpoint is read
+
+        for key in [k for k in self._pipes if k[0] == name]:
+            del self._pipes[key]
+        for key in [k for k in self._schedulers if k[0] == name]:
+            del self._schedulers[key]
+        del pipe
+        return size
 
     def _read(self, c: CheckpointFile) -> Any:
-        import torch
         from diffusers.utils import logging as dlogging
 
         dlogging.set_verbosity_error()
@@ -401,11 +533,11 @@ class DiffusersBackend:
             str(c.path),
             config=str(self._config_dir(c)),
             local_files_only=True,
-            torch_dtype=torch.float32,
+            torch_dtype=self._torch_dtype(),
             **extra,
         )
         pipe.set_progress_bar_config(disable=True)
-        return pipe.to(self.device)
+        return pipe  # in RAM; _activate moves the current one to the device
 
     def _evict(self, keep: str) -> None:
         total = sum(size for _, size in self._cache.values())
@@ -413,7 +545,7 @@ class DiffusersBackend:
             if total <= self.cache_bytes:
                 break
             if name != keep:
-                total -= self._cache.pop(name)[1]
+                total -= self._drop(name)
 
     def cached(self) -> dict[str, int]:
         """Checkpoints held in RAM and their bytes, least recently used first."""
@@ -554,65 +686,91 @@ class DiffusersBackend:
     # -- sampling ----------------------------------------------------------------------------
 
     def _pipeline(self, kind: str) -> Any:
+        """The loaded checkpoint's pipeline for txt2img, img2img or inpaint, made once: they
+        share the checkpoint's components (no weight is copied)."""
         if not self._current:
             raise BackendError("no checkpoint is loaded")
-        pipe = self._cache[self._current][0]
-        cls = _pipeline_class(_family_of_pipeline(pipe), kind)
-        out = pipe if cls is type(pipe) else cls(**pipe.components)
-        out.set_progress_bar_config(disable=True)
-        return out
+        key = (self._current, kind)
+        if key not in self._pipes:
+            pipe = self._cache[self._current][0]
+            cls = _pipeline_class(_family_of_pipeline(pipe), kind)
+            out = pipe if cls is type(pipe) else cls(**pipe.components)
+            out.set_progress_bar_config(disable=True)
+            self._pipes[key] = out
+        return self._pipes[key]
 
     def _scheduler(self, pipe: Any, sampler: str, scheduler: str) -> Any:
-        problems = self.check_sampling(sampler, scheduler, "", "sampling")
-        if problems:
-            raise BackendError(str(problems[0]))
-        cls_name, settings = SAMPLERS[sampler]
-        cls = _scheduler_class(cls_name)
-        return cls.from_config(pipe.scheduler.config, **settings, **SCHEDULE_TYPES[scheduler])
+        key = (self._current, sampler, scheduler)
+        if key not in self._schedulers:
+            problems = self.check_sampling(sampler, scheduler, "", "sampling")
+            if problems:
+                raise BackendError(str(problems[0]))
+            cls_name, settings = SAMPLERS[sampler]
+            base = self._cache[self._current][0].scheduler.config
+            cls = _scheduler_class(cls_name)
+            self._schedulers[key] = cls.from_config(base, **settings, **SCHEDULE_TYPES[scheduler])
+        return self._schedulers[key]
 
-    def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
+    def generate(
+        self, requests: Sequence[SampleRequest], on_step: StepCallback
+    ) -> list[Image.Image]:
+        """One diffusers call for the batch: per-image prompts, seeds (a CPU generator each, so
+        a seed gives the same noise on any device) and init images; one of a batch is passed
+        exactly as a single generation by hand would be."""
         import torch
 
-        kind = "txt2img" if request.image is None else "img2img"
-        if request.mask is not None:
+        first = requests[0]
+        kind = "txt2img" if first.image is None else "img2img"
+        if first.mask is not None:
             kind = "inpaint"
         pipe = self._pipeline(kind)
-        pipe.scheduler = self._scheduler(pipe, request.sampler, request.scheduler)
+        pipe.scheduler = self._scheduler(pipe, first.sampler, first.scheduler)
 
         def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             on_step(i + 1, p.num_timesteps)
             return kwargs
 
+        one = len(requests) == 1
+        negatives = [r.negative_prompt for r in requests]
+        generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
         args: dict[str, Any] = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
-            "guidance_scale": request.cfg_scale,
-            "generator": torch.Generator("cpu").manual_seed(request.seed),
+            "prompt": first.prompt if one else [r.prompt for r in requests],
+            "negative_prompt": (negatives[0] or None) if one else negatives,
+            "guidance_scale": first.cfg_scale,
+            "generator": generators[0] if one else generators,
             "callback_on_step_end": callback,
             "output_type": "pil",
         }
         if _family_of_pipeline(pipe) == "sdxl":
-            args |= sdxl_conditioning(request.width, request.height)
+            args |= sdxl_conditioning(first.width, first.height)
         if kind == "txt2img":
             args |= {
-                "num_inference_steps": request.steps,
-                "height": request.height,
-                "width": request.width,
+                "num_inference_steps": first.steps,
+                "height": first.height,
+                "width": first.width,
             }
         else:
-            steps, strength = diffusers_steps(request.strength, request.steps, request.step_mode)
-            image = request.image.convert("RGB")
-            if image.size != (request.width, request.height):
-                image = image.resize((request.width, request.height), Image.Resampling.LANCZOS)
-            args |= {"image": image, "num_inference_steps": steps, "strength": strength}
+            steps, strength = diffusers_steps(first.strength, first.steps, first.step_mode)
+            images = []
+            for r in requests:
+                image = r.image.convert("RGB")
+                if image.size != (r.width, r.height):
+                    image = image.resize((r.width, r.height), Image.Resampling.LANCZOS)
+                images.append(image)
+            args |= {
+                "image": images[0] if one else images,
+                "num_inference_steps": steps,
+                "strength": strength,
+            }
             if kind == "inpaint":
+                masks = [r.mask for r in requests]
                 args |= {
-                    "mask_image": request.mask,
-                    "height": request.height,
-                    "width": request.width,
+                    "mask_image": masks[0] if one else masks,
+                    "height": first.height,
+                    "width": first.width,
                 }
         with torch.inference_mode():
-            return pipe(**args).images[0]
+            return list(pipe(**args).images)
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
         if upscaler not in UPSCALERS:

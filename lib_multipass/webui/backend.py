@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,33 +146,41 @@ class WebUIBackend:
                 problems.append(Problem(where, "text_encoders", unknown, allowed))
         return problems
 
-    def generate(self, request: SampleRequest, on_step: StepCallback) -> Image.Image:
+    def generate(
+        self, requests: Sequence[SampleRequest], on_step: StepCallback
+    ) -> list[Image.Image]:
+        """One nested img2img for the batch, as the host's own batched img2img: batch_size
+        images, each with its seed, prompts and init image (crops share one mask)."""
         processing = compat.host_module("modules.processing")
         shared = _shared()
         info = compat.current_checkpoint()
+        first = requests[0]
+        one = len(requests) == 1
         args: dict[str, Any] = {
             "sd_model": shared.sd_model,
             "outpath_samples": self.outpath_samples,
             "outpath_grids": self.outpath_grids,
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
+            "prompt": first.prompt if one else [r.prompt for r in requests],
+            "negative_prompt": first.negative_prompt
+            if one
+            else [r.negative_prompt for r in requests],
             "styles": [],
-            "seed": request.seed,
+            "seed": first.seed if one else [r.seed for r in requests],
             "subseed": -1,
             "subseed_strength": 0,
-            "sampler_name": request.sampler,
-            "batch_size": 1,
+            "sampler_name": first.sampler,
+            "batch_size": len(requests),
             "n_iter": 1,
-            "steps": request.steps,
-            "cfg_scale": request.cfg_scale,
-            "width": request.width,
-            "height": request.height,
-            "init_images": [request.image],
-            "mask": request.mask,
+            "steps": first.steps,
+            "cfg_scale": first.cfg_scale,
+            "width": first.width,
+            "height": first.height,
+            "init_images": [r.image for r in requests],
+            "mask": first.mask,
             "mask_blur": 0,
             "inpainting_fill": 1,  # original content: the crop itself is the starting point
             "inpaint_full_res": False,  # Multipass has already cropped
-            "denoising_strength": request.strength,
+            "denoising_strength": first.strength,
             "do_not_save_samples": True,
             "do_not_save_grid": True,
             "override_settings": {},  # the pass's models come from PassModels, not settings
@@ -179,18 +188,19 @@ class WebUIBackend:
         }
         cls = processing.StableDiffusionProcessingImg2Img
         fields = {f.name for f in dataclasses.fields(cls)}
-        if request.scheduler and "scheduler" in fields:
-            args["scheduler"] = request.scheduler
+        if first.scheduler and "scheduler" in fields:
+            args["scheduler"] = first.scheduler
         args |= {k: v for k, v in self.inherit.items() if k in fields}
         p = cls(**args)
         p.scripts = compat.empty_script_runner()
         p.script_args = []
         try:
-            with self.models.running(info, request.vae, request.text_encoders):
+            with self.models.running(info, first.vae, first.text_encoders):
                 processed = processing.process_images(p)
         finally:
             if hasattr(p, "close"):
                 p.close()
+        del p  # nothing of ours keeps the model alive past the pass
         state = shared.state
         if state.interrupted or getattr(state, "stopping_generation", False):
             raise Cancelled
@@ -202,10 +212,14 @@ class WebUIBackend:
                 f"the WebUI ran this pass on {ran.title!r} instead of {info.title!r} "
                 "(was the checkpoint changed while the job ran?)"
             )
-        on_step(request.steps, request.steps)
-        if not processed.images:
-            raise RuntimeError("the WebUI returned no image for a Multipass pass")
-        return processed.images[0]
+        on_step(first.steps, first.steps)
+        first_image = getattr(processed, "index_of_first_image", 0)
+        images = list(processed.images[first_image : first_image + len(requests)])
+        if len(images) != len(requests):
+            raise RuntimeError(
+                f"the WebUI returned {len(images)} images for a Multipass pass of {len(requests)}"
+            )
+        return images
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
         images = compat.host_module("modules.images")

@@ -8,6 +8,7 @@ instance: XYZ plot copies `p` for every cell and each copy is its own job.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -213,6 +214,7 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         job_mask=state.job_mask,
         prompts=prompts if len(prompts) == len(images) else None,
         negative_prompts=negatives if len(negatives) == len(images) else None,
+        batch_size=max(1, int(getattr(p, "batch_size", 1) or 1)),  # as the job's own batches
     )
     backend = WebUIBackend(p.outpath_samples, p.outpath_grids, compat.inherited(p))
     shared.state.job_count = max(shared.state.job_count, 0) + state.runs * len(images)
@@ -220,10 +222,17 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
     def progress(pr: Progress) -> None:
         shared.state.textinfo = f"{PREFIX}: {pr.label}, image {pr.image + 1} of {pr.images}"
 
+    held = getattr(p, "sd_model", None)
     try:
+        # the job keeps the model it made its images with; let go of it, so a switch never
+        # holds two models (Forge frees the old one before loading the next)
+        _set_model(p, None)
+        del held
         result = run_job(state.recipe, job, backend, control=WebUIControl(), progress=progress)
     finally:
         backend.close()
+        _set_model(p, getattr(shared, "sd_model", None))
+
     if not result.complete:
         message = f"{PREFIX}: {result.account()}"
         log.warning(message)
@@ -237,6 +246,12 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
     _tell(processed, state, result, first)
     _save(p, processed, state, result, first)
     return result
+
+
+def _set_model(p: Any, model: Any) -> None:
+    """p.sd_model where it is the job's own attribute (Forge); A1111's is a read-only view."""
+    with contextlib.suppress(AttributeError):
+        p.sd_model = model
 
 
 def with_params(infotext: str, params: dict[str, str]) -> str:

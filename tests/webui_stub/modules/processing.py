@@ -253,7 +253,9 @@ def create_infotext(p, seed, prompt):
         "Version": "stub",
     }
     line = ", ".join(f"{k}: {quote(v)}" for k, v in params.items() if v is not None)
-    return f"{prompt}\nNegative prompt: {p.negative_prompt}\n{line}"
+    negative = p.negative_prompt[0] if isinstance(p.negative_prompt, list) else p.negative_prompt
+    return f"{prompt}\nNegative prompt: {negative}\n{line}"
+
 
 
 def _tint(checkpoint_file, vae, seed, size):
@@ -311,6 +313,14 @@ def process_images_inner(p):
         p.scripts.process(p)
     images, seeds, prompts, infotexts = [], [], [], []
     base_seed = p.seed if p.seed != -1 else 1000
+    total = p.n_iter * p.batch_size
+    # list seeds and prompts as the hosts take them (A1111 processing.py:901, setup_prompts)
+    all_seeds = list(p.seed) if isinstance(p.seed, list) else [base_seed + x for x in range(total)]
+    all_prompts = (
+        list(p.prompt)
+        if isinstance(p.prompt, list)
+        else [p.prompt.replace("{n}", str(x)) for x in range(total)]  # as wildcards would
+    )
     for n in range(p.n_iter):
         if shared.state.interrupted or shared.state.stopping_generation:
             break
@@ -321,8 +331,8 @@ def process_images_inner(p):
         if FLAVOUR == "reforge":  # processing.py:1065, no None check
             next((x for x in p.scripts.alwayson_scripts if x.name == "advanced model sampling"), None)
         for i in range(p.batch_size):
-            seed = base_seed + n * p.batch_size + i
-            prompt = p.prompt.replace("{n}", str(n * p.batch_size + i))  # as wildcards would
+            seed = all_seeds[n * p.batch_size + i]
+            prompt = all_prompts[n * p.batch_size + i]
             model = shared.sd_model
             title = model.sd_checkpoint_info.title
             vae = model.modules if FORGE else sd_vae.get_loaded_vae_name()
@@ -342,11 +352,13 @@ def process_images_inner(p):
                 "steps": p.steps,
                 "override": dict(p.override_settings),
                 "mask": getattr(p, "image_mask", None),
+                "batch": p.batch_size,
+
                 "scripts": p.scripts,
                 "inpaint_full_res": getattr(p, "inpaint_full_res", None),
             }
             if hasattr(p, "init_images"):
-                init = p.init_images[0].convert("RGB").resize(size)
+                init = p.init_images[i if len(p.init_images) > 1 else 0].convert("RGB").resize(size)
                 blended = Image.blend(init, out, p.denoising_strength)
                 mask = getattr(p, "image_mask", None)
                 out = Image.composite(blended, init, mask.convert("L")) if mask is not None else blended
