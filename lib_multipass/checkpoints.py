@@ -117,6 +117,20 @@ def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
     return family_from_keys(header), None
 
 
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why a `.safetensors` file is not a model checkpoint a WebUI can run, if it is not:
+    truncated or fake (inspect_file), or holding no diffusion model at all (a VAE or a text
+    encoder put among the checkpoints: A1111 would load nothing of it and, with strict=False,
+    keep running the previous weights under the new name)."""
+    family, problem = inspect_file(path)
+    if problem is not None or family is not None:
+        return problem
+    keys = read_safetensors_header(path)
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        return "holds no model.diffusion_model tensors: not a checkpoint (a VAE or a text encoder?)"
+    return None
+
+
 def _pickle_problem(path: Path) -> str | None:
     """Why a `.ckpt` is not a PyTorch checkpoint, from its first bytes (never unpickled)."""
     with open(path, "rb") as fh:

@@ -906,3 +906,24 @@ def test_the_job_lets_go_of_its_model_while_passes_run(webui):
     if webui.forge:  # the job's own attribute (A1111's is a view of shared.sd_model)
         assert held[0] is not None and held[1] is None
         assert p.sd_model is webui.shared.sd_model  # given back afterwards
+
+
+def test_a_file_that_is_no_checkpoint_is_named_before_the_job(webui):
+    """Found in a real A1111: a VAE copied among the checkpoints 'loads' (strict=False) and the
+    previous weights run on under its name, reported complete. Named before the job instead."""
+    from pathlib import Path
+
+    from layout import header_only
+
+    from lib_multipass.webui import api, job
+
+    header_only(
+        Path(webui.sd_models.model_path) / "notamodel.safetensors", ["decoder.conv_in.weight"]
+    )
+    webui.sd_models.list_models()
+    check = api.RecipeCheck(lambda *a: None, job.validate_request)
+    recipe = {"passes": [{"checkpoint": "notamodel"}]}
+    sent = asgi_call(check, {"alwayson_scripts": {"multipass": {"args": [True, recipe]}}})
+    assert sent[0]["status"] == 422
+    message = json.loads(sent[1]["body"])["detail"][0]["message"]
+    assert "notamodel.safetensors: holds no model.diffusion_model tensors" in message

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..checkpoints import family_or_default, inspect_file
+from ..checkpoints import checkpoint_problem, family_or_default
 from ..engine import Cancelled, Control, SampleRequest, Skipped, StepCallback
 from ..geometry import Size
 from ..plan import Run
@@ -107,7 +107,7 @@ class WebUIBackend:
         if not filename.lower().endswith(".safetensors"):
             return None
         if filename not in self._file_problems:
-            self._file_problems[filename] = inspect_file(filename)[1]
+            self._file_problems[filename] = checkpoint_problem(filename)
         return self._file_problems[filename]
 
     def check_run(self, run: Run) -> list[Problem]:
