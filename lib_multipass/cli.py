@@ -170,6 +170,15 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     models = sub.add_parser("models", help="list the checkpoints the runner can load")
     _model_args(models)
 
+    detectors = sub.add_parser("detectors", help="list the detectors detect passes can use")
+    detectors.add_argument("--detectors", type=Path, help="a folder of YOLO models")
+    detectors.add_argument(
+        "--webui", type=Path, help="a WebUI folder: also its models/adetailer YOLO models"
+    )
+    detectors.add_argument(
+        "--allow-ckpt", action="store_true", help="allow pickle-based .pt models (they run code)"
+    )
+
     schema = sub.add_parser("schema", help="print the recipe JSON schema")
     fields = sub.add_parser("fields", help="print every recipe field as a Markdown table")
     return {
@@ -178,6 +187,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         "demo": demo,
         "run": run,
         "models": models,
+        "detectors": detectors,
         "schema": schema,
         "fields": fields,
     }
@@ -190,6 +200,7 @@ def _device_args(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", type=Path, help="a folder of .safetensors checkpoints")
+    p.add_argument("--detectors", type=Path, help="a folder of YOLO models for detect passes")
     p.add_argument(
         "--webui", type=Path, help="a WebUI folder: use its models/Stable-diffusion checkpoints"
     )
@@ -311,8 +322,38 @@ def _device_flags(args: argparse.Namespace, problems: list[Problem]) -> None:
         problems.append(Problem(CLI, "--dtype", args.dtype, f"{problem} (device {device})"))
 
 
+def registry(args: argparse.Namespace) -> Any:
+    """The detectors of this run: OpenCV's, mediapipe's, YOLO models in ~/.cache/multipass/
+    detectors, --detectors and a WebUI's models/adetailer."""
+    from .detectors import Registry
+    from .tiny import default_home
+
+    folders = [default_home() / "detectors"]
+    if getattr(args, "detectors", None):
+        folders.append(args.detectors)
+    if getattr(args, "webui", None):
+        folders.append(args.webui / "models" / "adetailer")
+    return Registry(folders, allow_pickles=bool(getattr(args, "allow_ckpt", False)))
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    problems: list[Problem] = []
+    _folder("--detectors", args.detectors, problems)
+    _folder("--webui", args.webui, problems)
+    if problems:
+        raise RecipeError(problems)
+    entries = registry(args).entries()
+    for name, e in entries.items():
+        state = "ready" if e.problem is None else f"unavailable: {name} {e.problem}"
+        print(f"{name:24s} {e.what:8s} {state}  ({e.source})")
+    if not any(e.problem is None for e in entries.values()):
+        print("no detector can run here: install opencv-python-headless (4.x) for OpenCV's")
+    return EXIT_OK
+
+
 def _model_flags(args: argparse.Namespace, problems: list[Problem]) -> int | None:
     _folder("--models", getattr(args, "models", None), problems)
+    _folder("--detectors", getattr(args, "detectors", None), problems)
     webui = getattr(args, "webui", None)
     if webui is not None:
         _folder("--webui", webui, problems)
@@ -345,8 +386,9 @@ def _crop_finder(recipe: Any, job: Any):
     masks = load_masks(recipe, job)
 
     def find(index: int, p: Any, size: Size, family: str) -> tuple[Crop, ...] | None:
-        if p.mask_source == "job":
-            return None  # the job's own mask arrives with the job
+        if p.mask_source in ("job", "detect"):
+            return None  # the job's own mask arrives with the job; detections at run time
+
         return tuple(m.crop for m in crops_for(index, recipe, job, masks, size, family))
 
     return find
@@ -525,6 +567,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             size=size,
             recipe_dir=args.recipe.parent,
             batch_size=batch_size,
+            detectors=registry(args),
         )
         _checked_job(recipe, job, backend, problems)
         if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):
@@ -592,6 +635,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "run": cmd_run,
     "models": cmd_models,
+    "detectors": cmd_detectors,
     "plan": cmd_plan,
     "schema": cmd_schema,
     "fields": cmd_fields,

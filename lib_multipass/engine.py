@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from .detectors import how_many, what_from_name
 from .geometry import Size
 from .imaging import (
     MaskedCrop,
@@ -26,10 +27,12 @@ from .imaging import (
     cut_crop,
     open_mask_image,
     paste_back,
+    placed_mask,
     plan_masked_crop,
+    plan_placed,
     to_mask,
 )
-from .plan import JobContext, Run, base_run, counted, plan_runs, resolve_prompt
+from .plan import JobContext, Run, base_run, counted, crop_prompts, plan_runs, resolve_prompt
 from .recipe import Problem, RecipeError, where_pass
 
 SEED_MODULUS = 2**32
@@ -150,6 +153,7 @@ class RunOutput:
     image: Image.Image
     seed: int
     skipped: bool = False
+    detected: tuple[int, int] | None = None  # a detect pass: (found, inpainted) in this image
 
 
 def describe_run(run: Run) -> str:
@@ -170,6 +174,7 @@ class ImageAccount:
     stopped_at: Run | None  # the first run this image did not get; None: it got every run
     stopped: str | None  # None, "cancelled" or "error"
     reason: str = ""
+    found: tuple[tuple[int, str], ...] = ()  # detect passes: (pass index, "3 faces, 2 inpainted")
 
     @property
     def complete(self) -> bool:
@@ -224,7 +229,15 @@ class JobResult:
         next_run = self.runs[len(done)] if len(done) < len(self.runs) else None
         if self.stopped is None:
             next_run = None
+        found: dict[int, str] = {}
+        for o in done:
+            if o.detected is not None and o.run.pass_index not in found:
+                what = what_from_name(o.run.detector)
+                found[o.run.pass_index] = (
+                    f"{how_many(o.detected[0], what)}, {o.detected[1]} inpainted"
+                )
         return ImageAccount(
+            found=tuple(found.items()),
             ran=tuple(o.run for o in done if not o.skipped),
             skipped=tuple(o.run for o in done if o.skipped),
             stopped_at=next_run,
@@ -269,6 +282,7 @@ class Job:
     prompts: Sequence[str] | None = None
     negative_prompts: Sequence[str] | None = None
     batch_size: int = 1  # images sampled together in one call (the WebUI's batch size)
+    detectors: Any = None  # a detectors.Registry, for detect passes
 
     @property
     def count(self) -> int:
@@ -312,6 +326,7 @@ def prepare(
     found += mask_problems
     if job.images is None:
         found += backend.check_run(base_run(ctx))
+    found += _detector_problems(recipe, job)
     seen = set()
     for run in runs:
         if run.pass_index not in seen:
@@ -326,8 +341,28 @@ def prepare(
     return runs, masks
 
 
+def _detector_problems(recipe: Any, job: Job) -> list[Problem]:
+    """A detect pass's detector must be there (and loadable) before anything runs."""
+    out = []
+    for i, p in enumerate(recipe.passes):
+        if not (p.enabled and p.region == "crop" and p.mask_source == "detect" and p.detector):
+            continue
+        if job.detectors is None:
+            out.append(Problem(where_pass(i), "detector", p.detector, "no detectors here"))
+            continue
+        problem = job.detectors.problem(p.detector)
+        if problem is None:
+            try:
+                job.detectors.get(p.detector)
+            except Exception as e:  # a model file that does not load: named before the job
+                problem = f"a detector that loads ({p.detector}: {' '.join(str(e).split())[:200]})"
+        if problem is not None:
+            out.append(Problem(where_pass(i), "detector", p.detector, problem))
+    return out
+
+
 # fields a pass inherits when it leaves them empty (from the pass before, or the base)
-INHERITED = ("checkpoint", "vae", "text_encoders", "sampler", "scheduler")
+INHERITED = ("checkpoint", "vae", "text_encoders", "sampler", "scheduler", "prompt")
 
 
 def _own(problems: list[Problem], p: Any) -> list[Problem]:
@@ -360,11 +395,42 @@ def load_masks(recipe: Any, job: Job) -> dict[int, Image.Image]:
     return masks
 
 
+def detect_crops(
+    p: Any, detector: Any, image: Image.Image, family: str
+) -> tuple[list[MaskedCrop], int]:
+    """A detect pass's crops in one image, and how many confident detections it found: the
+    detector's finds, filtered and ordered as the pass says, each (or all together) masked by
+    its box or outline, grown or shrunk, then cropped as any mask is."""
+    from .detectors.select import select
+
+    found = detector.detect(image)
+    confident = sum(1 for d in found if d.score >= p.detect_threshold)
+    chosen = select(
+        found,
+        image.size,
+        threshold=p.detect_threshold,
+        max_count=p.detect_max,
+        order=p.detect_order,
+        min_area=p.detect_min_area,
+        max_area=p.detect_max_area,
+    )
+    placed = [
+        placed_mask(
+            d.box, image.size, d.mask if p.detect_mask == "segment" else None, p.detect_dilate
+        )
+        for d in chosen
+    ]
+    return plan_placed(placed, image.size, p, family, p.detect_merge), confident
+
+
 def crops_for(
     index: int, recipe: Any, job: Job, masks: dict[int, Image.Image], size: Size, family: str
 ) -> list[MaskedCrop]:
-    """The crops of pass `index` on an image of `size`; masks are in base-image pixels."""
+    """The crops of pass `index` on an image of `size`; masks are in base-image pixels.
+    (A detect pass's crops differ per image: detect_crops.)"""
     p = recipe.passes[index]
+    if p.mask_source == "detect":
+        return []
     base_size = job.ctx.boxes_drawn_on
     if p.mask_source == "boxes":
         return box_crops(size, base_size, p.boxes, p, family)
@@ -402,6 +468,8 @@ def run_job(
     original_id = backend.checkpoint_id("")
     crop_cache: dict[tuple[int, Size, str], list[MaskedCrop]] = {}
 
+    detected: dict[tuple[int, int], tuple[list[MaskedCrop], int]] = {}
+
     def crops(run: Run, family: str, size: Size) -> list[MaskedCrop]:
         # a pass's crops depend only on its mask, the image size and the checkpoint family:
         # found once, for the progress total and then for every image
@@ -409,6 +477,18 @@ def run_job(
         if key not in crop_cache:
             crop_cache[key] = crops_for(run.pass_index, recipe, job, masks, size, family)
         return crop_cache[key]
+
+    def image_crops(run: Run, family: str, index: int, image: Image.Image) -> list[MaskedCrop]:
+        """Crops of image `index` in this run: a detect pass detects once per image, on the
+        image as the pass's first run finds it; other passes share the job's crops."""
+        p = recipe.passes[run.pass_index]
+        if p.mask_source != "detect":
+            return crops(run, family, image.size)
+        key = (run.pass_index, index)
+        if key not in detected:
+            detector = job.detectors.get(p.detector)
+            detected[key] = detect_crops(p, detector, image, family)
+        return detected[key][0]
 
     counts = _step_totals(job, runs, backend, crops)
     done = 0
@@ -495,7 +575,9 @@ def run_job(
                         [result.images[i] for i in batch],
                         seeds,
                         ctx.step_mode,
-                        lambda size, run=run, family=family: crops(run, family, size),
+                        lambda j, image, run=run, family=family, batch=batch: image_crops(
+                            run, family, batch[j], image
+                        ),
                         on_step_for(run.number, label, batch),
                     )
                     skipped = False
@@ -504,7 +586,9 @@ def run_job(
                     images, skipped = [result.images[i] for i in batch], True
                 for i, image, seed in zip(batch, images, seeds, strict=True):
                     result.images[i] = image
-                    result.outputs[i].append(RunOutput(run, image, seed, skipped))
+                    found = detected.get((run.pass_index, i))
+                    counts_here = (found[1], len(found[0])) if found is not None else None
+                    result.outputs[i].append(RunOutput(run, image, seed, skipped, counts_here))
             result.runs_done += 1
     except (Cancelled, KeyboardInterrupt):  # KeyboardInterrupt: a second Ctrl-C, mid-step
         result.stopped = "cancelled"
@@ -536,12 +620,15 @@ def _for_image(run: Run, recipe: Any, job: Job, index: int) -> Run:
     if job.prompts is None and job.negative_prompts is None:
         return run
     p = recipe.passes[run.pass_index]
-    changes = {}
+    changes: dict[str, Any] = {}
     if job.prompts is not None:
-        changes["prompt"] = resolve_prompt(p.prompt_mode, p.prompt, job.prompts[index])
+        base = job.prompts[index]
+        changes["prompt"] = resolve_prompt(p.prompt_mode, p.prompt, base)
+        changes["crop_prompts"] = crop_prompts(p.prompt_mode, p.prompt, base)
     if job.negative_prompts is not None:
         neg = job.negative_prompts[index]
         changes["negative_prompt"] = resolve_prompt(p.negative_prompt_mode, p.negative_prompt, neg)
+        changes["crop_negatives"] = crop_prompts(p.negative_prompt_mode, p.negative_prompt, neg)
     return dataclasses.replace(run, **changes)
 
 
@@ -580,11 +667,12 @@ def _apply(
     images: Sequence[Image.Image],
     seeds: Sequence[int],
     mode: str,
-    find_crops: Callable[[Size], list[MaskedCrop]],
+    find_crops: Callable[[int, Image.Image], list[MaskedCrop]],
     on_step: StepCallback,
 ) -> list[Image.Image]:
     """One run on a batch of images (each with its own run: its prompts): upscale first if
-    asked, then sample the whole images, or each crop of them, all in one call per crop."""
+    asked, then sample the whole images in one call, or crop by crop: crop k of every image
+    that has one, batched by working size, each with its own prompt ([SEP]) and seed + k."""
     run = runs[0]
     out = list(images)
     if run.upscaler is not None:
@@ -597,15 +685,29 @@ def _apply(
             for r, seed, image in zip(runs, seeds, out, strict=True)
         ]
         return backend.generate(requests, on_step)
-    # every image of a job has the same size at a given run, so the same crops
-    for planned in find_crops(out[0].size):
-        cut = [cut_crop(image, planned) for image in out]
-        requests = [
-            _request(r, planned.crop.working, seed, mode, image=region, mask=mask)
-            for r, seed, (region, mask) in zip(runs, seeds, cut, strict=True)
-        ]
-        made = backend.generate(requests, on_step)
-        out = [paste_back(image, new, planned) for image, new in zip(out, made, strict=True)]
+    lists = [find_crops(j, image) for j, image in enumerate(out)]
+    for k in range(max((len(c) for c in lists), default=0)):
+        groups: dict[Size, list[int]] = {}
+        for j, planned in enumerate(lists):
+            if k < len(planned):
+                groups.setdefault(planned[k].crop.working, []).append(j)
+        for working, members in groups.items():
+            cut = {j: cut_crop(out[j], lists[j][k]) for j in members}
+            requests = []
+            for j in members:
+                prompt, negative = runs[j].prompts_for(k)
+                region, mask = cut[j]
+                seed = (seeds[j] + k) % SEED_MODULUS  # each crop its own seed
+                requests.append(
+                    dataclasses.replace(
+                        _request(runs[j], working, seed, mode, image=region, mask=mask),
+                        prompt=prompt,
+                        negative_prompt=negative,
+                    )
+                )
+            made = backend.generate(requests, on_step)
+            for j, new in zip(members, made, strict=True):
+                out[j] = paste_back(out[j], new, lists[j][k])
     return out
 
 

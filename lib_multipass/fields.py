@@ -99,7 +99,10 @@ SCHEDULES = ("single", "list", "curve")
 CURVES = ("linear", "aggressive", "lazy")
 SEED_POLICIES = ("same", "offset", "random")
 REGIONS = ("whole", "crop")
-MASK_SOURCES = ("job", "image", "boxes")
+MASK_SOURCES = ("job", "image", "boxes", "detect")
+DETECT_ORDERS = ("largest", "left-to-right", "top-to-bottom", "confidence")
+DETECT_MASKS = ("box", "segment")
+SEP = "[SEP]"  # between the prompts of a crop pass's crops (detections, boxes), as adetailer
 PADDING_UNITS = ("px", "fraction")
 STEP_MODES = ("proportional", "fixed")
 
@@ -117,7 +120,9 @@ PASS_FIELDS: tuple[Field, ...] = (
           help="Text-encoder module files from the host's list (Forge 2 and Neo, e.g. for a "
                "Flux pass); empty: keep the current ones."),
     Field("prompt", "str", "", "Prompt", "prompt",
-          help="Used as the prompt mode says; in a template, {prompt} stands for the base prompt."),
+          help="Used as the prompt mode says; in a template, {prompt} stands for the base prompt. "
+               "For a crop pass, [SEP] separates one prompt per crop (detection or box), the "
+               "last one repeating."),
     Field("prompt_mode", "choice", "keep", "Prompt mode", "prompt mode", choices=PROMPT_MODES,
           help="keep: the base prompt; replace: this prompt; append: base prompt, this prompt; "
                "template: this prompt with {prompt} replaced by the base prompt."),
@@ -163,7 +168,33 @@ PASS_FIELDS: tuple[Field, ...] = (
                "crop: detailed inpaint of a crop around the mask."),
     Field("mask_source", "choice", "job", "Mask source", "mask", choices=MASK_SOURCES,
           help="job: the job's own inpaint mask; image: this pass's mask image; "
-               "boxes: one crop per box. Masks and boxes are in the base image's pixels."),
+               "boxes: one crop per box; detect: one crop per thing a detector finds in each "
+               "image. Masks and boxes are in the base image's pixels."),
+    Field("detector", "str", "opencv-face", "Detector", "detector",
+          help="For mask source 'detect': a detector from `multipass detectors` (OpenCV's "
+               "face cascade always; YOLO models and mediapipe where installed)."),
+    Field("detect_threshold", "float", 0.3, "Detection confidence", "detect threshold",
+          minimum=0.0, maximum=1.0, step=0.01,
+          help="Detections below this confidence are left alone."),
+    Field("detect_max", "int", 0, "Most detections", "detect max", minimum=1, maximum=MAX_LIST,
+          special=0, special_means="no limit", step=1,
+          help="Inpaint at most this many, in the detection order."),
+    Field("detect_order", "choice", "largest", "Detection order", "detect order",
+          choices=DETECT_ORDERS,
+          help="Which detections come first (and get the first prompts and the top-N places)."),
+    Field("detect_min_area", "float", 0.0, "Smallest detection", "detect min area",
+          minimum=0.0, maximum=1.0, step=0.001,
+          help="A fraction of the image's area; smaller detections are left alone."),
+    Field("detect_max_area", "float", 1.0, "Largest detection", "detect max area",
+          minimum=0.0, maximum=1.0, step=0.001,
+          help="A fraction of the image's area; larger detections are left alone."),
+    Field("detect_mask", "choice", "box", "Detection mask", "detect mask", choices=DETECT_MASKS,
+          help="box: the detection's box; segment: its outline, where the model gives one "
+               "(else its box)."),
+    Field("detect_dilate", "int", 4, "Grow mask by", "detect dilate", minimum=-128,
+          maximum=128, step=1, help="Pixels; negative shrinks the mask."),
+    Field("detect_merge", "bool", False, "Merge detections", "detect merge",
+          help="One crop around every detection together, instead of one crop each."),
     Field("mask_image", "str", "", "Mask image", None,
           help="A PNG path relative to the recipe file, or base64 PNG data from the API; "
                "white is inpainted. Not written to infotext."),

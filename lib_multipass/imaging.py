@@ -150,6 +150,59 @@ def box_crops(
     return out
 
 
+def placed_mask(
+    box: Box, size: Size, outline: Image.Image | None = None, grow: int = 0
+) -> tuple[Image.Image, Box]:
+    """A mask placed in an image of `size`: white over `box` (or inside `outline`, an L image
+    of the box's size), grown by `grow` pixels (negative shrinks it); with where it sits."""
+    if outline is None:  # a box grows or shrinks exactly as a box
+        x1, y1, x2, y2 = box
+        placed = (
+            max(0, x1 - grow),
+            max(0, y1 - grow),
+            min(size[0], x2 + grow),
+            min(size[1], y2 + grow),
+        )
+        if placed[0] >= placed[2] or placed[1] >= placed[3]:
+            return Image.new("L", (1, 1), 0), (x1, y1, x1 + 1, y1 + 1)
+        w, h = placed[2] - placed[0], placed[3] - placed[1]
+        return Image.new("L", (w, h), 255), placed
+    reach = max(0, grow)
+    placed = _grow(box, reach, size)
+    local = Image.new("L", (placed[2] - placed[0], placed[3] - placed[1]), 0)
+    local.paste(outline.convert("L"), (box[0] - placed[0], box[1] - placed[1]))
+    pick = ImageFilter.MaxFilter(3) if grow > 0 else ImageFilter.MinFilter(3)
+    for _ in range(abs(grow)):  # a 3x3 square step per pixel: as a box grows, a shape does
+        local = local.filter(pick)
+    return local, placed
+
+
+def plan_placed(
+    placed: Sequence[tuple[Image.Image, Box]], size: Size, p: Any, family: str, merge: bool
+) -> list[MaskedCrop]:
+    """Crops for masks placed in an image (detections): one each, or one around them all."""
+    groups = [list(placed)] if merge and placed else [[m] for m in placed]
+    out = []
+    for group in groups:
+        union = (
+            min(b[0] for _, b in group),
+            min(b[1] for _, b in group),
+            max(b[2] for _, b in group),
+            max(b[3] for _, b in group),
+        )
+        window_box = _grow(union, blur_reach(p.mask_blur), size)
+        wx, wy = window_box[:2]
+        local = Image.new("L", (window_box[2] - wx, window_box[3] - wy), 0)
+        for mask, box in group:
+            local.paste(mask, (box[0] - wx, box[1] - wy), mask)
+        inner = local.getbbox()
+        if inner is None:
+            continue  # shrunk to nothing
+        mask_box = (inner[0] + wx, inner[1] + wy, inner[2] + wx, inner[3] + wy)
+        out.append(_plan(local, window_box, mask_box, size, p, family))
+    return out
+
+
 def cut_crop(image: Image.Image, planned: MaskedCrop) -> tuple[Image.Image, Image.Image]:
     """The image and its blurred mask cut to the crop and resized to the working size."""
     box, work = planned.crop.box, planned.crop.working

@@ -22,6 +22,7 @@ PREFIX = "Multipass"
 KEY_VERSION = f"{PREFIX} version"
 KEY_PASSES = f"{PREFIX} passes"
 KEY_RESULT = f"{PREFIX} result"
+KEY_FOUND = "found"  # "Multipass N found: 3 faces, 2 inpainted"
 
 # the WebUI's pattern for one "key: value" item of the last infotext line (infotext_utils.py)
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -103,7 +104,12 @@ def recipe_to_params(recipe: Any) -> dict[str, str]:
     return out
 
 
-def result_params(recipe: Any, passes_ran: Sequence[int], result: str | None) -> dict[str, str]:
+def result_params(
+    recipe: Any,
+    passes_ran: Sequence[int],
+    result: str | None,
+    found: Mapping[int, str] | None = None,
+) -> dict[str, str]:
     """Infotext items for one image: the passes that ran on it (in order, numbered from 1) and
     a result such as 'complete' or 'stopped at pass 2, run 1 of 4: cancelled'.
 
@@ -112,6 +118,9 @@ def result_params(recipe: Any, passes_ran: Sequence[int], result: str | None) ->
     """
     ran = dataclasses.replace(recipe, passes=tuple(recipe.passes[i] for i in passes_ran))
     params = recipe_to_params(ran)
+    for number, index in enumerate(passes_ran, start=1):
+        if found and index in found:  # what a detect pass found in this image
+            params[f"{PREFIX} {number} {KEY_FOUND}"] = protect(found[index])
     if result is not None:
         params[KEY_RESULT] = protect(result)
     return params

@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .fields import MAX_PIXELS, MAX_SIDE
+from .detectors import what_from_name
+from .fields import MAX_PIXELS, MAX_SIDE, SEP
 from .geometry import FAMILY_SIDE, Crop, Size, upscaled_size
 from .recipe import BASE_INDEX, Problem, RecipeError, where_pass
 from .schedule import StepCount, img2img_steps, pass_strengths
@@ -85,11 +86,32 @@ class Run:
     region: str
     mask_source: str
     crops: tuple[Crop, ...] | None  # known crops; None where the mask comes at run time
+    # a crop pass's prompts, one per crop (detection or box), the last repeating ([SEP])
+    crop_prompts: tuple[str, ...] = ()
+    crop_negatives: tuple[str, ...] = ()
+    detector: str = ""
+    detect_max: int = 0
+
+    def prompts_for(self, crop: int) -> tuple[str, str]:
+        """The prompt and negative prompt of crop `crop` (0-based) of this run."""
+        pos = self.crop_prompts or (self.prompt,)
+        neg = self.crop_negatives or (self.negative_prompt,)
+        return pos[min(crop, len(pos) - 1)], neg[min(crop, len(neg) - 1)]
 
 
 def counted(n: int, one: str, many: str | None = None) -> str:
     """'1 run', '2 runs': a count with its noun in the right number."""
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def split_prompts(text: str) -> list[str]:
+    """One prompt per crop from a pass's prompt: parts between [SEP], trimmed."""
+    return [part.strip() for part in text.split(SEP)]
+
+
+def crop_prompts(mode: str, own: str, base: str) -> tuple[str, ...]:
+    """Each crop's prompt, each part resolved by the prompt mode ({prompt} in every template)."""
+    return tuple(resolve_prompt(mode, part, base) for part in split_prompts(own))
 
 
 def resolve_prompt(mode: str, own: str, base: str) -> str:
@@ -264,6 +286,10 @@ def plan_runs(
                     negative_prompt=resolve_prompt(
                         p.negative_prompt_mode, p.negative_prompt, ctx.negative_prompt
                     ),
+                    crop_prompts=crop_prompts(p.prompt_mode, p.prompt, ctx.prompt),
+                    crop_negatives=crop_prompts(
+                        p.negative_prompt_mode, p.negative_prompt, ctx.negative_prompt
+                    ),
                     sampler=p.sampler or ctx.sampler,
                     scheduler=p.scheduler or ctx.scheduler,
                     steps=steps,
@@ -277,6 +303,8 @@ def plan_runs(
                     region=p.region,
                     mask_source=p.mask_source,
                     crops=crops,
+                    detector=p.detector if p.mask_source == "detect" else "",
+                    detect_max=p.detect_max,
                 )
             )
     if len(runs) > MAX_RUNS:
@@ -289,6 +317,10 @@ def plan_runs(
 def _box_text(crops: tuple[Crop, ...] | None, run: Run) -> str:
     if run.region != "crop":
         return "whole image"
+    if run.mask_source == "detect":
+        what = what_from_name(run.detector)
+        up_to = f"up to {run.detect_max}" if run.detect_max else "every one of the"
+        return f"detect: {up_to} {what} (found at run time)"
     if crops is None:
         return f"crop from {run.mask_source} mask"
     if not crops:

@@ -27,6 +27,7 @@ from .fields import (
     MAX_TEXT,
     PASS_FIELDS,
     RECIPE_FIELDS,
+    SEP,
     Field,
 )
 
@@ -336,6 +337,17 @@ def _pass_checks(p: Any, where: str, problems: list[Problem]) -> None:
         problems.append(
             Problem(where, "boxes", p.boxes, "at least one box for mask source 'boxes'")
         )
+    if p.region == "crop" and p.mask_source == "detect":
+        if not p.detector:
+            problems.append(Problem(where, "detector", p.detector, "a detector's name"))
+        if p.detect_min_area > p.detect_max_area:
+            allowed = f"at least the smallest detection's area ({p.detect_min_area:g})"
+            problems.append(Problem(where, "detect_max_area", p.detect_max_area, allowed))
+    if p.region != "crop":
+        for name in ("prompt", "negative_prompt"):
+            if SEP in getattr(p, name):
+                allowed = f"one prompt: {SEP} separates the prompts of a crop pass's crops"
+                problems.append(Problem(where, name, getattr(p, name), allowed))
     if (p.working_width == 0) != (p.working_height == 0):
         problems.append(
             Problem(

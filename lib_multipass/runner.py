@@ -36,6 +36,7 @@ def make_job(
     size: tuple[int, int] | None = None,
     recipe_dir: Path | None = None,
     batch_size: int = 1,
+    detectors: Any = None,
 ) -> Job:
     """The job a recipe describes, with command-line overrides; seeds go +1 per image."""
     base = recipe.base or Base()
@@ -56,6 +57,7 @@ def make_job(
         seeds=[(first + i) % 2**32 for i in range(count)],
         recipe_dir=recipe_dir,
         batch_size=batch_size,
+        detectors=detectors,
     )
 
 
@@ -80,10 +82,11 @@ def infotext(
     passes_ran: Sequence[int],
     result: str | None,
     stage: str | None = None,
+    found: dict[int, str] | None = None,
 ) -> str:
     """A full WebUI infotext: prompt, negative prompt, and the params line with the passes that
     ran on this image and its result."""
-    params = base_params(ctx, seed) | result_params(recipe, passes_ran, result)
+    params = base_params(ctx, seed) | result_params(recipe, passes_ran, result, found)
     if stage:
         params["Multipass stage"] = protect(stage)
     text = ctx.prompt
@@ -158,7 +161,9 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
             seed, account = result.seeds[i], result.image_account(i)
             state = "final" if account.complete else "partial"
             path = out_dir / f"{i + 1:02d}-{seed}-{state}.png"
-            text = infotext(recipe, job.ctx, seed, account.passes_ran, account.text())
+            text = infotext(
+                recipe, job.ctx, seed, account.passes_ran, account.text(), found=dict(account.found)
+            )
             finals.append(_save(outputs[-1].image, path, text))
     for i, outputs in enumerate(result.outputs if stages else []):
         seed = result.seeds[i]

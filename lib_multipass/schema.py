@@ -73,8 +73,9 @@ def _object(fields: tuple[Field, ...]) -> dict[str, Any]:
     }
 
 
-def recipe_schema() -> dict[str, Any]:
-    """JSON schema (draft 2020-12) for recipe files and the API's recipe dict."""
+def recipe_schema(detectors: list[str] | None = None) -> dict[str, Any]:
+    """JSON schema (draft 2020-12) for recipe files and the API's recipe dict; with
+    `detectors`, the host's detectors are the detector field's allowed values."""
     schema = _object(RECIPE_FIELDS)
     schema["properties"]["base"] = _object(BASE_FIELDS) | {
         "description": "The base generation, for the headless runner; the WebUI ignores it."
@@ -84,6 +85,8 @@ def recipe_schema() -> dict[str, Any]:
         "maxItems": MAX_PASSES,
         "items": _object(PASS_FIELDS),
     }
+    if detectors is not None:
+        schema["properties"]["passes"]["items"]["properties"]["detector"]["enum"] = detectors
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"multipass-recipe-{__version__}",

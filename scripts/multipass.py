@@ -40,6 +40,7 @@ class MultipassScript(scripts.Script):
             schedulers=compat.scheduler_labels(),
             upscalers=compat.upscaler_names(),
             text_encoders=compat.text_encoder_names(),
+            detectors=compat.detector_names(),
         )
         enabled, state, paste, _ = ui.build(
             gr,
@@ -53,6 +54,7 @@ class MultipassScript(scripts.Script):
             refresh_checkpoints=compat.refresh_checkpoint_titles,
             no_progress=compat.no_progress(gr),
             checkpoint_entry=compat.checkpoint_entry,
+            preview=lambda values, image: job.preview_detections(values, image, tab),
         )
         self.infotext_fields = paste
         self.paste_field_names = []
@@ -66,7 +68,7 @@ class MultipassScript(scripts.Script):
 
 
 def on_app_started(demo, app):
-    api.mount(app, job.validate_request)
+    api.mount(app, job.validate_request, compat.detector_names)
 
 
 def on_before_ui():

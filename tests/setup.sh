@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Everything the tests need on a fresh machine: the package with its runner and dev extras
-# (torch first: 2.13.0 is the CPU build), and for the browser test of the WebUI accordion,
+# Everything the tests need on a fresh machine: the package with its runner, detect and dev
+# extras (torch first: 2.13.0 is the CPU build); for the browser test of the WebUI accordion,
 # Debian's Chromium and two UI environments: .venv-ui (gradio 3.41.2, as A1111 pins it) and
-# .venv-ui4 (gradio 4.40.0, as Forge 2 pins it).
+# .venv-ui4 (gradio 4.40.0, as Forge 2 and Neo pin it); and .venv-detect, with ultralytics and
+# mediapipe (and torch 2.14.1 with torchvision 0.29.1, the pair that imports here) for the
+# YOLO and mediapipe detectors.
+
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install torch==2.13.0
-python -m pip install -e ".[run,dev]"
+python -m pip install -e ".[run,detect,dev]"
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
@@ -15,8 +18,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 # A1111 1.10's gradio 3.41.2, and Forge 2's gradio 4.40.0, each with its host's pins
-for env in ".venv-ui:requirements.txt" ".venv-ui4:requirements-gradio4.txt"; do
+for env in ".venv-ui:ui/requirements.txt" ".venv-ui4:ui/requirements-gradio4.txt" \
+    ".venv-detect:detect/requirements.txt"; do
     dir=${env%%:*}
     [ -x "$dir/bin/python" ] || python -m venv "$dir"
-    "$dir/bin/python" -m pip install -q -r "tests/ui/${env##*:}"
+    "$dir/bin/python" -m pip install -q -r "tests/${env##*:}"
 done

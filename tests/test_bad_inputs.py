@@ -460,6 +460,25 @@ CASES = [
         files={R: recipe({"upscale_by": 2, "upscaler": "ESRGAN"})},
     ),
     Case(
+        "a LoRA tag headless",
+        ["run", R],
+        ["pass 1, field 'prompt'", "the diffusers runner loads no LoRA"],
+        files={R: recipe({"prompt": "<lora:detail:0.8>, sharp", "prompt_mode": "append"})},
+    ),
+    Case(
+        "a detector that is not here",
+        ["run", R],
+        ["pass 1, field 'detector': got 'face_yolov8n.pt'", "'opencv-face'"],
+        files={
+            R: recipe({"region": "crop", "mask_source": "detect", "detector": "face_yolov8n.pt"})
+        },
+    ),
+    Case(
+        "--detectors not a folder",
+        ["detectors", "--detectors", "nowhere"],
+        ["field '--detectors'", "an existing folder"],
+    ),
+    Case(
         "every problem at once",
         ["run", R, "--images", "0"],
         [

@@ -46,7 +46,6 @@ def test_demo_writes_finals_stages_sheet_and_recipe(home, tmp_path):
     # every stage but the last, which is the final (written once)
     assert len(list(out.glob("0?-*-0?-*.png"))) == 2 * 6  # base + 5 of the 6 runs per image
 
-
     sheet = Image.open(out / "contact-sheet.png")
     assert sheet.width > 6 * 160 and sheet.height > 2 * 160
     # the WebUI's PNG Info reads the recipe back from every PNG
@@ -126,7 +125,6 @@ def test_a_failing_pass_saves_what_was_finished(home, tiny_models, tmp_path, cap
     assert len(list((tmp_path / "o").glob("01-*-partial.png"))) == 1
     # the base as a stage; pass 1 is the last finished stage, the partial itself
     assert len(list((tmp_path / "o").glob("01-*-0?-*.png"))) == 1
-
 
 
 def test_missing_runner_packages_are_explained(monkeypatch, capsys, home):

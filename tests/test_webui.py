@@ -927,3 +927,101 @@ def test_a_file_that_is_no_checkpoint_is_named_before_the_job(webui):
     assert sent[0]["status"] == 422
     message = json.loads(sent[1]["body"])["detail"][0]["message"]
     assert "notamodel.safetensors: holds no model.diffusion_model tensors" in message
+
+
+def test_detectors_are_the_hosts_in_the_dropdown_and_the_schema(webui):
+    pytest.importorskip("cv2")
+    fastapi = pytest.importorskip("fastapi")
+    testclient = pytest.importorskip("fastapi.testclient")
+    from lib_multipass.webui import compat
+
+    names = compat.detector_names()
+    assert "opencv-face" in names
+    app = fastapi.FastAPI()
+    webui.module.on_app_started(None, app)
+    schema = testclient.TestClient(app).get("/multipass/v1/schema").json()
+    detector = schema["properties"]["passes"]["items"]["properties"]["detector"]
+    assert detector["enum"] == names
+    bad = {
+        "alwayson_scripts": {
+            "multipass": {
+                "args": [
+                    True,
+                    {
+                        "passes": [
+                            {
+                                "region": "crop",
+                                "mask_source": "detect",
+                                "detector": "face_yolov8n.pt",
+                            }
+                        ]
+                    },
+                ]
+            }
+        }
+    }
+    response = testclient.TestClient(app).post("/sdapi/v1/txt2img", json=bad)
+    assert response.status_code == 422
+    assert "field 'detector': got 'face_yolov8n.pt'" in response.json()["detail"][0]["message"]
+
+
+def astronaut_img2img(webui, recipe):
+    """An img2img job on scikit-image's astronaut, with Multipass's args, as the host runs it."""
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = Image.fromarray(skimage_data.astronaut())
+    webui.shared.state.begin()
+    p = webui.processing.StableDiffusionProcessingImg2Img(
+        prompt="an astronaut",
+        negative_prompt="",
+        seed=5,
+        steps=20,
+        sampler_name="Euler a",
+        width=512,
+        height=512,
+        init_images=[photo],
+        denoising_strength=0.05,
+        outpath_samples="out",
+        outpath_grids="grids",
+    )
+    p.scripts = webui.runner
+    args = [None] * len(webui.runner.inputs)
+    args[webui.script.args_from] = True
+    args[webui.script.args_from + 1] = recipe
+    p.script_args = tuple(args)
+    return p, webui.processing.process_images(p)
+
+
+def test_a_detect_pass_inpaints_the_face_through_the_host(webui):
+    pytest.importorskip("cv2")
+    recipe = {
+        "passes": [
+            {
+                "region": "crop",
+                "mask_source": "detect",
+                "detector": "opencv-face",
+                "working_width": 128,
+                "working_height": 128,
+            }
+        ]
+    }
+    _p, processed = astronaut_img2img(webui, recipe)
+    crops = [c for c in webui.processing.calls if c["mask"] is not None]
+    assert len(crops) == 1 and crops[0]["size"] == (128, 128)
+    assert 'Multipass 1 found: "1 face, 1 inpainted"' in processed.infotexts[0]
+    from lib_multipass.infotext import recipe_from_infotext
+
+    pasted = recipe_from_infotext(processed.infotexts[0])
+    assert pasted.passes[0].mask_source == "detect" and pasted.passes[0].detector == "opencv-face"
+
+
+def test_the_preview_draws_what_the_detector_finds(webui):
+    pytest.importorskip("cv2")
+    from lib_multipass.webui import job, ui
+
+    values = ui.default_pass(0) | {"region": "crop", "mask_source": "detect"}
+    drawn, text = job.preview_detections(values, None, "img2img")
+    assert drawn is None and "No image yet" in text
+    astronaut_img2img(webui, {"passes": [{"enabled": False}]})  # the tab's last image
+    drawn, text = job.preview_detections(values, None, "img2img")
+    assert drawn.size == (512, 512) and "1 would be inpainted" in text
+    assert drawn.getpixel((177 + 2, 66 + 40)) != Image.new("RGB", (1, 1)).getpixel((0, 0))

@@ -55,6 +55,69 @@ def crop_figure(out: Path) -> None:
     sheet.save(out, optimize=True)
 
 
+def detect_figure(out: Path) -> None:
+    """scikit-image's astronaut, OpenCV's face cascade's finds (green: inpainted, red: below
+    the confidence threshold), the crop a detect pass takes around the face, and that crop at
+    the working size the model sees."""
+    from skimage import data
+
+    from lib_multipass.detectors import Registry
+    from lib_multipass.detectors.select import select
+    from lib_multipass.imaging import cut_crop, placed_mask, plan_placed
+    from lib_multipass.recipe import parse_pass
+
+    photo = Image.fromarray(data.astronaut())
+    p = parse_pass(
+        {
+            "region": "crop",
+            "mask_source": "detect",
+            "detect_dilate": 4,
+            "padding": 0.3,
+            "padding_unit": "fraction",
+        }
+    )
+    found = Registry().get("opencv-face").detect(photo)
+    chosen = select(
+        found,
+        photo.size,
+        threshold=p.detect_threshold,
+        max_count=0,
+        order="largest",
+        min_area=0.0,
+        max_area=1.0,
+    )
+    placed = [placed_mask(d.box, photo.size, None, p.detect_dilate) for d in chosen]
+    (planned,) = plan_placed(placed, photo.size, p, "sd1", merge=False)
+    region, _mask = cut_crop(photo, planned)
+    left = photo.copy()
+    draw = ImageDraw.Draw(left)
+    for d in found:
+        if d not in chosen:
+            draw.rectangle(_incl(d.box), outline=(230, 60, 60), width=1)
+    for d in chosen:
+        draw.rectangle(_incl(d.box), outline=(60, 230, 100), width=3)
+        draw.text((d.box[0] + 4, d.box[1] - 14), f"face {d.score:.2f}", fill=(60, 230, 100))
+    draw.rectangle(_incl(planned.crop.box), outline=(240, 200, 60), width=2)
+    x1, y1, x2, y2 = planned.crop.box
+    draw.text((x1 + 4, y2 + 4), f"crop {x2 - x1}x{y2 - y1}", fill=(240, 200, 60))
+    shown = region.resize((512, 512 * region.height // region.width))
+    sheet = Image.new("RGB", (512 + 16 + shown.width, 512 + 24), (20, 20, 24))
+    sheet.paste(left, (0, 24))
+    sheet.paste(shown, (528, 24))
+    label = ImageDraw.Draw(sheet)
+    label.text(
+        (4, 6),
+        "opencv-face on scikit-image's astronaut: green inpainted, red below 0.3, yellow the crop",
+        fill=(255, 255, 255),
+    )
+    label.text(
+        (532, 6),
+        f"the crop at its working size, {region.width}x{region.height}",
+        fill=(255, 255, 255),
+    )
+    sheet.save(out, optimize=True)
+
+
 def _incl(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     return box[0], box[1], box[2] - 1, box[3] - 1
 
@@ -63,4 +126,7 @@ if __name__ == "__main__":
     target = ROOT / "docs"
     target.mkdir(exist_ok=True)
     crop_figure(target / "crop-padding.png")
-    print(f"wrote {target / 'crop-padding.png'}", file=sys.stderr)
+    detect_figure(target / "detect-astronaut.png")
+    print(
+        f"wrote {target / 'crop-padding.png'}, {target / 'detect-astronaut.png'}", file=sys.stderr
+    )

@@ -640,6 +640,15 @@ class DiffusersBackend:
                 )
         problems += self.check_sampling(run.sampler, run.scheduler, run.vae, where)
         problems += self._prediction_problems(run, where)
+        texts = [run.prompt, run.negative_prompt, *run.crop_prompts, *run.crop_negatives]
+        tagged = next((t for t in texts if "<lora:" in t or "<lyco:" in t), None)
+        if tagged is not None:
+            allowed = (
+                "a prompt without <lora:...> tags: the diffusers runner loads no LoRA "
+                "(the WebUI does)"
+            )
+
+            problems.append(Problem(where, "prompt", tagged, allowed, about=("prompt",)))
         if run.text_encoders:
             allowed = "[] (the diffusers runner uses each checkpoint's own text encoders)"
             problems.append(Problem(where, "text_encoders", list(run.text_encoders), allowed))

@@ -124,11 +124,11 @@ async def _send_json(send: Any, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def mount(app: Any, validate: Validator) -> None:
+def mount(app: Any, validate: Validator, detectors: Callable[[], list[str]] = lambda: []) -> None:
     """Add the endpoints and the recipe check to the WebUI's FastAPI app."""
 
     def schema() -> dict[str, Any]:
-        return recipe_schema()
+        return recipe_schema(detectors())
 
     def version() -> dict[str, Any]:
         return {"version": __version__}

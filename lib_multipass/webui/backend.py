@@ -150,7 +150,24 @@ class WebUIBackend:
         self, requests: Sequence[SampleRequest], on_step: StepCallback
     ) -> list[Image.Image]:
         """One nested img2img for the batch, as the host's own batched img2img: batch_size
-        images, each with its seed, prompts and init image (crops share one mask)."""
+        images, each with its seed, prompts and init image. A nested job has one inpaint mask,
+        so crops with different masks (detections) go in one job per mask."""
+        groups: dict[Any, list[int]] = {}
+        for k, r in enumerate(requests):
+            key = None if r.mask is None else (r.mask.size, r.mask.tobytes())
+            groups.setdefault(key, []).append(k)
+        if len(groups) > 1:
+            out: list[Image.Image | None] = [None] * len(requests)
+            for members in groups.values():
+                made = self.generate([requests[k] for k in members], on_step)
+                for k, image in zip(members, made, strict=True):
+                    out[k] = image
+            return [image for image in out if image is not None]
+        return self._nested(requests, on_step)
+
+    def _nested(
+        self, requests: Sequence[SampleRequest], on_step: StepCallback
+    ) -> list[Image.Image]:
         processing = compat.host_module("modules.processing")
         shared = _shared()
         info = compat.current_checkpoint()

@@ -29,6 +29,7 @@ import importlib
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 MINIMUM = "AUTOMATIC1111 WebUI 1.6, reForge, Forge 2 or Forge Neo"
@@ -382,6 +383,31 @@ def find_scheduler(name: str) -> bool:
 def upscaler_names() -> list[str]:
     """Image upscalers (latent upscale modes only work inside hires fix, so they are left out)."""
     return [u.name for u in _shared().sd_upscalers]
+
+
+# -- detectors -------------------------------------------------------------------------------
+
+
+_registry: Any = None
+
+
+def detectors(refresh: bool = False) -> Any:
+    """The host's detectors: OpenCV's cascades (every WebUI has OpenCV), mediapipe's where it
+    is installed, YOLO models in models/adetailer (adetailer's) and models/multipass where
+    ultralytics is; `.pt` models need --multipass-allow-ckpt, as `.ckpt` checkpoints do."""
+    global _registry
+    if _registry is None or refresh:
+        from ..detectors import Registry
+
+        models = Path(host_module("modules.paths").models_path)
+        folders = [models / "adetailer", models / "multipass"]
+        _registry = Registry(folders, allow_pickles=allow_pickles())
+    return _registry
+
+
+def detector_names() -> list[str]:
+    """The detectors that can run in this host, for the dropdown and the schema."""
+    return detectors().names()
 
 
 # -- nested processing ------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def validate(
             raise RecipeError(problems)
         return None, 0
     ctx = context(p, *size, has_mask=has_mask)
-    job = Job(ctx, images=[], seeds=[], job_mask=None)
+    job = Job(ctx, images=[], seeds=[], job_mask=None, detectors=compat.detectors())
     runs, _ = prepare(recipe, job, WebUIBackend(), problems)
     return recipe, len(runs)
 
@@ -192,9 +192,19 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
     p.do_not_save_grid = True
 
 
+_last_images: dict[str, Image.Image] = {}  # per tab: the last image a job made, for previews
+
+
+def tab_of(p: Any) -> str:
+    return "img2img" if hasattr(p, "init_images") else "txt2img"
+
+
 def postprocess(p: Any, processed: Any) -> JobResult | None:
     """Run the passes over every image of the job, then save and show the finished ones."""
     state = _jobs.pop(id(p), None)
+    first_image = getattr(processed, "index_of_first_image", 0)
+    if len(processed.images) > first_image:
+        _last_images[tab_of(p)] = processed.images[first_image]
     if state is None:
         return None
     shared = compat.host_module("modules.shared")
@@ -215,6 +225,7 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         prompts=prompts if len(prompts) == len(images) else None,
         negative_prompts=negatives if len(negatives) == len(images) else None,
         batch_size=max(1, int(getattr(p, "batch_size", 1) or 1)),  # as the job's own batches
+        detectors=compat.detectors(),
     )
     backend = WebUIBackend(p.outpath_samples, p.outpath_grids, compat.inherited(p))
     shared.state.job_count = max(shared.state.job_count, 0) + state.runs * len(images)
@@ -243,9 +254,59 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
             processed.comments = (comments + "\n" + message).strip()
     for i, image in enumerate(result.images):
         processed.images[first + i] = image
+    if result.images:
+        _last_images[tab_of(p)] = result.images[0]
     _tell(processed, state, result, first)
     _save(p, processed, state, result, first)
     return result
+
+
+def preview_detections(
+    values: dict[str, Any], image: Image.Image | None, tab: str = "txt2img"
+) -> tuple[Image.Image | None, str]:
+    """What a pass's detector finds on `image` (else the tab's last image), drawn: the ones it
+    would inpaint green and numbered in its order, the others red; with a one-line summary."""
+    from PIL import ImageDraw
+
+    from ..detectors import how_many
+    from ..detectors.select import select
+    from ..recipe import parse_pass
+
+    image = image if image is not None else _last_images.get(tab)
+    if image is None:
+        return None, "No image yet: make one, or drop one above."
+    try:
+        p = parse_pass(values)
+        detector = compat.detectors().get(p.detector)
+    except (RecipeError, LookupError) as e:
+        return None, str(e)
+    image = image.convert("RGB")
+    found = detector.detect(image)
+    chosen = select(
+        found,
+        image.size,
+        threshold=p.detect_threshold,
+        max_count=p.detect_max,
+        order=p.detect_order,
+        min_area=p.detect_min_area,
+        max_area=p.detect_max_area,
+    )
+    drawn = image.copy()
+    pen = ImageDraw.Draw(drawn)
+    width = max(2, image.width // 256)
+    for d in found:
+        if d not in chosen:
+            pen.rectangle([d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1], outline="red", width=1)
+            pen.text((d.box[0] + 2, d.box[1] + 2), f"{d.score:.2f}", fill="red")
+    for k, d in enumerate(chosen):
+        box = [d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1]
+        pen.rectangle(box, outline=(40, 220, 90), width=width)
+        pen.text((d.box[0] + 3, d.box[1] + 3), f"{k + 1}: {d.score:.2f}", fill=(40, 220, 90))
+    text = (
+        f"{p.detector}: {how_many(len(found), detector.what)} found, "
+        f"{len(chosen)} would be inpainted (green, in order)"
+    )
+    return drawn, text
 
 
 def _set_model(p: Any, model: Any) -> None:
@@ -268,7 +329,9 @@ def _tell(processed: Any, state: JobState, result: JobResult, first: int) -> Non
     infotexts = list(getattr(processed, "infotexts", None) or [])
     for i in range(len(result.images)):
         account = result.image_account(i)
-        params = result_params(state.recipe, account.passes_ran, account.text())
+        params = result_params(
+            state.recipe, account.passes_ran, account.text(), dict(account.found)
+        )
         if first + i < len(infotexts):
             infotexts[first + i] = with_params(infotexts[first + i], params)
     if infotexts:

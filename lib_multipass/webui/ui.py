@@ -56,7 +56,16 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
             ("mask_image",),
         ),
     ),
+    (
+        "Detect (mask source: detect)",
+        (
+            ("detector", "detect_threshold", "detect_max"),
+            ("detect_order", "detect_mask", "detect_merge"),
+            ("detect_min_area", "detect_max_area", "detect_dilate"),
+        ),
+    ),
 )
+PREVIEW_SECTION = "Detect (mask source: detect)"
 
 
 @dataclass
@@ -69,6 +78,7 @@ class Choices:
     schedulers: list[str] = field(default_factory=list)
     upscalers: list[str] = field(default_factory=list)
     text_encoders: list[str] | None = None  # None: the host cannot change them per pass
+    detectors: list[str] = field(default_factory=list)
 
 
 def elem_id(tab: str, index: int, name: str) -> str:
@@ -235,6 +245,7 @@ def build(
     refresh_checkpoints: Callable[[], list[str]] | None = None,
     no_progress: Any = False,
     checkpoint_entry: Callable[[str], str] = lambda name: name,
+    preview: Callable[[dict[str, Any], Any], tuple[Any, str]] | None = None,
 ) -> tuple[Any, Any, list[tuple[Any, Any]], dict[str, Any]]:
     """Build the accordion; returns (enable switch, state, paste fields, widgets by elem_id)."""
     state_value = default_state(n_passes, padding_unit)
@@ -267,6 +278,8 @@ def build(
                         continue
                     with gr.Accordion(label=section, open=False):
                         _rows(gr, rows, made, tab, i, values, choices, refresh_checkpoints)
+                        if section == PREVIEW_SECTION and preview is not None:
+                            _preview_row(gr, tab, i, state, preview)
                 hints.append(hint_box)
                 for f in PASS_FIELDS:
                     widgets[elem_id(tab, i, f.name)] = made[f.name]
@@ -280,6 +293,35 @@ def build(
     # that are script inputs, which the visible widgets are not
     paste.append((state, lambda params: _state_or_none(params, n_passes)))
     return enabled, state, paste, widgets
+
+
+def _preview_row(gr: Any, tab: str, index: int, state: Any, preview: Callable) -> None:
+    """A button that shows what this pass's detector finds, as its settings stand, on an image
+    given here or else the last image this tab made: chosen ones green and numbered in their
+    order, the rest red, each with its confidence."""
+    with gr.Row():
+        source = gr.Image(
+            label="Preview on (empty: the last image made here)",
+            type="pil",
+            elem_id=elem_id(tab, index, "preview_source"),
+        )
+        shown = gr.Image(
+            label="Detections", interactive=False, elem_id=elem_id(tab, index, "preview")
+        )
+    note = gr.HTML(elem_id=elem_id(tab, index, "preview_note"))
+    button = gr.Button(
+        "Preview detections", elem_id=elem_id(tab, index, "preview_button"), size="sm"
+    )
+    for widget in (source, shown, button):
+        widget.do_not_save_to_config = True
+
+    def on_click(current, image):
+        passes = (current or {}).get("passes") or []
+        values = passes[index] if index < len(passes) else default_pass(index)
+        drawn, text = preview(values, image)
+        return drawn, html.escape(text)
+
+    button.click(fn=on_click, inputs=[state, source], outputs=[shown, note])
 
 
 def _state_or_none(params: dict[str, Any], n_passes: int) -> dict[str, Any] | None:
@@ -371,6 +413,9 @@ def _make_widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices
             visible=offered is not None,
             **common,
         )
+    if f.name == "detector":
+        offered = list(choices.detectors) or [f.default]
+        return gr.Dropdown(choices=offered, value=value, allow_custom_value=True, **common)
     if f.name == "upscaler":
         opts = choices.upscalers or [f.default]
         return gr.Dropdown(choices=opts, value=value if value in opts else opts[0], **common)
