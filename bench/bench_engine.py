@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,14 +82,14 @@ def build(folder: Path, name: str, arch: dict, seed: int) -> Path:
     return path
 
 
-def paired(a, b, repeats: int = 3) -> tuple[float, float]:
-    """Median times of `a` and `b`, measured in turns (a, b, a, b...) so that whatever else
-    the machine does weighs on both alike."""
+def paired(a, b, repeats: int = 5) -> tuple[float, float]:
+    """The best times of `a` and `b`, measured in turns (a, b, a, b...): whatever else the
+    machine does only ever adds time, and weighs on both alike."""
     ta, tb = [], []
     for _ in range(repeats):
         ta.append(a())
         tb.append(b())
-    return statistics.median(ta), statistics.median(tb)
+    return min(ta), min(tb)
 
 
 def report(label: str, value: float, goal: float | None = None, unit: str = "") -> None:
@@ -208,7 +207,7 @@ def bench_overhead_and_batching(models: Path) -> None:
         batched, single = paired(
             lambda s=seeds, n=n: multipass(models, s, batch=n),
             lambda s=seeds: multipass(models, s, batch=1),
-            repeats=2,
+            repeats=3,
         )
         report(f"(2) batched / image by image, {n} images", batched / single)
 
@@ -217,23 +216,25 @@ def bench_overhead_and_batching(models: Path) -> None:
 
 
 def bench_cache(full: Path) -> None:
+    """Disk loads (not times: the second run reads files the OS has cached)."""
+    import gc
+
     order = ["full-a", "full-b", "full-c", "full-a", "full-b"]
     for label, cache in (("default cache", None), ("old 2 GiB cache", 2 * 1024**3)):
         backend = DiffusersBackend(
             [full], home=HOME / "home", device="cpu", dtype="fp32", cache_bytes=cache
         )
-        start = time.perf_counter()
         for name in order:
             backend.load_checkpoint(name)
-        wall = time.perf_counter() - start
         loads = sum(backend.disk_loads.values())
         print(
             f"(3) A->B->C->A->B, {label} ({backend.cache_bytes / 2**30:.1f} GiB): "
-            f"{loads} disk loads, {wall:.1f} s",
+            f"{loads} disk loads",
             flush=True,
         )
         RESULTS.append((f"(3) disk loads, {label}", loads, None))
         del backend
+        gc.collect()
 
 
 # -- (4) ------------------------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def bench_canvas(models: Path) -> None:
 # -- (5) ------------------------------------------------------------------------------------------
 
 RSS_JOB = """
-import resource, sys
+import sys
 from pathlib import Path
 from lib_multipass.backends.diffusers_backend import DiffusersBackend
 from lib_multipass.engine import Job, run_job
@@ -298,7 +299,9 @@ backend = DiffusersBackend([folder], home=home, device="cpu", dtype="fp32", cach
 recipe = parse_recipe({"passes": [{"checkpoint": n, "denoising_strength": 0.5} for n in passes]})
 ctx = JobContext(width=64, height=64, steps=2, checkpoint="full-a", prompt="x")
 assert run_job(recipe, Job(ctx, seeds=[1]), backend).complete
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's over fork and exec)
+with open("/proc/self/status") as fh:
+    print(next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:")))
 """
 
 
