@@ -401,19 +401,11 @@ def detect_crops(
     """A detect pass's crops in one image, and how many confident detections it found: the
     detector's finds, filtered and ordered as the pass says, each (or all together) masked by
     its box or outline, grown or shrunk, then cropped as any mask is."""
-    from .detectors.select import select
+    from .detectors.select import select_for
 
     found = detector.detect(image)
     confident = sum(1 for d in found if d.score >= p.detect_threshold)
-    chosen = select(
-        found,
-        image.size,
-        threshold=p.detect_threshold,
-        max_count=p.detect_max,
-        order=p.detect_order,
-        min_area=p.detect_min_area,
-        max_area=p.detect_max_area,
-    )
+    chosen = select_for(p, found, image.size)
     placed = [
         placed_mask(
             d.box, image.size, d.mask if p.detect_mask == "segment" else None, p.detect_dilate

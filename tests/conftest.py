@@ -43,6 +43,29 @@ def examples_dir() -> Path:
     return ROOT / "examples"
 
 
+def by_hand_pipeline(cls, models: Path, name: str):
+    """A plain diffusers pipeline of class `cls` on tiny model `name`, as a user would make it
+    by hand (the WebUI's Euler a), to compare Multipass's results with."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    from lib_multipass import tiny
+
+    config = tiny.write_config_dir(models.parent / "by-hand-config", tiny.architecture())
+    pipe = cls.from_single_file(
+        str(models / f"{name}.safetensors"),
+        config=str(config),
+        local_files_only=True,
+        torch_dtype=torch.float32,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     """The built-in tiny checkpoints, built once per test session."""

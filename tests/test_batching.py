@@ -8,18 +8,17 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import by_hand_pipeline
 from PIL import Image
 
 torch = pytest.importorskip("torch")
 
 from diffusers import (  # noqa: E402
-    EulerAncestralDiscreteScheduler,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
 )
 
-from lib_multipass import tiny  # noqa: E402
 from lib_multipass.backends.diffusers_backend import (  # noqa: E402
     BackendError,
     DiffusersBackend,
@@ -47,20 +46,7 @@ def arr(img):
     return np.asarray(img.convert("RGB"))
 
 
-def by_hand(cls, models, name):
-    config = tiny.write_config_dir(models.parent / "by-hand-config", tiny.architecture())
-    pipe = cls.from_single_file(
-        str(models / f"{name}.safetensors"),
-        config=str(config),
-        local_files_only=True,
-        torch_dtype=torch.float32,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+by_hand = by_hand_pipeline
 
 
 def gens(seeds):

@@ -5,18 +5,16 @@ import socket
 
 import numpy as np
 import pytest
-from conftest import NetworkAccess
+from conftest import NetworkAccess, by_hand_pipeline
 from PIL import Image
 
 torch = pytest.importorskip("torch")
 
 from diffusers import (  # noqa: E402
-    EulerAncestralDiscreteScheduler,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
 )
 
-from lib_multipass import tiny  # noqa: E402
 from lib_multipass.engine import Control, Job, run_job  # noqa: E402
 from lib_multipass.imaging import box_crops  # noqa: E402
 from lib_multipass.plan import JobContext  # noqa: E402
@@ -55,22 +53,6 @@ TWO_PASSES = parse_recipe(
         ]
     }
 )
-
-
-def by_hand_pipeline(cls, models, name):
-    config = tiny.write_config_dir(models.parent / "by-hand-config", tiny.architecture())
-    pipe = cls.from_single_file(
-        str(models / f"{name}.safetensors"),
-        config=str(config),
-        local_files_only=True,
-        torch_dtype=torch.float32,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def test_one_go_equals_by_hand(backend, tiny_models):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ..geometry import Size
 from . import Detection
@@ -19,6 +20,19 @@ def order_key(order: str):
     if order == "confidence":
         return lambda d: (-d.score, -d.area, d.box[0])
     raise ValueError(f"detection order {order!r} is not one of largest, left-to-right, ...")
+
+
+def select_for(p: Any, detections: Sequence[Detection], size: Size) -> list[Detection]:
+    """`select` with a detect pass's own filters."""
+    return select(
+        detections,
+        size,
+        threshold=p.detect_threshold,
+        max_count=p.detect_max,
+        order=p.detect_order,
+        min_area=p.detect_min_area,
+        max_area=p.detect_max_area,
+    )
 
 
 def select(

@@ -269,7 +269,7 @@ def preview_detections(
     from PIL import ImageDraw
 
     from ..detectors import how_many
-    from ..detectors.select import select
+    from ..detectors.select import select_for
     from ..recipe import parse_pass
 
     image = image if image is not None else _last_images.get(tab)
@@ -282,15 +282,7 @@ def preview_detections(
         return None, str(e)
     image = image.convert("RGB")
     found = detector.detect(image)
-    chosen = select(
-        found,
-        image.size,
-        threshold=p.detect_threshold,
-        max_count=p.detect_max,
-        order=p.detect_order,
-        min_area=p.detect_min_area,
-        max_area=p.detect_max_area,
-    )
+    chosen = select_for(p, found, image.size)
     drawn = image.copy()
     pen = ImageDraw.Draw(drawn)
     width = max(2, image.width // 256)
