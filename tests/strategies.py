@@ -77,6 +77,11 @@ def pass_dicts(draw: st.DrawFn) -> dict[str, Any]:
         out["strengths"] = (0.5,)
     if out.get("region") == "crop" and out.get("mask_source") == "boxes" and not out.get("boxes"):
         out["boxes"] = ((0, 0, 8, 8),)
+    if out.get("region") == "crop" and out.get("mask_source") == "detect":
+        out["detector"] = out.get("detector") or "opencv-face"
+    low, high = out.get("detect_min_area", 0.0), out.get("detect_max_area", 1.0)
+    if low > high:
+        out["detect_min_area"], out["detect_max_area"] = high, low
     if bool(out.get("working_width")) != bool(out.get("working_height")):
         out["working_width"] = out["working_height"] = 512
     return out
