@@ -401,10 +401,10 @@ def detect_crops(
     """A detect pass's crops in one image, and how many confident detections it found: the
     detector's finds, filtered and ordered as the pass says, each (or all together) masked by
     its box or outline, grown or shrunk, then cropped as any mask is."""
-    from .detectors.select import select_for
+    from .detectors.select import confident_count, select_for
 
     found = detector.detect(image)
-    confident = sum(1 for d in found if d.score >= p.detect_threshold)
+    confident = confident_count(p, found)
     chosen = select_for(p, found, image.size)
     placed = [
         placed_mask(

@@ -79,3 +79,10 @@ def test_accordion_in_chromium(tmp_path, host):
     options = [o.replace("✓", "").strip() for o in result["options"]]
     assert options[0] == "Use same checkpoint"
     assert any(o.startswith("photo.safetensors") for o in options[1:])
+    # "Preview detections" says when there is no image, then draws what the detector finds on
+    # a dropped one; the drawing arrives even where the host's temp folder did not exist (Neo)
+    preview = result["preview"]
+    assert preview["empty"] == "No image yet: make one, or drop one above."
+    assert preview["note"] == "opencv-face: 0 faces found, 0 would be inpainted (green, in order)"
+    assert preview["image"].startswith(("data:image/png", "http"))
+    assert "Error" not in preview["errors"]

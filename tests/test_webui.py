@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -1014,7 +1015,7 @@ def test_a_detect_pass_inpaints_the_face_through_the_host(webui):
     assert pasted.passes[0].mask_source == "detect" and pasted.passes[0].detector == "opencv-face"
 
 
-def test_the_preview_draws_what_the_detector_finds(webui):
+def test_the_preview_draws_what_the_detector_finds(webui, tmp_path):
     pytest.importorskip("cv2")
     from lib_multipass.webui import job, ui
 
@@ -1022,6 +1023,19 @@ def test_the_preview_draws_what_the_detector_finds(webui):
     drawn, text = job.preview_detections(values, None, "img2img")
     assert drawn is None and "No image yet" in text
     astronaut_img2img(webui, {"passes": [{"enabled": False}]})  # the tab's last image
+    temp_dir = webui.shared.opts.temp_dir
     drawn, text = job.preview_detections(values, None, "img2img")
     assert drawn.size == (512, 512) and "1 would be inpainted" in text
+    # it counts what a job's infotext counts: the confident ones ("1 face"), the rest in red
+    assert text.startswith("opencv-face: 1 face found")
+
+    # the host can write the drawing where its gradio serves it from (Neo's temp folder did
+    # not exist until a setting changed); the hosts' own writer is what gradio calls
+    assert not temp_dir or Path(temp_dir).is_dir()
+    from modules import ui_tempdir
+
+    cache = str(tmp_path / "gradio")  # gradio's cache, used where no temp folder is set
+    args = (drawn, cache) if webui.forge else (None, drawn, cache)
+    assert Path(ui_tempdir.save_pil_to_file(*args)).is_file()
+
     assert drawn.getpixel((177 + 2, 66 + 40)) != Image.new("RGB", (1, 1)).getpixel((0, 0))

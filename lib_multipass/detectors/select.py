@@ -22,6 +22,12 @@ def order_key(order: str):
     raise ValueError(f"detection order {order!r} is not one of largest, left-to-right, ...")
 
 
+def confident_count(p: Any, detections: Sequence[Detection]) -> int:
+    """How many detections a detect pass counts as found: those at least its threshold sure
+    (what the infotext's "found" and the preview's count say)."""
+    return sum(1 for d in detections if d.score >= p.detect_threshold)
+
+
 def select_for(p: Any, detections: Sequence[Detection], size: Size) -> list[Detection]:
     """`select` with a detect pass's own filters."""
     return select(

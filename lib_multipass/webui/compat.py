@@ -410,6 +410,15 @@ def detector_names() -> list[str]:
     return detectors().names()
 
 
+def ensure_image_folder() -> None:
+    """Make the host's temp image folder if it is set and missing: the hosts write every image
+    a UI function returns there without creating it (ui_tempdir.save_pil_to_file), and Forge
+    Neo's default (<data path>/tmp) exists only once that setting has been changed."""
+    folder = getattr(_shared().opts, "temp_dir", "")
+    if folder and not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+
+
 # -- nested processing ------------------------------------------------------------------------
 
 

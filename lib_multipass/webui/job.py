@@ -269,7 +269,7 @@ def preview_detections(
     from PIL import ImageDraw
 
     from ..detectors import how_many
-    from ..detectors.select import select_for
+    from ..detectors.select import confident_count, select_for
     from ..recipe import parse_pass
 
     image = image if image is not None else _last_images.get(tab)
@@ -281,7 +281,12 @@ def preview_detections(
     except (RecipeError, LookupError) as e:
         return None, str(e)
     image = image.convert("RGB")
-    found = detector.detect(image)
+    try:
+        found = detector.detect(image)
+    except Exception as e:  # a broken model file or library: said here, as a job would say it
+        log.exception("%s: detector %s failed", PREFIX, p.detector)
+        return None, f"{p.detector} failed: {e}"
+    confident = confident_count(p, found)
     chosen = select_for(p, found, image.size)
     drawn = image.copy()
     pen = ImageDraw.Draw(drawn)
@@ -294,10 +299,13 @@ def preview_detections(
         box = [d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1]
         pen.rectangle(box, outline=(40, 220, 90), width=width)
         pen.text((d.box[0] + 3, d.box[1] + 3), f"{k + 1}: {d.score:.2f}", fill=(40, 220, 90))
+    unsure = len(found) - confident
     text = (
-        f"{p.detector}: {how_many(len(found), detector.what)} found, "
-        f"{len(chosen)} would be inpainted (green, in order)"
+        f"{p.detector}: {how_many(confident, detector.what)} found"
+        + (f" ({unsure} less sure than {p.detect_threshold:g}, in red)" if unsure else "")
+        + f", {len(chosen)} would be inpainted (green, in order)"
     )
+    compat.ensure_image_folder()
     return drawn, text
 
 

@@ -36,6 +36,12 @@ if FORGE:
 else:
     sd_models.reload_model_weights()
 shared.sd_upscalers = [type("U", (), {"name": n})() for n in ("Lanczos", "R-ESRGAN 4x+")]
+# images the UI returns are written as the host writes them (Neo: into a temp folder that does
+# not exist yet)
+from modules import ui_tempdir  # noqa: E402
+
+ui_tempdir.install_ui_tempdir_override()
+
 
 import importlib.util  # noqa: E402
 

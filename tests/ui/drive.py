@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -71,7 +72,35 @@ def wait_for(url: str, seconds: float = 60) -> None:
     raise TimeoutError(f"{url} did not answer in {seconds} s")
 
 
+def preview_detections(page, tmp: Path) -> dict:
+    """Press pass 1's "Preview detections" with no image, then on an uploaded one: what the
+    note says each time, and whether the drawing arrived as an image."""
+    from PIL import Image
+
+    page.click("#multipass_txt2img_p1 .label-wrap:has-text('Detect')")
+    button = page.locator("#multipass_txt2img_p1_preview_button")
+    button.click()
+    note = page.locator("[id='multipass_txt2img_p1_preview_note']").last
+    note.filter(has_text="No image").wait_for()
+    empty = note.inner_text().strip()
+    picture = tmp / "upload.png"
+    Image.radial_gradient("L").convert("RGB").resize((320, 256)).save(picture)
+    page.set_input_files("#multipass_txt2img_p1_preview_source input[type=file]", str(picture))
+    page.wait_for_timeout(1000)
+    button.click()
+    note.filter(has_text="found").wait_for()
+    shown = page.locator("#multipass_txt2img_p1_preview img")
+    shown.last.wait_for()
+    return {
+        "empty": empty,
+        "note": note.inner_text().strip(),
+        "image": (shown.last.get_attribute("src") or "")[:80],
+        "errors": page.locator("#multipass_txt2img_p1_preview").inner_text(),
+    }
+
+
 def main() -> int:
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--screenshot", type=Path)
     args = parser.parse_args()
@@ -145,7 +174,11 @@ def main() -> int:
                 arg=raw,
             )
             after_paste = page.locator("#script_args textarea").input_value()
+            with tempfile.TemporaryDirectory() as tmp:
+                preview = preview_detections(page, Path(tmp))
+
             browser.close()
+
         print(
             json.dumps(
                 {
@@ -156,6 +189,7 @@ def main() -> int:
                     "hint": hint_text,
                     "options": options,
                     "after_paste": json.loads(after_paste),
+                    "preview": preview,
                 }
             )
         )

@@ -1,7 +1,8 @@
+import os
 import sys
 from types import SimpleNamespace
 
-from modules import FLAVOUR, FORGE
+from modules import FLAVOUR, FORGE, paths
 from modules.options import OptionInfo, Options  # noqa: F401 - the real shared re-exports it
 from modules.shared_state import State
 
@@ -35,6 +36,8 @@ opts = Options(
             else {}
         ),
         **({"forge_preset": "sd"} if FLAVOUR == "neo" else {}),
+        # Neo's default is a folder nothing creates (ui_tempdir.py); the others' is gradio's
+        "temp_dir": os.path.join(paths.data_path, "tmp") if FLAVOUR == "neo" else "",
     }
 )
 opts.data.writes.clear()
