@@ -20,11 +20,14 @@ from typing import Any, Protocol
 from PIL import Image
 
 from .detectors import how_many, what_from_name
+from .fields import MAX_LIST
 from .geometry import Size
 from .imaging import (
     MaskedCrop,
+    MaskTooFragmented,
     box_crops,
     cut_crop,
+    mask_areas,
     open_mask_image,
     paste_back,
     placed_mask,
@@ -327,6 +330,8 @@ def prepare(
     if job.images is None:
         found += backend.check_run(base_run(ctx))
     found += _detector_problems(recipe, job)
+    found += _split_problems(recipe, job, masks)
+
     seen = set()
     for run in runs:
         if run.pass_index not in seen:
@@ -361,7 +366,25 @@ def _detector_problems(recipe: Any, job: Job) -> list[Problem]:
     return out
 
 
+def _split_problems(recipe: Any, job: Job, masks: dict[int, Image.Image]) -> list[Problem]:
+    """A mask split into areas must have few enough of them, on the base image."""
+    out = []
+    for i, p in enumerate(recipe.passes):
+        if not (p.enabled and p.region == "crop" and p.mask_split):
+            continue
+        source = {"image": masks.get(i), "job": job.job_mask}.get(p.mask_source)
+        if source is None:
+            continue
+        try:
+            mask_areas(to_mask(source, job.ctx.boxes_drawn_on), most=MAX_LIST)
+        except MaskTooFragmented as e:
+            allowed = f"a mask of at most {MAX_LIST} separate areas to split (this one: {e})"
+            out.append(Problem(where_pass(i), "mask_split", True, allowed))
+    return out
+
+
 # fields a pass inherits when it leaves them empty (from the pass before, or the base)
+
 INHERITED = ("checkpoint", "vae", "text_encoders", "sampler", "scheduler", "prompt")
 
 
@@ -429,7 +452,11 @@ def crops_for(
     source = masks.get(index) if p.mask_source == "image" else job.job_mask
     if source is None:
         return []
+    if p.mask_split:
+        areas = mask_areas(to_mask(source, size), most=MAX_LIST)
+        return plan_placed(areas, size, p, family, merge=False)
     planned = plan_masked_crop(to_mask(source, size), p, family)
+
     return [] if planned is None else [planned]
 
 

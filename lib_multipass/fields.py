@@ -121,7 +121,7 @@ PASS_FIELDS: tuple[Field, ...] = (
                "Flux pass); empty: keep the current ones."),
     Field("prompt", "str", "", "Prompt", "prompt",
           help="Used as the prompt mode says; in a template, {prompt} stands for the base prompt. "
-               "For a crop pass, [SEP] separates one prompt per crop (detection or box), the "
+               "For a crop pass, [SEP] separates one prompt per crop (detection, box or area), the "
                "last one repeating."),
     Field("prompt_mode", "choice", "keep", "Prompt mode", "prompt mode", choices=PROMPT_MODES,
           help="keep: the base prompt; replace: this prompt; append: base prompt, this prompt; "
@@ -198,7 +198,12 @@ PASS_FIELDS: tuple[Field, ...] = (
     Field("mask_image", "str", "", "Mask image", None,
           help="A PNG path relative to the recipe file, or base64 PNG data from the API; "
                "white is inpainted. Not written to infotext."),
+    Field("mask_split", "bool", False, "One crop per area", "mask split",
+          help="For mask sources 'job' and 'image': each separate area of the mask is its own "
+               "crop (left to right), with its own prompt ([SEP]) and seed, as regions of "
+               "one go; off: one crop around the whole mask."),
     Field("boxes", "boxes", (), "Boxes", "boxes"),
+
     Field("padding", "float", 32.0, "Padding", "padding", minimum=0.0, maximum=float(MAX_SIDE),
           step=1.0, help="Context around the mask: pixels, or a fraction of the mask's width "
                          "(left, right) and height (top, bottom)."),

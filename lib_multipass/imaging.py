@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from .fields import MAX_SIDE
 from .geometry import Box, Crop, Size, crop_for_mask, resolve_padding, scale_box
@@ -177,10 +178,86 @@ def placed_mask(
     return local, placed
 
 
+MAX_RUNS = 1_000_000  # row runs a mask may hold to be split (a 4096^2 mask of 64 blobs: ~0.3 M)
+_RUN = re.compile(rb"\xff+")
+
+
+class MaskTooFragmented(ValueError):
+    """A mask with more separate areas (or row runs) than Multipass will split."""
+
+
+def mask_areas(mask: Image.Image, most: int) -> list[tuple[Image.Image, Box]]:
+    """The separate areas of a mask (8-connected non-zero pixels), left to right (then top to
+    bottom), each as its own mask (the original values, other areas cleared) placed at its box.
+
+    Rows are read as runs of masked pixels (found by a regular expression over the row's
+    bytes, so the cost follows the runs, not the pixels) and runs touching across rows are
+    joined. Raises MaskTooFragmented beyond `most` areas or MAX_RUNS runs."""
+    mask = mask.convert("L")
+    bbox = mask.getbbox()
+    if bbox is None:
+        return []
+    bx, by, bx2, by2 = bbox
+    local = mask.crop(bbox)
+    w = bx2 - bx
+    data = local.point([0] + [255] * 255).tobytes()
+    rows: list[tuple[int, int, int]] = []  # (y, x1, x2) of each run
+    parent: list[int] = []
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    previous: list[tuple[int, int, int]] = []  # (x1, x2, run) of the row above
+    for y in range(by2 - by):
+        current = []
+        start = 0
+        for found in _RUN.finditer(data, y * w, (y + 1) * w):
+            x1, x2 = found.start() - y * w, found.end() - y * w
+            run = len(rows)
+            if run >= MAX_RUNS:
+                raise MaskTooFragmented(f"more than {MAX_RUNS} runs of masked pixels")
+            rows.append((y, x1, x2))
+            parent.append(run)
+            while start < len(previous) and previous[start][1] < x1:
+                start += 1  # ends left of this run (diagonal touch is x2 == x1: kept)
+            k = start
+            while k < len(previous) and previous[k][0] <= x2:  # starts at most one right
+                a, b = root(run), root(previous[k][2])
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                k += 1
+            current.append((x1, x2, run))
+        previous = current
+    groups: dict[int, list[tuple[int, int, int]]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(root(i), []).append(r)
+    if len(groups) > most:
+        raise MaskTooFragmented(f"{len(groups)} separate areas")
+    out = []
+    for runs in groups.values():
+        x1 = min(r[1] for r in runs)
+        y1 = min(r[0] for r in runs)
+        x2 = max(r[2] for r in runs)
+        y2 = max(r[0] for r in runs) + 1
+        keep = Image.new("L", (x2 - x1, y2 - y1), 0)
+        pen = ImageDraw.Draw(keep)
+        for y, a, b in runs:
+            pen.line([(a - x1, y - y1), (b - 1 - x1, y - y1)], fill=255)
+        area = ImageChops.multiply(local.crop((x1, y1, x2, y2)), keep)
+        out.append((area, (x1 + bx, y1 + by, x2 + bx, y2 + by)))
+    out.sort(key=lambda placed: (placed[1][0], placed[1][1]))
+    return out
+
+
 def plan_placed(
     placed: Sequence[tuple[Image.Image, Box]], size: Size, p: Any, family: str, merge: bool
 ) -> list[MaskedCrop]:
-    """Crops for masks placed in an image (detections): one each, or one around them all."""
+    """Crops for masks placed in an image (detections, a mask's areas): one each, or one
+    around them all (where they overlap, the stronger value)."""
+
     groups = [list(placed)] if merge and placed else [[m] for m in placed]
     out = []
     for group in groups:
@@ -194,7 +271,9 @@ def plan_placed(
         wx, wy = window_box[:2]
         local = Image.new("L", (window_box[2] - wx, window_box[3] - wy), 0)
         for mask, box in group:
-            local.paste(mask, (box[0] - wx, box[1] - wy), mask)
+            at = (box[0] - wx, box[1] - wy, box[0] - wx + mask.width, box[1] - wy + mask.height)
+            local.paste(ImageChops.lighter(local.crop(at), mask.convert("L")), at[:2])
+
         inner = local.getbbox()
         if inner is None:
             continue  # shrunk to nothing

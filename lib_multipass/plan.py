@@ -86,11 +86,12 @@ class Run:
     region: str
     mask_source: str
     crops: tuple[Crop, ...] | None  # known crops; None where the mask comes at run time
-    # a crop pass's prompts, one per crop (detection or box), the last repeating ([SEP])
+    # a crop pass's prompts, one per crop (detection, box or area), the last repeating ([SEP])
     crop_prompts: tuple[str, ...] = ()
     crop_negatives: tuple[str, ...] = ()
     detector: str = ""
     detect_max: int = 0
+    mask_split: bool = False
 
     def prompts_for(self, crop: int) -> tuple[str, str]:
         """The prompt and negative prompt of crop `crop` (0-based) of this run."""
@@ -305,6 +306,7 @@ def plan_runs(
                     crops=crops,
                     detector=p.detector if p.mask_source == "detect" else "",
                     detect_max=p.detect_max,
+                    mask_split=p.mask_split and p.mask_source in ("job", "image"),
                 )
             )
     if len(runs) > MAX_RUNS:
@@ -322,7 +324,9 @@ def _box_text(crops: tuple[Crop, ...] | None, run: Run) -> str:
         up_to = f"up to {run.detect_max}" if run.detect_max else "every one of the"
         return f"detect: {up_to} {what} (found at run time)"
     if crops is None:
-        return f"crop from {run.mask_source} mask"
+        each = ", one per area" if run.mask_split else ""
+        return f"crop from {run.mask_source} mask{each}"
+
     if not crops:
         return "crop: empty mask, skipped"
     parts = []

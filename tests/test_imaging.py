@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lib_multipass.imaging import (
     blur_mask,
@@ -191,3 +191,91 @@ def test_box_crops_blur_only_their_window_and_match_the_canvas(w, h, blur, data)
     whole = blur_mask(mask_from_boxes((w, h), [box]), blur)
     assert np.array_equal(np.asarray(planned.blurred), np.asarray(whole))
     assert planned.window.size[0] <= box[2] - box[0] + 2 * (3 * blur + 4)
+
+
+def reference_areas(mask: Image.Image) -> list[set[tuple[int, int]]]:
+    """8-connected areas of non-zero pixels, by a plain flood fill (slow, obviously right)."""
+    w, h = mask.size
+    px = mask.load()
+    seen: set[tuple[int, int]] = set()
+    areas = []
+    for y in range(h):
+        for x in range(w):
+            if not px[x, y] or (x, y) in seen:
+                continue
+            area, todo = set(), [(x, y)]
+            seen.add((x, y))
+            while todo:
+                cx, cy = todo.pop()
+                area.add((cx, cy))
+                for dx in (-1, 0, 1):
+                    for dy in (-1, 0, 1):
+                        nx, ny = cx + dx, cy + dy
+                        if 0 <= nx < w and 0 <= ny < h and px[nx, ny] and (nx, ny) not in seen:
+                            seen.add((nx, ny))
+                            todo.append((nx, ny))
+            areas.append(area)
+    return areas
+
+
+@st.composite
+def speckled_masks(draw):
+    """Small soft masks: random pixels, so areas touch by edges, corners, or not at all."""
+    w, h = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    values = draw(st.lists(st.sampled_from([0, 0, 0, 1, 128, 255]), min_size=w * h, max_size=w * h))
+    mask = Image.new("L", (w, h))
+    mask.putdata(values)
+    return mask
+
+
+@given(speckled_masks())
+def test_mask_areas_are_the_8_connected_areas_left_to_right(mask):
+    from lib_multipass.imaging import mask_areas
+
+    areas = mask_areas(mask, most=10_000)
+    expected = reference_areas(mask)
+    found = []
+    for area, box in areas:
+        pixels = {
+            (box[0] + x, box[1] + y)
+            for y in range(area.height)
+            for x in range(area.width)
+            if area.getpixel((x, y))
+        }
+        found.append(pixels)
+        # each keeps the mask's own values, and its box is its pixels' box
+        for x, y in pixels:
+            assert area.getpixel((x - box[0], y - box[1])) == mask.getpixel((x, y))
+        xs, ys = [x for x, _ in pixels], [y for _, y in pixels]
+        assert box == (min(xs), min(ys), max(xs) + 1, max(ys) + 1)
+    assert sorted(map(sorted, found)) == sorted(map(sorted, expected))
+    assert [b[:2] for _, b in areas] == sorted(b[:2] for _, b in areas)
+
+
+def test_mask_areas_refuses_a_fragmented_mask():
+    from lib_multipass.imaging import MaskTooFragmented, mask_areas
+
+    dots = Image.new("L", (40, 40))
+    dots.putdata([255 if x % 2 == 0 and y % 2 == 0 else 0 for y in range(40) for x in range(40)])
+    assert len(mask_areas(dots, most=400)) == 400
+    with pytest.raises(MaskTooFragmented, match="400 separate areas"):
+        mask_areas(dots, most=64)
+
+
+def test_two_painted_blobs_split_into_two_crops_that_paste_back_exactly():
+    """Regional prompting: one mask, two characters; each area its own crop, and together
+    they change nothing a single crop of the whole mask would leave alone."""
+    from lib_multipass.imaging import mask_areas, plan_placed
+
+    mask = Image.new("L", (640, 384))
+    pen = ImageDraw.Draw(mask)
+    pen.ellipse((40, 60, 200, 360), fill=255)
+    pen.ellipse((420, 40, 600, 340), fill=200)
+    p = parse_pass({"region": "crop", "mask_blur": 6, "padding": 24})
+    crops = plan_placed(mask_areas(mask, most=64), mask.size, p, "sd1", merge=False)
+    assert [c.mask_box for c in crops] == [(40, 60, 201, 361), (420, 40, 601, 341)]
+    whole = plan_masked_crop(mask, p)
+    assert (
+        sum(np.asarray(c.blurred, dtype=int) for c in crops).tolist()
+        == np.asarray(whole.blurred, dtype=int).tolist()
+    )

@@ -966,7 +966,7 @@ def test_detectors_are_the_hosts_in_the_dropdown_and_the_schema(webui):
     assert "field 'detector': got 'face_yolov8n.pt'" in response.json()["detail"][0]["message"]
 
 
-def astronaut_img2img(webui, recipe):
+def astronaut_img2img(webui, recipe, mask=None):
     """An img2img job on scikit-image's astronaut, with Multipass's args, as the host runs it."""
     skimage_data = pytest.importorskip("skimage.data")
     photo = Image.fromarray(skimage_data.astronaut())
@@ -983,8 +983,10 @@ def astronaut_img2img(webui, recipe):
         denoising_strength=0.05,
         outpath_samples="out",
         outpath_grids="grids",
+        mask=mask,
     )
     p.scripts = webui.runner
+
     args = [None] * len(webui.runner.inputs)
     args[webui.script.args_from] = True
     args[webui.script.args_from + 1] = recipe
@@ -1039,3 +1041,32 @@ def test_the_preview_draws_what_the_detector_finds(webui, tmp_path):
     assert Path(ui_tempdir.save_pil_to_file(*args)).is_file()
 
     assert drawn.getpixel((177 + 2, 66 + 40)) != Image.new("RGB", (1, 1)).getpixel((0, 0))
+
+
+def test_regions_of_the_inpaint_mask_each_get_their_prompt_and_seed(webui):
+    """Regional prompting in one go: the user paints two areas in img2img's inpaint mask."""
+    from PIL import ImageDraw
+
+    mask = Image.new("L", (512, 512))
+    pen = ImageDraw.Draw(mask)
+    pen.ellipse((320, 60, 460, 400), fill=255)
+    pen.ellipse((40, 80, 180, 420), fill=255)
+    recipe = {
+        "passes": [
+            {
+                "region": "crop",
+                "mask_split": True,
+                "prompt": "<lora:knight:0.8> a knight [SEP] a dragon",
+                "prompt_mode": "replace",
+                "working_width": 128,
+                "working_height": 128,
+            }
+        ]
+    }
+    _p, processed = astronaut_img2img(webui, recipe, mask=mask)
+    crops = [c for c in webui.processing.calls if c["mask"] is not None][-2:]
+    assert [(c["prompt"], c["seed"]) for c in crops] == [
+        ("<lora:knight:0.8> a knight", 5),
+        ("a dragon", 6),
+    ]
+    assert "Multipass 1 mask split: True" in processed.infotexts[0]

@@ -118,7 +118,45 @@ def detect_figure(out: Path) -> None:
     sheet.save(out, optimize=True)
 
 
+def two_characters_mask() -> Image.Image:
+    """The mask of examples/two-characters.json: two figures painted by hand, roughly."""
+    mask = Image.new("L", (768, 512), 0)
+    pen = ImageDraw.Draw(mask)
+    pen.ellipse((140, 70, 250, 180), fill=255)  # left head
+    pen.rounded_rectangle((110, 160, 290, 500), radius=60, fill=255)
+    pen.ellipse((500, 40, 620, 160), fill=255)  # right head
+    pen.rounded_rectangle((460, 140, 670, 500), radius=70, fill=255)
+    pen.polygon([(650, 200), (760, 120), (700, 260)], fill=255)  # a wing
+    return mask
+
+
+def regions_figure(out: Path, mask: Image.Image) -> None:
+    """One painted mask, two areas: each its own crop, its own [SEP] prompt and seed."""
+    from lib_multipass.imaging import mask_areas, plan_placed
+    from lib_multipass.recipe import parse_pass
+
+    p = parse_pass({"region": "crop", "mask_split": True, "padding": 24, "mask_blur": 8})
+    crops = plan_placed(mask_areas(mask, most=64), mask.size, p, "sd1", merge=False)
+    img = Image.new("RGB", mask.size, (38, 42, 52))
+    tint = Image.new("RGB", mask.size, (90, 140, 220))
+    img = Image.composite(tint, img, mask.point(lambda v: v // 2))
+    draw = ImageDraw.Draw(img)
+    prompts = ("a knight in silver armour", "a green dragon, {prompt}")
+    for k, planned in enumerate(crops):
+        draw.rectangle(_incl(planned.crop.box), outline=(240, 200, 60), width=2)
+        x1, y1, x2, y2 = planned.crop.box
+        w, h = planned.crop.working
+        draw.text(
+            (x1 + 6, y1 + 6),
+            f"area {k + 1}: crop {x2 - x1}x{y2 - y1} -> {w}x{h}\n"
+            f"prompt: {prompts[k]}\nseed: image seed + {k}",
+            fill=(255, 255, 255),
+        )
+    img.save(out, optimize=True)
+
+
 def _incl(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+
     return box[0], box[1], box[2] - 1, box[3] - 1
 
 
@@ -127,6 +165,7 @@ if __name__ == "__main__":
     target.mkdir(exist_ok=True)
     crop_figure(target / "crop-padding.png")
     detect_figure(target / "detect-astronaut.png")
-    print(
-        f"wrote {target / 'crop-padding.png'}, {target / 'detect-astronaut.png'}", file=sys.stderr
-    )
+    mask = two_characters_mask()
+    mask.save(ROOT / "examples" / "two-characters-mask.png", optimize=True)
+    regions_figure(target / "regions.png", mask)
+    print(f"wrote the figures in {target} and the example mask", file=sys.stderr)

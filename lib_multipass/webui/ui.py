@@ -53,7 +53,7 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
             ("region", "mask_source", "boxes"),
             ("padding", "padding_unit", "padding_sides"),
             ("working_width", "working_height", "mask_blur"),
-            ("mask_image",),
+            ("mask_image", "mask_split"),
         ),
     ),
     (
