@@ -16,6 +16,7 @@ cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
 
 from lib_multipass.detectors import Detection, Registry  # noqa: E402
+from lib_multipass.detectors.mediapipe_detector import landmark_box  # noqa: E402
 from lib_multipass.detectors.select import select  # noqa: E402
 from lib_multipass.imaging import placed_mask, plan_placed  # noqa: E402
 from lib_multipass.recipe import RecipeError, parse_pass, parse_recipe  # noqa: E402
@@ -109,7 +110,32 @@ def test_filters_pick_the_expected_detections():
     assert [d.box for d in select(ds, size, order="largest", **small_only)] == [(0, 0, 10, 10)]
 
 
+@given(
+    st.lists(st.tuples(st.floats(-0.5, 1.5), st.floats(-0.5, 1.5)), min_size=1, max_size=21),
+    st.integers(1, 2048),
+    st.integers(1, 2048),
+)
+def test_a_hands_box_holds_its_landmarks_inside_the_image(points, w, h):
+    box = landmark_box(points, (w, h))
+    inside = [(x * w, y * h) for x, y in points if 0 <= x * w < w and 0 <= y * h < h]
+    if box is None:
+        assert not inside
+        return
+    x1, y1, x2, y2 = box
+    assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+    for x, y in inside:
+        assert x1 <= x < x2 and y1 <= y < y2
+
+
+def test_a_hands_box_has_a_margin_around_its_landmarks():
+    # a hand spanning 100 px: 15 px on every side, as fingertips and wrist sit on its edge
+    assert landmark_box([(0.2, 0.2), (0.4, 0.3)], (500, 500)) == (85, 85, 216, 166)
+    assert landmark_box([(-0.1, -0.1), (0.1, 0.05)], (100, 100)) == (0, 0, 14, 9)
+    assert landmark_box([], (100, 100)) is None
+
+
 def test_masks_grow_shrink_follow_outlines_and_merge():
+
     size = (200, 200)
     grown, at = placed_mask((50, 50, 70, 70), size, grow=5)
     assert at == (45, 45, 75, 75) and grown.getbbox() == (0, 0, 30, 30)

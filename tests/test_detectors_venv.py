@@ -68,3 +68,11 @@ def test_mediapipe_finds_the_astronauts_face(report):
     face = (177, 66, 272, 161)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     assert face[0] < cx < face[2] and face[1] < cy < face[3] and mp["score"] > 0.5
+
+
+def test_mediapipe_hands_run_and_find_none_on_the_astronaut(report):
+    # her hands are out of the frame; no photo a package ships shows a hand mediapipe finds,
+    # so the landmarks-to-box step is covered by a property test in test_detect.py
+    hands = report["mediapipe_hands"]
+    assert "problem" not in hands, hands
+    assert hands["what"] == "hands" and hands["found"] == []

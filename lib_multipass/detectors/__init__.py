@@ -2,8 +2,9 @@
 
 A detector is whatever the host already has: OpenCV's Haar cascades ship inside every
 opencv-python 4.x wheel (and every WebUI has OpenCV), YOLO detection and segmentation models
-run where `ultralytics` is importable, mediapipe's face detector where `mediapipe` is and ships
-its model. Nothing is installed into a WebUI and nothing is downloaded: a detector that is not
+run where `ultralytics` is importable, mediapipe's face and hand detectors where `mediapipe` is
+and ships their models.
+ Nothing is installed into a WebUI and nothing is downloaded: a detector that is not
 there is named as such, with the reason, before a job starts.
 
 `Registry` lists what is available (for the UI's dropdown, the API schema and `multipass

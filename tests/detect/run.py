@@ -4,8 +4,8 @@
 
 Builds YOLO detection and segmentation models from ultralytics' own configs with random
 weights (nothing is downloaded), writes them as a user would find them (.safetensors carrying
-their architecture, and a pickled .pt), and runs them and mediapipe's face detector through
-Multipass's detector registry on scikit-image's astronaut. Prints what happened as JSON.
+their architecture, and a pickled .pt), and runs them and mediapipe's face and hand detectors
+through Multipass's detector registry on scikit-image's astronaut. Prints what happened as JSON.
 """
 
 import json
@@ -93,6 +93,15 @@ def main() -> None:
         }
     else:
         out["mediapipe"] = {"problem": registry.problem("mediapipe-face")}
+    if "mediapipe-hands" in registry.names():
+        hands = registry.get("mediapipe-hands").detect(photo)
+        out["mediapipe_hands"] = {
+            "what": registry.entries()["mediapipe-hands"].what,
+            "found": [[*d.box, d.score] for d in hands],
+        }
+    else:
+        out["mediapipe_hands"] = {"problem": registry.problem("mediapipe-hands")}
+
     print(json.dumps(out))
 
 
