@@ -181,7 +181,7 @@ class ImageAccount:
 
     @property
     def complete(self) -> bool:
-        return self.stopped_at is None
+        return self.stopped is None
 
     @property
     def passes_ran(self) -> tuple[int, ...]:
@@ -190,10 +190,12 @@ class ImageAccount:
 
     def text(self) -> str:
         """One line for infotext and messages, e.g. 'stopped at pass 2, run 1 of 4: cancelled'."""
-        if self.stopped_at is None:
+        why = "cancelled" if self.stopped == "cancelled" else f"failed: {self.reason}"
+        if self.stopped is None:
             out = "complete"
+        elif self.stopped_at is None:
+            out = f"not run: {why}"  # the passes could not start
         else:
-            why = "cancelled" if self.stopped == "cancelled" else f"failed: {self.reason}"
             out = f"stopped at {describe_run(self.stopped_at)}: {why}"
         if self.skipped:
             out += "; skipped " + ", ".join(describe_run(r) for r in self.skipped)
@@ -221,6 +223,17 @@ class JobResult:
     stopped_image: int = 0
     checkpoints_loaded: list[str] = field(default_factory=list)
 
+    @classmethod
+    def not_started(
+        cls, images: Sequence[Image.Image], seeds: Sequence[int], error: BaseException
+    ) -> JobResult:
+        """A job whose passes could not start (a check that fails only once its images exist,
+        such as a checkpoint deleted meanwhile): its images as they are, and why."""
+        outputs = [
+            [RunOutput(None, image, seed)] for image, seed in zip(images, seeds, strict=True)
+        ]
+        return cls(list(images), list(seeds), outputs, [], stopped="error", error=error)
+
     @property
     def complete(self) -> bool:
         return self.stopped is None
@@ -232,6 +245,7 @@ class JobResult:
         next_run = self.runs[len(done)] if len(done) < len(self.runs) else None
         if self.stopped is None:
             next_run = None
+        not_started = self.stopped is not None and not self.runs
         found: dict[int, str] = {}
         for o in done:
             if o.detected is not None and o.run.pass_index not in found:
@@ -244,7 +258,7 @@ class JobResult:
             ran=tuple(o.run for o in done if not o.skipped),
             skipped=tuple(o.run for o in done if o.skipped),
             stopped_at=next_run,
-            stopped=self.stopped if next_run is not None else None,
+            stopped=self.stopped if next_run is not None or not_started else None,
             reason=_short(self.error) if self.stopped == "error" else "",
         )
 
@@ -254,6 +268,8 @@ class JobResult:
         if self.stopped is None:
             return "complete"
         why = "cancelled" if self.stopped == "cancelled" else f"failed: {_short(self.error)}"
+        if not self.runs:
+            return f"not run: {why}"
         if self.stopped_run is None:
             return f"stopped at {self.where}: {why}"
         n = len(self.outputs)
@@ -266,6 +282,8 @@ class JobResult:
         if self.stopped is None:
             return f"finished {counted(n, 'run')} over {counted(len(self.images), 'image')}"
         what = "cancelled" if self.stopped == "cancelled" else f"failed ({self.error})"
+        if not self.runs:
+            return f"{what} before the passes: no pass ran, and every image is kept as it was"
         return (
             f"{what} at {self.where}; {self.runs_done} of {counted(n, 'run')} finished for "
             "every image, and every image keeps its last finished state"
@@ -307,7 +325,7 @@ def _masks_for(recipe: Any, job: Job) -> tuple[dict[int, Image.Image], list[Prob
             if masks[i].getbbox() is None:
                 allowed = "a mask with white (inpainted) pixels; this one is all black"
                 problems.append(Problem(where_pass(i), "mask_image", p.mask_image, allowed))
-    return masks, problems
+    return masks, problems + _split_problems(recipe, job, masks)
 
 
 def prepare(
@@ -330,7 +348,6 @@ def prepare(
     if job.images is None:
         found += backend.check_run(base_run(ctx))
     found += _detector_problems(recipe, job)
-    found += _split_problems(recipe, job, masks)
 
     seen = set()
     for run in runs:

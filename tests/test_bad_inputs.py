@@ -69,7 +69,19 @@ def mask_png(white: bool) -> Any:
     return write
 
 
+def dotted_png(path: Path) -> None:
+    """A mask of 65 separate white dots: one more area than a split allows."""
+    from PIL import Image
+
+    img = Image.new("L", (200, 200), 0)
+    for i in range(65):
+        x, y = (i % 9) * 22, (i // 9) * 22
+        img.paste(255, (x, y, x + 8, y + 8))
+    img.save(path)
+
+
 def zip_without_pickle(path: Path) -> None:
+
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/readme.txt", "hello")
 
@@ -247,6 +259,22 @@ CASES = [
         files={
             R: recipe({"region": "crop", "mask_source": "image", "mask_image": "m.png"}),
             "m.png": mask_png(False),
+        },
+    ),
+    Case(
+        "mask split into too many areas",
+        ["plan", R],
+        ["field 'mask_split'", "at most 64 separate areas", "65 separate areas"],
+        files={
+            R: recipe(
+                {
+                    "region": "crop",
+                    "mask_source": "image",
+                    "mask_image": "m.png",
+                    "mask_split": True,
+                }
+            ),
+            "m.png": dotted_png,
         },
     ),
     Case(

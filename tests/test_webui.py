@@ -1070,3 +1070,87 @@ def test_regions_of_the_inpaint_mask_each_get_their_prompt_and_seed(webui):
         ("a dragon", 6),
     ]
     assert "Multipass 1 mask split: True" in processed.infotexts[0]
+
+
+def dotted_mask(areas: int) -> Image.Image:
+    """A 512² inpaint mask of `areas` separate white dots."""
+    mask = Image.new("L", (512, 512))
+    for i in range(areas):
+        x, y = (i % 9) * 56 + 4, (i // 9) * 56 + 4
+        mask.paste(255, (x, y, x + 10, y + 10))
+    return mask
+
+
+SPLIT = {
+    "passes": [{"region": "crop", "mask_split": True, "working_width": 64, "working_height": 64}]
+}
+
+
+def test_an_inpaint_mask_of_too_many_areas_generates_nothing_and_says_why(webui):
+    """Found in a real reForge: the job mask's areas were counted only after the base image,
+    where the error escaped the hook; the API answered 200 with nothing said."""
+    _p, processed = astronaut_img2img(webui, SPLIT, mask=dotted_mask(65))
+    assert webui.processing.calls == []
+    assert "Multipass: nothing was generated" in processed.comments
+    assert "field 'mask_split'" in processed.comments and "65 separate areas" in processed.comments
+
+
+def test_the_api_names_an_inpaint_mask_of_too_many_areas(webui):
+    import base64
+    import io
+
+    from lib_multipass.webui import api, job
+
+    def b64(image: Image.Image) -> str:
+        buf = io.BytesIO()
+        image.save(buf, "PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    reached = []
+
+    async def downstream(scope, receive, send):
+        reached.append(True)
+
+    check = api.RecipeCheck(downstream, job.validate_request)
+    body = {
+        "init_images": [b64(Image.new("RGB", (512, 512)))],
+        "mask": b64(dotted_mask(65)),
+        "alwayson_scripts": {"multipass": {"args": [True, SPLIT]}},
+    }
+    sent = asgi_call(check, body)
+    assert sent[0]["status"] == 422
+    (problem,) = json.loads(sent[1]["body"])["detail"]
+    assert problem["field"] == "mask_split" and "65 separate areas" in problem["message"]
+    assert not reached
+    # inverted ("inpaint not masked"), the same dots are one area: fine
+    body["inpainting_mask_invert"] = 1
+    assert asgi_call(check, body) == [] and reached
+
+
+def test_a_job_that_cannot_start_its_passes_keeps_and_saves_its_images_and_says_so(webui):
+    """Whatever stops the passes before the first one runs (here: the pass's checkpoint was
+    deleted while the base image was made), the base images are saved and every image, the
+    response and the UI say the passes did not run."""
+    from pathlib import Path
+
+    from modules import images
+
+    def delete_photo(call):
+        (Path(webui.sd_models.model_path) / "photo.safetensors").unlink()
+        webui.sd_models.list_models()
+        webui.processing.on_call.remove(delete_photo)
+
+    images.saved.clear()
+    webui.processing.on_call.append(delete_photo)
+    _p, processed = txt2img(webui, recipe={"passes": [{"checkpoint": "photo"}]}, batch_size=2)
+    result = processed.extra_generation_params["Multipass result"]
+    assert result.startswith("not run: failed: pass 1, field 'checkpoint': got 'photo'"), result
+    for info in processed.infotexts:
+        assert info.endswith(f'Multipass result: "{result}"')
+        assert "Multipass 1 checkpoint" not in info
+    samples = [s for s in images.saved if not s["grid"]]
+    assert [s["info"] for s in samples] == processed.infotexts[-2:]
+    assert [s["image"] for s in samples] == processed.images[-2:]
+
+    assert "Multipass: failed (pass 1, field 'checkpoint'" in processed.comments
+    assert_users_checkpoint_is_back(webui)

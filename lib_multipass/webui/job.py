@@ -103,10 +103,16 @@ def final_size(p: Any) -> tuple[int, int]:
 
 
 def validate(
-    enabled: Any, recipe_arg: Any, size: tuple[int, int], has_mask: bool, p: Any
+    enabled: Any,
+    recipe_arg: Any,
+    size: tuple[int, int],
+    has_mask: bool,
+    p: Any,
+    mask: Image.Image | None = None,
 ) -> tuple[Any, int]:
-    """The recipe and its number of runs, checked against the host's lists; raises RecipeError
-    naming every problem. A recipe with no enabled pass is (None, 0): Multipass is off."""
+    """The recipe and its number of runs, checked against the host's lists (and the job's
+    inpaint mask, where given); raises RecipeError naming every problem. A recipe with no
+    enabled pass is (None, 0): Multipass is off."""
     from ..engine import prepare
 
     recipe, problems = check_args(enabled, recipe_arg)
@@ -115,7 +121,7 @@ def validate(
             raise RecipeError(problems)
         return None, 0
     ctx = context(p, *size, has_mask=has_mask)
-    job = Job(ctx, images=[], seeds=[], job_mask=None, detectors=compat.detectors())
+    job = Job(ctx, images=[], seeds=[], job_mask=mask, detectors=compat.detectors())
     runs, _ = prepare(recipe, job, WebUIBackend(), problems)
     return recipe, len(runs)
 
@@ -145,7 +151,31 @@ def validate_request(enabled: Any, recipe_arg: Any, body: dict[str, Any]) -> Non
     """The API's check of a request body (see api.RecipeCheck)."""
     view = RequestView(body)
     has_mask = bool(body.get("mask"))
-    validate(enabled, recipe_arg, final_size(view), has_mask, view)
+    mask = _request_mask(body) if has_mask and _splits_job_mask(recipe_arg) else None
+    validate(enabled, recipe_arg, final_size(view), has_mask, view, mask)
+
+
+def _splits_job_mask(recipe_arg: Any) -> bool:
+    passes = recipe_arg.get("passes") if isinstance(recipe_arg, dict) else None
+    return isinstance(passes, list) and any(
+        isinstance(p, dict) and p.get("mask_split") and p.get("mask_source", "job") == "job"
+        for p in passes
+    )
+
+
+def _request_mask(body: dict[str, Any]) -> Image.Image | None:
+    """An API request's inpaint mask (base64, with or without a data: prefix), as the job
+    will see it; None when it cannot be read (the host answers that itself)."""
+    from PIL import ImageOps
+
+    from ..imaging import open_mask_image
+
+    try:
+        mask = open_mask_image(str(body["mask"])).convert("L")
+    except ValueError:
+        return None
+    mask = ImageOps.invert(mask) if body.get("inpainting_mask_invert") else mask
+    return mask if mask.getbbox() is not None else None
 
 
 def job_mask(p: Any) -> Image.Image | None:
@@ -170,7 +200,7 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
     _jobs.pop(id(p), None)
     mask = job_mask(p)
     try:
-        recipe, runs = validate(enabled, recipe_arg, final_size(p), mask is not None, p)
+        recipe, runs = validate(enabled, recipe_arg, final_size(p), mask is not None, p, mask)
         if recipe is None:
             return
     except RecipeError as e:
@@ -240,6 +270,9 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         _set_model(p, None)
         del held
         result = run_job(state.recipe, job, backend, control=WebUIControl(), progress=progress)
+    except Exception as e:  # the passes could not start: the images are kept and say so
+        log.exception("%s: the passes could not start", PREFIX)
+        result = JobResult.not_started(images, seeds, e)
     finally:
         backend.close()
         _set_model(p, getattr(shared, "sd_model", None))
