@@ -8,11 +8,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 cv2 = pytest.importorskip("cv2")
+
 skimage_data = pytest.importorskip("skimage.data")
 
 from lib_multipass.detectors import Detection, Registry  # noqa: E402
@@ -294,3 +296,29 @@ def test_the_infotext_records_what_was_found(tiny_models, tmp_path, monkeypatch)
     text = Image.open(tmp_path / "o" / "01-1-final.png").info["parameters"]
     # tiny models draw noise: whatever was found is said, 0 included
     assert "Multipass 1 found: " in text and " inpainted" in text
+
+
+def test_an_opencv_that_does_not_import_is_named_not_a_crash(tmp_path):
+    """opencv-python (not -headless) on a server without libGL: `import cv2` fails although the
+    package is installed. The detectors list says so; it must not take the list down (in the
+    WebUI the accordion's dropdown is built from it)."""
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "cv2"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        'raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")'
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "lib_multipass", "detectors"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "opencv-face" in done.stdout and "libGL.so.1" in done.stdout, done.stdout
+    assert "no detector can run here" in done.stdout

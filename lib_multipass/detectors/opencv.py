@@ -52,7 +52,11 @@ def entries() -> list[Entry]:
     if importlib.util.find_spec("cv2") is None:
         why = "needs OpenCV (opencv-python 4.x), which is not installed"
         return [Entry(n, w, "OpenCV", why) for n, (_, w) in CASCADES.items()]
-    import cv2
+    try:
+        import cv2
+    except Exception as e:  # installed but broken, e.g. opencv-python without libGL
+        why = f"needs OpenCV, which is installed but does not import here ({e})"
+        return [Entry(n, w, "OpenCV", why) for n, (_, w) in CASCADES.items()]
 
     folder = getattr(getattr(cv2, "data", None), "haarcascades", "") or ""
     out = []

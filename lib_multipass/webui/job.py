@@ -313,6 +313,10 @@ def preview_detections(
         detector = compat.detectors().get(p.detector)
     except (RecipeError, LookupError) as e:
         return None, str(e)
+    except Exception as e:  # a model file or library that does not load: said, as a job says it
+        log.exception("%s: detector %s does not load", PREFIX, values.get("detector"))
+        return None, f"{values.get('detector')} does not load: {e}"
+
     image = image.convert("RGB")
     try:
         found = detector.detect(image)
