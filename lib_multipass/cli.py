@@ -72,6 +72,8 @@ PATH_FLAGS = {
     "--out": "an output folder",
     "--models": "a folder of checkpoints",
     "--webui": "a WebUI folder (its models/Stable-diffusion is used)",
+    "--init": "an image file or a folder of them",
+    "--mask": "a mask image file",
 }
 
 
@@ -164,6 +166,16 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     run.add_argument("--size", help="base image size, e.g. 512x768 (default: recipe)")
     run.add_argument("--batch-size", help="images sampled together, 1 to 64 (default 1)")
     run.add_argument("--stages", action="store_true", help="also write every stage's image")
+    run.add_argument(
+        "--init",
+        type=Path,
+        help="start from this image, or a folder's images, instead of generating the base",
+    )
+    run.add_argument(
+        "--mask",
+        type=Path,
+        help="the job's inpaint mask (white is inpainted), for passes whose mask source is 'job'",
+    )
     _model_args(run)
     _device_args(run)
 
@@ -550,6 +562,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     cache_mb = _model_flags(args, problems)
     _device_flags(args, problems)
+    inputs = _inputs(args, problems)
+    job_mask = _job_mask(args.mask, problems)
     recipe = _recipe(args.recipe, problems)
     out = args.out or Path("outputs") / args.recipe.stem
     problems += check_out_dir(out)
@@ -568,11 +582,43 @@ def cmd_run(args: argparse.Namespace) -> int:
             recipe_dir=args.recipe.parent,
             batch_size=batch_size,
             detectors=registry(args),
+            inputs=inputs,
+            job_mask=job_mask,
         )
         _checked_job(recipe, job, backend, problems)
         if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):
             print(TINY_NOTE)
         return _execute(recipe, job, backend, out, interrupts, stages=args.stages)
+
+
+def _inputs(args: argparse.Namespace, problems: list[Problem]) -> list[Any] | None:
+    """The images of `--init`, checked (None when not given or bad); --images and --size
+    cannot be given with them."""
+    from .inputs import InputError, read_inputs
+
+    if args.init is None:
+        return None
+    for flag, value in (("--images", args.images), ("--size", args.size)):
+        if value is not None:
+            why = "not with --init: the job's images, their number and size, are the given ones"
+            problems.append(Problem(CLI, flag, _typed(value), why))
+    try:
+        return read_inputs(args.init)
+    except InputError as e:
+        problems.append(Problem(CLI, "--init", e.value, e.allowed))
+        return None
+
+
+def _job_mask(path: Path | None, problems: list[Problem]) -> Any:
+    from .inputs import InputError, read_mask
+
+    if path is None:
+        return None
+    try:
+        return read_mask(path)
+    except InputError as e:
+        problems.append(Problem(CLI, "--mask", e.value, e.allowed))
+        return None
 
 
 def _uses_tiny(recipe: Any, job: Any) -> bool:

@@ -304,6 +304,7 @@ class Job:
     negative_prompts: Sequence[str] | None = None
     batch_size: int = 1  # images sampled together in one call (the WebUI's batch size)
     detectors: Any = None  # a detectors.Registry, for detect passes
+    names: Sequence[str] | None = None  # given images' file names (headless --init), for outputs
 
     @property
     def count(self) -> int:

@@ -231,7 +231,8 @@ def plan_runs(
                     where,
                     "mask_source",
                     p.mask_source,
-                    "'image' or 'boxes' here: this job has no inpaint mask of its own",
+                    "'image', 'boxes' or 'detect' here: this job has no inpaint mask of its "
+                    "own (img2img's in the WebUI, --mask headless)",
                 )
             )
         if p.region == "crop" and p.mask_source == "image" and not p.mask_image:

@@ -21,6 +21,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .engine import Job, JobResult
 from .infotext import params_to_text, protect, result_params
+from .inputs import Input
 from .plan import JobContext
 from .recipe import Base, recipe_to_dict
 
@@ -37,27 +38,40 @@ def make_job(
     recipe_dir: Path | None = None,
     batch_size: int = 1,
     detectors: Any = None,
+    inputs: Sequence[Input] | None = None,
+    job_mask: Image.Image | None = None,
 ) -> Job:
-    """The job a recipe describes, with command-line overrides; seeds go +1 per image."""
+    """The job a recipe describes, with command-line overrides; seeds go +1 per image.
+
+    With `inputs` (`--init`), the passes start from those images instead of a generated base,
+    at their size; `job_mask` is the mask of passes whose mask source is the job's.
+    """
     base = recipe.base or Base()
     if not base.checkpoint:
         base = dataclasses.replace(base, checkpoint=default_checkpoint)
     drawn = (base.width, base.height)
+    if inputs:
+        size = inputs[0].image.size
     if size is not None:
         base = dataclasses.replace(base, width=size[0], height=size[1])
     first = base.seed if seed is None else seed
     if first == -1:
         first = random.randrange(2**32)
-    count = images or base.images
+    count = len(inputs) if inputs else images or base.images
     ctx = JobContext.from_base(base, recipe.step_mode)
     if drawn != (ctx.width, ctx.height):
         ctx = dataclasses.replace(ctx, box_space=drawn)  # the recipe's boxes scale with --size
+    if job_mask is not None:
+        ctx = dataclasses.replace(ctx, has_job_mask=True)
     return Job(
         ctx=ctx,
+        images=[i.image for i in inputs] if inputs else None,
         seeds=[(first + i) % 2**32 for i in range(count)],
+        job_mask=job_mask,
         recipe_dir=recipe_dir,
         batch_size=batch_size,
         detectors=detectors,
+        names=[i.name for i in inputs] if inputs else None,
     )
 
 
@@ -83,10 +97,21 @@ def infotext(
     result: str | None,
     stage: str | None = None,
     found: dict[int, str] | None = None,
+    given: str | None = None,
 ) -> str:
     """A full WebUI infotext: prompt, negative prompt, and the params line with the passes that
-    ran on this image and its result."""
-    params = base_params(ctx, seed) | result_params(recipe, passes_ran, result, found)
+    ran on this image and its result. An image the job was given (`given`: its file name) has
+    no base generation to describe: its seed (the passes' first) and size, and where it came
+    from."""
+    if given is None:
+        params = base_params(ctx, seed)
+    else:
+        params = {
+            "Seed": str(seed),
+            "Size": f"{ctx.width}x{ctx.height}",
+            "Multipass input": protect(given),
+        }
+    params |= result_params(recipe, passes_ran, result, found)
     if stage:
         params["Multipass stage"] = protect(stage)
     text = ctx.prompt
@@ -156,27 +181,43 @@ def write_outputs(
 
 def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool) -> Written:
     finals, steps = [], []
+    names = list(job.names or [])
+
+    def given(i: int) -> str | None:
+        return names[i] if i < len(names) else None
+
+    def stem(i: int) -> str:
+        # a given image's outputs carry its name; a generated one's its seed
+        name = given(i)
+        return _slug(Path(name).stem) if name else str(result.seeds[i])
+
     for i, outputs in enumerate(result.outputs):
         if outputs:
             seed, account = result.seeds[i], result.image_account(i)
             state = "final" if account.complete else "partial"
-            path = out_dir / f"{i + 1:02d}-{seed}-{state}.png"
+            path = out_dir / f"{i + 1:02d}-{stem(i)}-{state}.png"
             text = infotext(
-                recipe, job.ctx, seed, account.passes_ran, account.text(), found=dict(account.found)
+                recipe,
+                job.ctx,
+                seed,
+                account.passes_ran,
+                account.text(),
+                found=dict(account.found),
+                given=given(i),
             )
             finals.append(_save(outputs[-1].image, path, text))
     for i, outputs in enumerate(result.outputs if stages else []):
         seed = result.seeds[i]
         ran: list[int] = []
         for k, out in enumerate(outputs[:-1]):  # the last stage is the final
-            label = "base" if out.run is None else out.run.label
+            label = ("input" if given(i) else "base") if out.run is None else out.run.label
             if out.run is not None and not out.skipped and out.run.pass_index not in ran:
                 ran.append(out.run.pass_index)
-            name = f"{i + 1:02d}-{seed}-{k:02d}-{_slug(label)}.png"
+            name = f"{i + 1:02d}-{stem(i)}-{k:02d}-{_slug(label)}.png"
             stage = f"{label}{' (skipped)' if out.skipped else ''}"
-            text = infotext(recipe, job.ctx, seed, ran, None, stage)
+            text = infotext(recipe, job.ctx, seed, ran, None, stage, given=given(i))
             steps.append(_save(out.image, out_dir / name, text, STAGE_COMPRESSION))
-    sheet = contact_sheet(result)
+    sheet = contact_sheet(result, first="input" if names else "base")
     sheet_path = None
     if sheet is not None:
         sheet_path = out_dir / "contact-sheet.png"
@@ -186,8 +227,11 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
     return Written(finals, steps, sheet_path, recipe_path)
 
 
-def contact_sheet(result: JobResult, thumb_height: int = THUMB_HEIGHT) -> Image.Image | None:
-    """A row per image, a column per stage (base, then each run), labelled."""
+def contact_sheet(
+    result: JobResult, thumb_height: int = THUMB_HEIGHT, first: str = "base"
+) -> Image.Image | None:
+    """A row per image, a column per stage (`first`: the base or the given input, then each
+    run), labelled."""
     rows = [r for r in result.outputs if r]
     if not rows:
         return None
@@ -209,7 +253,7 @@ def contact_sheet(result: JobResult, thumb_height: int = THUMB_HEIGHT) -> Image.
     for c in range(columns):
         out = next(r[c] for r in rows if c < len(r))
         if out.run is None:
-            labels.append(("base", ""))
+            labels.append((first, ""))
         else:
             run = out.run
             labels.append((run.label, f"{run.checkpoint} @ {run.strength:.2f}"))

@@ -69,6 +69,15 @@ def mask_png(white: bool) -> Any:
     return write
 
 
+def photo_png(w: int, h: int) -> Any:
+    def write(path: Path) -> None:
+        from PIL import Image
+
+        Image.new("RGB", (w, h), (90, 120, 150)).save(path)
+
+    return write
+
+
 def dotted_png(path: Path) -> None:
     """A mask of 65 separate white dots: one more area than a split allows."""
     from PIL import Image
@@ -324,6 +333,60 @@ CASES = [
         files={R: recipe()},
     ),
     Case("--seed 2^32", ["run", R, "--seed", "4294967296"], ["to 4294967295"], files={R: recipe()}),
+    Case(
+        "--init not there",
+        ["run", R, "--init", "nope.png"],
+        ["field '--init': got 'nope.png'", "an image file or a folder of them"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--init folder without images",
+        ["run", R, "--init", "in"],
+        ["field '--init': got 'in'", "a folder holding images (.png, .jpg"],
+        files={R: recipe(), "in/notes.txt": b"no images here"},
+    ),
+    Case(
+        "--init images of two sizes",
+        ["run", R, "--init", "in"],
+        ["field '--init'", "images of one size per job (the first, a.png, is 64x64", "64x128"],
+        files={R: recipe(), "in/a.png": photo_png(64, 64), "in/b.png": photo_png(64, 128)},
+    ),
+    Case(
+        "--init not an image",
+        ["run", R, "--init", "a.png"],
+        ["field '--init': got 'a.png'; allowed: an image file"],
+        files={R: recipe(), "a.png": b"not a png"},
+    ),
+    Case(
+        "--init of a size that is not a multiple of 8",
+        ["run", R, "--init", "a.png"],
+        ["field '--init'", "multiples of 8 from 64 to 4096", "(100x64)"],
+        files={R: recipe(), "a.png": photo_png(100, 64)},
+    ),
+    Case(
+        "--init with --images and --size",
+        ["run", R, "--init", "a.png", "--images", "2", "--size", "64x64"],
+        ["field '--images': got 2; allowed: not with --init", "field '--size'"],
+        files={R: recipe(), "a.png": photo_png(64, 64)},
+    ),
+    Case(
+        "--mask all black",
+        ["run", R, "--init", "a.png", "--mask", "m.png"],
+        ["field '--mask': got 'm.png'", "all black"],
+        files={R: recipe(), "a.png": photo_png(64, 64), "m.png": mask_png(False)},
+    ),
+    Case(
+        "--mask not there",
+        ["run", R, "--mask", "m.png"],
+        ["field '--mask': got 'm.png'; allowed: a mask image file"],
+        files={R: recipe()},
+    ),
+    Case(
+        "a pass on the job's mask, no --mask",
+        ["run", R, "--init", "a.png"],
+        ["field 'mask_source': got 'job'", "--mask headless"],
+        files={R: recipe({"region": "crop"}), "a.png": photo_png(64, 64)},
+    ),
     Case(
         "--size 500x500",
         ["plan", R, "--size", "500x500"],

@@ -1,0 +1,102 @@
+"""Images a headless job starts from (`multipass run --init`), instead of generating its base:
+a file, or a folder of them, all of one size, as the WebUI's img2img batch takes them.
+
+Sizes follow the base size's rules (sides multiples of 8 from 64 to 4096), so that every pass
+plans and pastes exactly as it would on a generated base; nothing is resized behind the user's
+back. Problems come as `InputError(value, allowed)`, which the command line names under its flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_INPUTS = 64  # as --images
+MIN_SIDE, MAX_SIDE = 64, 4096  # as --size
+SIZE_RULE = f"sides that are multiples of 8 from {MIN_SIDE} to {MAX_SIDE} px"
+
+
+class InputError(ValueError):
+    """An input that cannot start a job: the value shown and what is allowed."""
+
+    def __init__(self, value: str, allowed: str) -> None:
+        super().__init__(f"got {value!r}; allowed: {allowed}")
+        self.value, self.allowed = value, allowed
+
+
+@dataclass(frozen=True)
+class Input:
+    """One given image: its file name (for outputs and infotext) and the image, in RGB."""
+
+    name: str
+    image: Image.Image
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(str(path), "an image file or a folder of them (this is not there)")
+    found = sorted(
+        (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES),
+        key=lambda p: p.name,
+    )
+    if not found:
+        kinds = ", ".join(SUFFIXES)
+        raise InputError(str(path), f"a folder holding images ({kinds}); this one holds none")
+    if len(found) > MAX_INPUTS:
+        raise InputError(
+            str(path), f"at most {MAX_INPUTS} images per job (this folder holds {len(found)})"
+        )
+    return found
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE) or w % 8 or h % 8:
+                raise InputError(
+                    str(path), f"an image with {SIZE_RULE}, crop or resize it first ({w}x{h})"
+                )
+            img.load()
+            return img.convert("RGB")
+    except (OSError, Image.DecompressionBombError) as e:
+        raise InputError(str(path), f"an image file ({' '.join(str(e).split())[:160]})") from e
+
+
+def read_inputs(path: Path) -> list[Input]:
+    """The images at `path` (a file, or a folder's images by name), all of one size."""
+    inputs = [Input(p.name, _open(p)) for p in _files(path)]
+    first = inputs[0]
+    for other in inputs[1:]:
+        if other.image.size != first.image.size:
+            w, h = other.image.size
+            fw, fh = first.image.size
+            raise InputError(
+                str(path / other.name),
+                f"images of one size per job (the first, {first.name}, is {fw}x{fh}; "
+                f"this one is {w}x{h})",
+            )
+    return inputs
+
+
+def read_mask(path: Path) -> Image.Image:
+    """A job's inpaint mask (white is inpainted) as L; a mask of another size than the images
+    is scaled to them when used, as the WebUI scales a mask to its image."""
+    try:
+        with Image.open(path) as img:
+            if max(img.size) > 2 * MAX_SIDE:
+                raise InputError(str(path), f"a mask of at most {2 * MAX_SIDE} px a side")
+            img.load()
+            mask = img.convert("L")
+    except FileNotFoundError as e:
+        raise InputError(str(path), "a mask image file (this is not there)") from e
+    except (OSError, Image.DecompressionBombError) as e:
+        raise InputError(str(path), f"a mask image file ({' '.join(str(e).split())[:160]})") from e
+    if mask.getbbox() is None:
+        raise InputError(str(path), "a mask with white (inpainted) pixels; this one is all black")
+    return mask
