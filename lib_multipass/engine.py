@@ -523,8 +523,12 @@ def run_job(
             return crops(run, family, image.size)
         key = (run.pass_index, index)
         if key not in detected:
+            nonlocal counts
             detector = job.detectors.get(p.detector)
             detected[key] = detect_crops(p, detector, image, family)
+            # progress counted one crop per image for this pass; now the image's count is known
+            pass_steps = sum(r.count.run for r in runs if r.pass_index == run.pass_index)
+            counts += (len(detected[key][0]) - 1) * pass_steps
         return detected[key][0]
 
     counts = _step_totals(job, runs, backend, crops)

@@ -233,11 +233,18 @@ def test_each_detection_gets_its_prompt_and_seed(backend):
 
     backend.generate = spy
     ctx = dataclasses.replace(CTX, width=1024)
+    seen = []
     result = run_job(
-        recipe, Job(ctx, images=[two_astronauts()], seeds=[40], detectors=Registry()), backend
+        recipe,
+        Job(ctx, images=[two_astronauts()], seeds=[40], detectors=Registry()),
+        backend,
+        progress=seen.append,
     )
     assert result.complete, result.account()
     assert sent == [("a smiling face", 40), ("a frowning face, an astronaut", 41)]
+    # progress counts each detection's steps once they are found: it ends at its total
+    assert seen[-1].done == seen[-1].total == 2 * seen[-1].steps
+
     assert dict(result.image_account(0).found) == {0: "2 faces, 2 inpainted"}
 
 
