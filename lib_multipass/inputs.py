@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_INPUTS = 64  # as --images
@@ -63,7 +63,9 @@ def _open(path: Path) -> Image.Image:
                     str(path), f"an image with {SIZE_RULE}, crop or resize it first ({w}x{h})"
                 )
             img.load()
-            return img.convert("RGB")
+            # upright as the photo is seen (phones store rotation in EXIF), as the WebUI reads it
+            return (ImageOps.exif_transpose(img) or img).convert("RGB")
+
     except (OSError, Image.DecompressionBombError) as e:
         raise InputError(str(path), f"an image file ({' '.join(str(e).split())[:160]})") from e
 

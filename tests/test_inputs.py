@@ -126,3 +126,19 @@ def test_a_pass_on_the_jobs_mask_needs_one(home, tmp_path, capsys):
     code = main(["run", str(recipe), "--init", str(folder), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "--mask headless" in capsys.readouterr().err
+
+
+def test_a_phone_photo_is_read_upright(tmp_path):
+    """Phones store a portrait photo landscape, with its rotation in EXIF; the WebUI reads it
+    upright (ImageOps.exif_transpose), and so does --init."""
+    from lib_multipass.inputs import read_inputs
+
+    stored = Image.new("RGB", (128, 64), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 8, 64))  # the photo's top, stored on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    (photo_in,) = read_inputs(tmp_path / "phone.jpg")
+    assert photo_in.image.size == (64, 128)
+    r, _g, b = photo_in.image.getpixel((32, 2))
+    assert r > 200 and b < 60  # the top is up
