@@ -1122,6 +1122,11 @@ def test_the_api_names_an_inpaint_mask_of_too_many_areas(webui):
     (problem,) = json.loads(sent[1]["body"])["detail"]
     assert problem["field"] == "mask_split" and "65 separate areas" in problem["message"]
     assert not reached
+    # the recipe as JSON text, as the UI's JSON box and pasted infotext give it
+    as_text = {**body, "alwayson_scripts": {"multipass": {"args": [True, json.dumps(SPLIT)]}}}
+    sent = asgi_call(check, as_text)
+    assert sent[0]["status"] == 422 and not reached
+
     # inverted ("inpaint not masked"), the same dots are one area: fine
     body["inpainting_mask_invert"] = 1
     assert asgi_call(check, body) == [] and reached

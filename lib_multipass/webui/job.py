@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,11 +109,12 @@ def validate(
     size: tuple[int, int],
     has_mask: bool,
     p: Any,
-    mask: Image.Image | None = None,
+    mask_of: Callable[[], Image.Image | None] = lambda: None,
 ) -> tuple[Any, int]:
-    """The recipe and its number of runs, checked against the host's lists (and the job's
-    inpaint mask, where given); raises RecipeError naming every problem. A recipe with no
-    enabled pass is (None, 0): Multipass is off."""
+    """The recipe and its number of runs, checked against the host's lists and the job's
+    inpaint mask (`mask_of`, read only when a recipe with enabled passes has one); raises
+    RecipeError naming every problem. A recipe with no enabled pass is (None, 0): Multipass
+    is off."""
     from ..engine import prepare
 
     recipe, problems = check_args(enabled, recipe_arg)
@@ -121,6 +123,7 @@ def validate(
             raise RecipeError(problems)
         return None, 0
     ctx = context(p, *size, has_mask=has_mask)
+    mask = mask_of() if has_mask else None
     job = Job(ctx, images=[], seeds=[], job_mask=mask, detectors=compat.detectors())
     runs, _ = prepare(recipe, job, WebUIBackend(), problems)
     return recipe, len(runs)
@@ -151,16 +154,7 @@ def validate_request(enabled: Any, recipe_arg: Any, body: dict[str, Any]) -> Non
     """The API's check of a request body (see api.RecipeCheck)."""
     view = RequestView(body)
     has_mask = bool(body.get("mask"))
-    mask = _request_mask(body) if has_mask and _splits_job_mask(recipe_arg) else None
-    validate(enabled, recipe_arg, final_size(view), has_mask, view, mask)
-
-
-def _splits_job_mask(recipe_arg: Any) -> bool:
-    passes = recipe_arg.get("passes") if isinstance(recipe_arg, dict) else None
-    return isinstance(passes, list) and any(
-        isinstance(p, dict) and p.get("mask_split") and p.get("mask_source", "job") == "job"
-        for p in passes
-    )
+    validate(enabled, recipe_arg, final_size(view), has_mask, view, lambda: _request_mask(body))
 
 
 def _request_mask(body: dict[str, Any]) -> Image.Image | None:
@@ -200,7 +194,9 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
     _jobs.pop(id(p), None)
     mask = job_mask(p)
     try:
-        recipe, runs = validate(enabled, recipe_arg, final_size(p), mask is not None, p, mask)
+        recipe, runs = validate(
+            enabled, recipe_arg, final_size(p), mask is not None, p, lambda: mask
+        )
         if recipe is None:
             return
     except RecipeError as e:
