@@ -23,6 +23,7 @@ from .detectors import how_many, what_from_name
 from .fields import MAX_LIST
 from .geometry import Size
 from .imaging import (
+    MASK_ALL_BLACK,
     MaskedCrop,
     MaskTooFragmented,
     box_crops,
@@ -324,8 +325,7 @@ def _masks_for(recipe: Any, job: Job) -> tuple[dict[int, Image.Image], list[Prob
                 problems.append(Problem(where_pass(i), "mask_image", p.mask_image, str(e)))
                 continue
             if masks[i].getbbox() is None:
-                allowed = "a mask with white (inpainted) pixels; this one is all black"
-                problems.append(Problem(where_pass(i), "mask_image", p.mask_image, allowed))
+                problems.append(Problem(where_pass(i), "mask_image", p.mask_image, MASK_ALL_BLACK))
     return masks, problems + _split_problems(recipe, job, masks)
 
 

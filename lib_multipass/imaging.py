@@ -17,6 +17,7 @@ from .fields import MAX_SIDE
 from .geometry import Box, Crop, Size, crop_for_mask, resolve_padding, scale_box
 
 SUPPORTED_MODES = ("RGB", "RGBA", "L")
+MASK_ALL_BLACK = "a mask with white (inpainted) pixels; this one is all black"
 
 
 @dataclass(frozen=True)

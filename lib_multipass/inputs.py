@@ -13,10 +13,15 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from .fields import BASE_FIELDS, MAX_SIDE, field_map
+from .imaging import MASK_ALL_BLACK
+
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-MAX_INPUTS = 64  # as --images
-MIN_SIDE, MAX_SIDE = 64, 4096  # as --size
-SIZE_RULE = f"sides that are multiples of 8 from {MIN_SIDE} to {MAX_SIDE} px"
+_BASE = field_map(BASE_FIELDS)
+MAX_INPUTS = int(_BASE["images"].maximum)  # as --images
+# as --size: the base width's bounds (height has the same)
+MIN_SIDE, MAX_BASE_SIDE = int(_BASE["width"].minimum), int(_BASE["width"].maximum)
+SIZE_RULE = f"sides that are multiples of 8 from {MIN_SIDE} to {MAX_BASE_SIDE} px"
 
 
 class InputError(ValueError):
@@ -58,7 +63,8 @@ def _open(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             w, h = img.size
-            if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE) or w % 8 or h % 8:
+            inside = MIN_SIDE <= w <= MAX_BASE_SIDE and MIN_SIDE <= h <= MAX_BASE_SIDE
+            if not inside or w % 8 or h % 8:
                 raise InputError(
                     str(path), f"an image with {SIZE_RULE}, crop or resize it first ({w}x{h})"
                 )
@@ -91,8 +97,8 @@ def read_mask(path: Path) -> Image.Image:
     is scaled to them when used, as the WebUI scales a mask to its image."""
     try:
         with Image.open(path) as img:
-            if max(img.size) > 2 * MAX_SIDE:
-                raise InputError(str(path), f"a mask of at most {2 * MAX_SIDE} px a side")
+            if max(img.size) > MAX_SIDE:  # as a recipe's mask image
+                raise InputError(str(path), f"a mask of at most {MAX_SIDE} px a side")
             img.load()
             mask = img.convert("L")
     except FileNotFoundError as e:
@@ -100,5 +106,5 @@ def read_mask(path: Path) -> Image.Image:
     except (OSError, Image.DecompressionBombError) as e:
         raise InputError(str(path), f"a mask image file ({' '.join(str(e).split())[:160]})") from e
     if mask.getbbox() is None:
-        raise InputError(str(path), "a mask with white (inpainted) pixels; this one is all black")
+        raise InputError(str(path), MASK_ALL_BLACK)
     return mask
