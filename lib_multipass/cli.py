@@ -151,6 +151,9 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     plan.add_argument(
         "--models", type=Path, help="checkpoint folder, to read each checkpoint's family"
     )
+    plan.add_argument(
+        "--batch-size", help="pieces sampled together, 1 to 64 (default 1): for tile calls"
+    )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     demo = sub.add_parser("demo", help="run the demo job on the built-in tiny models")
@@ -164,7 +167,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     run.add_argument("--images", help="number of images, 1 to 64 (default: recipe)")
     run.add_argument("--seed", help="first image's seed, -1 for random (default: recipe)")
     run.add_argument("--size", help="base image size, e.g. 512x768 (default: recipe)")
-    run.add_argument("--batch-size", help="images sampled together, 1 to 64 (default 1)")
+    run.add_argument("--batch-size", help="images (or tiles) sampled together, 1 to 64 (default 1)")
     run.add_argument("--stages", action="store_true", help="also write every stage's image")
     run.add_argument(
         "--init",
@@ -393,15 +396,17 @@ def _family_reader(models: Path | None):
 
 def _crop_finder(recipe: Any, job: Any):
     """The crops a plan can show before the job runs: from boxes and mask images."""
-    from .engine import crops_for, load_masks
+    from .preflight import load_masks
+    from .regions.crops import crops_for
 
     masks = load_masks(recipe, job)
+    drawn = job.ctx.boxes_drawn_on
 
     def find(index: int, p: Any, size: Size, family: str) -> tuple[Crop, ...] | None:
         if p.mask_source in ("job", "detect"):
             return None  # the job's own mask arrives with the job; detections at run time
-
-        return tuple(m.crop for m in crops_for(index, recipe, job, masks, size, family))
+        found = crops_for(p, masks.get(index), job.job_mask, drawn, size, family)
+        return tuple(m.crop for m in found)
 
     return find
 
@@ -426,6 +431,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     size = _size(args.size, problems)
     steps = _flag("--steps", args.steps, problems)
     step_mode = _flag("--step-mode", args.step_mode, problems)
+    batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     _folder("--models", args.models, problems)
     recipe = _recipe(args.recipe, problems)
     if problems:
@@ -450,7 +456,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(f"{args.recipe}:")
-        print(format_plan(runs, ctx))
+        print(format_plan(runs, ctx, batch_size))
     return EXIT_OK
 
 
@@ -513,19 +519,23 @@ def _execute(
     from .engine import run_job
     from .runner import write_outputs
 
-    bar = tqdm(total=1, unit="step", dynamic_ncols=True, leave=True)
+    bars: list[Any] = []  # made at the first step: no bar for a job that never starts
 
     def on_progress(p: Any) -> None:
+        if not bars:
+            bars.append(tqdm(total=p.total, unit="step", dynamic_ncols=True, leave=True))
+        bar = bars[0]
         bar.total = p.total
         which = f"{p.image + 1}" if p.batch == 1 else f"{p.image + 1}-{p.image + p.batch}"
         bar.set_description(f"{p.label} [{which}/{p.images}]", refresh=False)
-        bar.update(p.batch)
+        bar.update(p.done - bar.n)  # the total can shrink (fewer detections than counted)
 
     try:
         result = run_job(recipe, job, backend, control=interrupts.control, progress=on_progress)
     finally:
         interrupts.saving = True
-        bar.close()
+        for bar in bars:
+            bar.close()
     written = write_outputs(result, recipe, job, out_dir, stages=stages)
     print(f"multipass: {result.account()}")
     order = ", ".join(result.checkpoints_loaded) or "none"
@@ -544,7 +554,7 @@ def _execute(
 
 def _checked_job(recipe: Any, job: Any, backend: Any, problems: list[Problem]) -> None:
     """Every problem of the job at once (fields, flags, names, files, folders), or nothing."""
-    from .engine import prepare
+    from .preflight import prepare
 
     if recipe is None:
         raise RecipeError(problems)
@@ -660,7 +670,7 @@ def format_plan_for(recipe: Any, job: Any, backend: Any) -> str:
         family_of=backend.checkpoint_family,
         find_crops=_crop_finder(recipe, job),
     )
-    return format_plan(runs, job.ctx)
+    return format_plan(runs, job.ctx, job.batch_size)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -98,7 +98,11 @@ PROMPT_MODES = ("keep", "replace", "append", "template")
 SCHEDULES = ("single", "list", "curve")
 CURVES = ("linear", "aggressive", "lazy")
 SEED_POLICIES = ("same", "offset", "random")
-REGIONS = ("whole", "crop")
+REGIONS = ("whole", "crop", "tiles")
+TILE_STYLES = ("ultimate", "sd-upscale")
+TILE_ORDERS = ("chess", "linear")
+TILE_SEEDS = ("per-tile", "same")
+SEAMS_FIXES = ("none", "band", "half-tile", "half-tile+intersections")
 MASK_SOURCES = ("job", "image", "boxes", "detect")
 DETECT_ORDERS = ("largest", "left-to-right", "top-to-bottom", "confidence")
 DETECT_MASKS = ("box", "segment")
@@ -154,8 +158,9 @@ PASS_FIELDS: tuple[Field, ...] = (
     Field("repeats", "int", 1, "Repeats per strength", "repeats", minimum=1, maximum=16, step=1,
           help="Run each strength this many times, feeding each output back, "
                "so the image converges."),
-    Field("upscale_by", "float", 1.0, "Upscale by", "upscale by", minimum=1.0, maximum=8.0,
-          step=0.05, help="Applied once before the pass; sizes are rounded to multiples of 8."),
+    Field("upscale_by", "float", 1.0, "Upscale by", "upscale by", minimum=0.25, maximum=8.0,
+          step=0.05, help="Applied once before the pass; sizes are rounded to multiples of 8. "
+                          "Below 1 it downscales (with a Lanczos filter, whatever the upscaler)."),
     Field("upscaler", "str", "Lanczos", "Upscaler", "upscaler",
           help="An upscaler name as the host lists it."),
     Field("seed", "choice", "same", "Seed", "seed", choices=SEED_POLICIES,
@@ -165,7 +170,9 @@ PASS_FIELDS: tuple[Field, ...] = (
           step=1),
     Field("region", "choice", "whole", "Region", "region", choices=REGIONS,
           help="whole: img2img over the whole image; "
-               "crop: detailed inpaint of a crop around the mask."),
+               "crop: detailed inpaint of a crop around the mask; "
+               "tiles: img2img tile by tile at the checkpoint's size (SD upscale, Ultimate SD "
+               "Upscale), for canvases larger than the model's own."),
     Field("mask_source", "choice", "job", "Mask source", "mask", choices=MASK_SOURCES,
           help="job: the job's own inpaint mask; image: this pass's mask image; "
                "boxes: one crop per box; detect: one crop per thing a detector finds in each "
@@ -205,17 +212,56 @@ PASS_FIELDS: tuple[Field, ...] = (
     Field("boxes", "boxes", (), "Boxes", "boxes"),
 
     Field("padding", "float", 32.0, "Padding", "padding", minimum=0.0, maximum=float(MAX_SIDE),
-          step=1.0, help="Context around the mask: pixels, or a fraction of the mask's width "
-                         "(left, right) and height (top, bottom)."),
+          step=1.0, help="Context around the mask (or an ultimate-style tile): pixels, or a "
+                         "fraction of the mask's (tile's) width (left, right) and height (top, "
+                         "bottom)."),
     Field("padding_unit", "choice", "px", "Padding unit", "padding unit", choices=PADDING_UNITS),
     Field("padding_sides", "sides", (), "Padding per side", "padding sides", minimum=0.0,
           maximum=float(MAX_SIDE), help="Left, top, right, bottom, in the padding unit."),
     Field("working_width", "int", 0, "Working width", "working width", minimum=64,
           maximum=4096, special=0, special_means="automatic", step=8,
-          help="0: automatic, the checkpoint's native area (512^2 SD1, 768^2 SD2, 1024^2 SDXL)."),
+          help="0: automatic: a crop at the checkpoint's native area (512^2 SD1, 768^2 SD2, "
+               "1024^2 SDXL); a tile at its own size (sd-upscale) or with its padding "
+               "(ultimate). Set, the crop or tile is sampled at this size."),
     Field("working_height", "int", 0, "Working height", "working height", minimum=64,
           maximum=4096, special=0, special_means="automatic", step=8),
-    Field("mask_blur", "int", 4, "Mask blur", "mask blur", minimum=0, maximum=64, step=1),
+    Field("mask_blur", "int", 4, "Mask blur", "mask blur", minimum=0, maximum=64, step=1,
+          help="Pixels of blur on a crop's (or an ultimate-style tile's) mask edge."),
+
+    Field("tile_style", "choice", "ultimate", "Tile style", "tile style", choices=TILE_STYLES,
+          help="ultimate: as Ultimate SD Upscale, each tile inpainted with padding pixels of "
+               "context and pasted back through its mask blurred by mask blur, with an optional "
+               "seams fix; sd-upscale: as the WebUI's SD upscale script, tiles overlapping by "
+               "the tile overlap and joined with a linear blend across each overlap."),
+    Field("tile_width", "int", 0, "Tile width", "tile width", minimum=64, maximum=4096,
+          special=0, special_means="automatic", step=8,
+          help="0: automatic, the checkpoint's native side (512 SD1, 768 SD2, 1024 SDXL and "
+               "Flux); a tile is never larger than the canvas."),
+    Field("tile_height", "int", 0, "Tile height", "tile height", minimum=64, maximum=4096,
+          special=0, special_means="automatic", step=8),
+    Field("tile_overlap", "int", 64, "Tile overlap", "tile overlap", minimum=0, maximum=2048,
+          step=8, help="sd-upscale: the least overlap between neighbouring tiles, in pixels "
+                       "(the script's 'Tile overlap')."),
+    Field("tile_order", "choice", "chess", "Tile order", "tile order", choices=TILE_ORDERS,
+          help="ultimate: chess samples every other tile, then the rest (each half in batches, "
+               "the second seeing the first); linear samples one tile after another, each "
+               "seeing the ones before it (Ultimate SD Upscale's default), batched only across "
+               "the job's images."),
+    Field("tile_seed", "choice", "per-tile", "Tile seeds", "tile seed", choices=TILE_SEEDS,
+          help="per-tile: tile k gets the run's seed + k (the SD upscale script's at batch size "
+               "1); same: every tile the run's seed (Ultimate SD Upscale's)."),
+    Field("seams_fix", "choice", "none", "Seams fix", "seams fix", choices=SEAMS_FIXES,
+          help="ultimate: after the tiles, inpaint across the seams: band (a band along each "
+               "seam), half-tile (tiles offset by half a tile, fading from the seam), "
+               "half-tile+intersections (also the corners where four tiles meet)."),
+    Field("seams_fix_strength", "float", 0.35, "Seams fix strength", "seams fix strength",
+          minimum=MIN_STRENGTH, maximum=1.0, step=0.01),
+    Field("seams_fix_width", "int", 64, "Seams fix width", "seams fix width", minimum=8,
+          maximum=1024, step=8, help="band: the band's width in pixels."),
+    Field("seams_fix_padding", "int", 16, "Seams fix padding", "seams fix padding", minimum=0,
+          maximum=1024, step=1, help="Pixels of context around each seams-fix piece."),
+    Field("seams_fix_blur", "int", 4, "Seams fix mask blur", "seams fix blur", minimum=0,
+          maximum=64, step=1, help="half-tile: blur of each piece's mask edge (bands: none)."),
 )
 
 BASE_FIELDS: tuple[Field, ...] = (

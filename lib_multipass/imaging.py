@@ -94,7 +94,8 @@ def blur_mask(mask: Image.Image, blur: int) -> Image.Image:
     return out
 
 
-def _grow(box: Box, by: int, size: Size) -> Box:
+def grow_box(box: Box, by: int, size: Size) -> Box:
+    """`box` grown by `by` pixels on every side, within an image of `size`."""
     return (
         max(0, box[0] - by),
         max(0, box[1] - by),
@@ -112,7 +113,7 @@ def plan_masked_crop(
     mask_box = mask.getbbox()
     if mask_box is None:
         return None
-    window_box = _grow(mask_box, blur_reach(p.mask_blur), mask.size)
+    window_box = grow_box(mask_box, blur_reach(p.mask_blur), mask.size)
     return _plan(mask.crop(window_box), window_box, mask_box, mask.size, p, family)
 
 
@@ -142,7 +143,7 @@ def box_crops(
         scaled = scale_box(box, base_size, size)
         if scaled[0] >= scaled[2] or scaled[1] >= scaled[3]:
             continue  # the box lies outside this image
-        window_box = _grow(scaled, blur_reach(p.mask_blur), size)
+        window_box = grow_box(scaled, blur_reach(p.mask_blur), size)
         wx, wy = window_box[:2]
         local = mask_from_boxes(
             (window_box[2] - wx, window_box[3] - wy),
@@ -170,7 +171,7 @@ def placed_mask(
         w, h = placed[2] - placed[0], placed[3] - placed[1]
         return Image.new("L", (w, h), 255), placed
     reach = max(0, grow)
-    placed = _grow(box, reach, size)
+    placed = grow_box(box, reach, size)
     local = Image.new("L", (placed[2] - placed[0], placed[3] - placed[1]), 0)
     local.paste(outline.convert("L"), (box[0] - placed[0], box[1] - placed[1]))
     pick = ImageFilter.MaxFilter(3) if grow > 0 else ImageFilter.MinFilter(3)
@@ -268,7 +269,7 @@ def plan_placed(
             max(b[2] for _, b in group),
             max(b[3] for _, b in group),
         )
-        window_box = _grow(union, blur_reach(p.mask_blur), size)
+        window_box = grow_box(union, blur_reach(p.mask_blur), size)
         wx, wy = window_box[:2]
         local = Image.new("L", (window_box[2] - wx, window_box[3] - wy), 0)
         for mask, box in group:
@@ -301,6 +302,17 @@ def paste_back(image: Image.Image, generated: Image.Image, planned: MaskedCrop) 
         raise ValueError(
             f"image mode {image.mode!r} is not supported; allowed: {', '.join(SUPPORTED_MODES)}"
         )
+    out = image.copy()
+    paste_into(out, generated, planned)
+    return out
+
+
+def paste_into(image: Image.Image, generated: Image.Image, planned: MaskedCrop) -> None:
+    """paste_back, into `image` itself (no copy of a large canvas per piece)."""
+    if image.mode not in SUPPORTED_MODES:
+        raise ValueError(
+            f"image mode {image.mode!r} is not supported; allowed: {', '.join(SUPPORTED_MODES)}"
+        )
     box = planned.crop.box
     region = image.crop(box)
     size = (box[2] - box[0], box[3] - box[1])
@@ -310,10 +322,7 @@ def paste_back(image: Image.Image, generated: Image.Image, planned: MaskedCrop) 
         gen.putalpha(region.getchannel("A"))
     else:
         gen = gen.convert(image.mode)
-    blended = Image.composite(gen, region, planned.blurred_in(box))
-    out = image.copy()
-    out.paste(blended, box[:2])
-    return out
+    image.paste(Image.composite(gen, region, planned.blurred_in(box)), box[:2])
 
 
 def open_mask_image(value: str, base_dir: Path | None = None) -> Image.Image:

@@ -92,6 +92,21 @@ class Run:
     detector: str = ""
     detect_max: int = 0
     mask_split: bool = False
+    tiles: Any = None  # a tile pass's layout (regions.tiles.TileLayout) on its canvas
+    seams_count: StepCount | None = None  # a tile pass's seams fix: what its strength runs
+
+    def steps_per_image(self) -> int | None:
+        """Sampling steps this run takes on each image, where known before the job (every
+        crop and tile counted); None where crops are found at run time."""
+        if self.count.run == 0:
+            return 0
+        if self.tiles is not None:
+            seams = len(self.tiles.seam_pieces)
+            seam_steps = self.seams_count.run if self.seams_count is not None else 0
+            return (self.tiles.tiles) * self.count.run + seams * seam_steps
+        if self.region == "crop":
+            return None if self.crops is None else len(self.crops) * self.count.run
+        return self.count.run
 
     def prompts_for(self, crop: int) -> tuple[str, str]:
         """The prompt and negative prompt of crop `crop` (0-based) of this run."""
@@ -271,6 +286,7 @@ def plan_runs(
         crops = None
         if p.region == "crop" and find_crops is not None:
             crops = find_crops(i, p, size, family)
+        tiles = _tiles(p, i, size, family, checkpoint, problems)
         name = p.name or f"pass {i + 1}"
         for k, strength in enumerate(strengths):
             label = name if len(strengths) == 1 else f"{name} ({k + 1}/{len(strengths)})"
@@ -308,6 +324,10 @@ def plan_runs(
                     detector=p.detector if p.mask_source == "detect" else "",
                     detect_max=p.detect_max,
                     mask_split=p.mask_split and p.mask_source in ("job", "image"),
+                    tiles=tiles,
+                    seams_count=img2img_steps(p.seams_fix_strength, steps, ctx.step_mode)
+                    if tiles is not None and tiles.seam_pieces
+                    else None,
                 )
             )
     if len(runs) > MAX_RUNS:
@@ -317,7 +337,38 @@ def plan_runs(
     return runs, problems
 
 
-def _box_text(crops: tuple[Crop, ...] | None, run: Run) -> str:
+def _tiles(
+    p: Any, index: int, size: Size, family: str, checkpoint: str, problems: list[Problem]
+) -> Any:
+    """A tile pass's layout on its canvas, or None (with the problem said) where it has none."""
+    if p.region != "tiles":
+        return None
+    from .regions.tiles import layout
+
+    where = where_pass(index)
+    if not p.tile_width and family not in FAMILY_SIDE:
+        known = ", ".join(FAMILY_SIDE)
+        what = f"a {family} checkpoint" if family else "of no family Multipass knows"
+        problems.append(
+            Problem(
+                where,
+                "tile_width",
+                p.tile_width,
+                f"a tile width and height: checkpoint {checkpoint or '(current)'!r} is {what}, "
+                f"and automatic tile sizes are known for {known}",
+            )
+        )
+        return None
+    try:
+        return layout(p, size, family)
+    except ValueError as e:
+        problems.append(Problem(where, "tile_overlap", p.tile_overlap, str(e)))
+        return None
+
+
+def _box_text(crops: tuple[Crop, ...] | None, run: Run, batch_size: int = 1) -> str:
+    if run.tiles is not None:
+        return f"tiles: {run.tiles.describe()}, {_calls(run.tiles, batch_size)}"
     if run.region != "crop":
         return "whole image"
     if run.mask_source == "detect":
@@ -337,14 +388,30 @@ def _box_text(crops: tuple[Crop, ...] | None, run: Run) -> str:
     return "crop " + " ".join(parts)
 
 
+def _calls(tiles: Any, batch_size: int) -> str:
+    """How many sampling calls one image's tiles take at a batch size: '4 calls of 4'."""
+    sizes: list[int] = []
+    for round_ in tiles.rounds:
+        groups: dict[tuple, int] = {}
+        for piece in round_:
+            key = (piece.working, piece.seams)
+            groups[key] = groups.get(key, 0) + 1
+        for n in groups.values():
+            sizes += [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    if len(set(sizes)) == 1:
+        return f"{counted(len(sizes), 'call')} of {sizes[0]}"
+    return f"{counted(len(sizes), 'call')} of up to {max(sizes)}"
+
+
 def checkpoint_loads(runs: list[Run], start: str) -> int:
     """Checkpoint switches of a job run pass by pass, after the base on `start`."""
     names = [start, *(r.checkpoint for r in runs)]
     return sum(1 for a, b in itertools.pairwise(names) if a != b)
 
 
-def format_plan(runs: list[Run], ctx: JobContext) -> str:
-    """The plan as a text table: pass, checkpoint, strength asked and real, steps, sizes, crops."""
+def format_plan(runs: list[Run], ctx: JobContext, batch_size: int = 1) -> str:
+    """The plan as a text table: pass, checkpoint, strength asked and real, steps, sizes, crops
+    and tiles (with the sampling calls they take at `batch_size`)."""
     header = ("run", "pass", "checkpoint", "asked", "acts as", "steps", "size", "region")
     rows = [header]
     for r in runs:
@@ -352,6 +419,10 @@ def format_plan(runs: list[Run], ctx: JobContext) -> str:
         if r.size != r.size_in:
             size += f" -> {r.size[0]}x{r.size[1]} ({r.upscaler})"
         steps = "-" if r.count.run == 0 else f"{r.count.run}/{r.count.schedule}"
+        if r.count.run and r.tiles is not None:
+            steps += " each"
+            if r.seams_count is not None:
+                steps += f", seams {r.seams_count.run}/{r.seams_count.schedule}"
         rows.append(
             (
                 str(r.number),
@@ -361,7 +432,7 @@ def format_plan(runs: list[Run], ctx: JobContext) -> str:
                 f"{r.count.strength:.3f}",
                 steps,
                 size,
-                _box_text(r.crops, r),
+                _box_text(r.crops, r, batch_size),
             )
         )
     widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
@@ -379,10 +450,12 @@ def format_plan(runs: list[Run], ctx: JobContext) -> str:
         if ctx.step_mode == "proportional"
         else "fixed (exactly N steps over a longer schedule)"
     )
-    total = sum(r.count.run for r in runs)
+    known = [r.steps_per_image() for r in runs]
+    total = sum(k if k is not None else r.count.run for k, r in zip(known, runs, strict=True))
+    at_least = "at least " if None in known else ""
     loads = checkpoint_loads(runs, ctx.checkpoint)
     foot = [
-        f"{counted(len(runs), 'run')}, {counted(total, 'sampling step')} per image; "
+        f"{counted(len(runs), 'run')}, {at_least}{counted(total, 'sampling step')} per image; "
         f"{counted(loads, 'checkpoint switch', 'checkpoint switches')} after the base, "
         "however many images the job has"
     ]
@@ -418,6 +491,27 @@ def plan_as_dicts(runs: list[Run]) -> list[Mapping[str, Any]]:
                 "crops": None
                 if r.crops is None
                 else [{"box": list(c.box), "working": list(c.working)} for c in r.crops],
+                "steps_per_image": r.steps_per_image(),
+                "tiles": None if r.tiles is None else _tiles_dict(r),
             }
         )
+    return out
+
+
+def _tiles_dict(r: Run) -> dict[str, Any]:
+    t = r.tiles
+    out: dict[str, Any] = {
+        "style": t.style,
+        "tile": list(t.tile),
+        "working": list(t.working),
+        "overlap": t.overlap,
+        "columns": t.cols,
+        "rows": t.rows,
+        "tiles": t.tiles,
+        "rounds": len(t.rounds),
+        "seams_fix": t.seams_fix,
+        "seams_pieces": len(t.seam_pieces),
+    }
+    if r.seams_count is not None:
+        out["seams_steps_run"] = r.seams_count.run
     return out

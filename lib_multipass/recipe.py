@@ -348,6 +348,25 @@ def _pass_checks(p: Any, where: str, problems: list[Problem]) -> None:
             if SEP in getattr(p, name):
                 allowed = f"one prompt: {SEP} separates the prompts of a crop pass's crops"
                 problems.append(Problem(where, name, getattr(p, name), allowed))
+    if (p.tile_width == 0) != (p.tile_height == 0):
+        problems.append(
+            Problem(
+                where,
+                "tile_height" if p.tile_height == 0 else "tile_width",
+                (p.tile_width, p.tile_height),
+                "both tile width and height set, or both 0 (automatic)",
+            )
+        )
+    for name in ("tile_width", "tile_height"):
+        if getattr(p, name) % 8:
+            allowed = "a multiple of 8 from 64 to 4096, or 0 for automatic"
+            problems.append(Problem(where, name, getattr(p, name), allowed))
+    if p.region == "tiles" and p.tile_style == "sd-upscale" and p.seams_fix != "none":
+        allowed = (
+            "'none' with tile style 'sd-upscale' (it blends its overlaps; a seams fix is for "
+            "tile style 'ultimate')"
+        )
+        problems.append(Problem(where, "seams_fix", p.seams_fix, allowed))
     if (p.working_width == 0) != (p.working_height == 0):
         problems.append(
             Problem(

@@ -84,6 +84,13 @@ def pass_dicts(draw: st.DrawFn) -> dict[str, Any]:
         out["detect_min_area"], out["detect_max_area"] = high, low
     if bool(out.get("working_width")) != bool(out.get("working_height")):
         out["working_width"] = out["working_height"] = 512
+    for name in ("tile_width", "tile_height"):  # tiles are whole multiples of 8
+        if name in out:
+            out[name] -= out[name] % 8
+    if bool(out.get("tile_width")) != bool(out.get("tile_height")):
+        out["tile_width"] = out["tile_height"] = 512
+    if out.get("region") == "tiles" and out.get("tile_style") == "sd-upscale":
+        out["seams_fix"] = "none"
     return out
 
 

@@ -240,11 +240,11 @@ def test_no_network_is_touched():
 
 
 def test_crops_are_found_once_per_pass_not_per_image(backend, monkeypatch):
-    import lib_multipass.engine as engine
+    import lib_multipass.regions.crops as crops
 
     calls = []
-    real = engine.crops_for
-    monkeypatch.setattr(engine, "crops_for", lambda *a: calls.append(a[0]) or real(*a))
+    real = crops.crops_for
+    monkeypatch.setattr(crops, "crops_for", lambda *a: calls.append(a[4]) or real(*a))
     recipe = parse_recipe(
         {
             "passes": [
@@ -259,7 +259,7 @@ def test_crops_are_found_once_per_pass_not_per_image(backend, monkeypatch):
         }
     )
     result = run_job(recipe, job(seeds=[1, 2, 3, 4]), backend)
-    assert result.complete and calls == [0]
+    assert result.complete and calls == [(64, 64)]
 
 
 def test_a_cancel_before_a_pass_loads_nothing_more(backend):

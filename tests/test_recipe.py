@@ -56,7 +56,8 @@ def ok_pass(**kw):
         ("padding_sides", [1, 2, 3], "four numbers"),
         ("cfg_scale", 0.5, "from 1 to 30, or 0 for the base"),
         ("repeats", 0, "from 1 to 16"),
-        ("upscale_by", 9, "from 1 to 8"),
+        ("upscale_by", 9, "from 0.25 to 8"),
+        ("upscale_by", 0.2, "from 0.25 to 8"),
         ("seed", "fixed", "one of 'same', 'offset', 'random'"),
     ],
 )

@@ -1159,3 +1159,88 @@ def test_a_job_that_cannot_start_its_passes_keeps_and_saves_its_images_and_says_
 
     assert "Multipass: failed (pass 1, field 'checkpoint'" in processed.comments
     assert_users_checkpoint_is_back(webui)
+
+
+def _sd_upscale_by_hand(canvas, tile, overlap, tiles_out):
+    """What the WebUI's SD upscale script makes of sampled tiles, written from A1111 1.10.1
+    modules/images.py (split_grid, combine_grid) as facts: all tiles joined at once, each row
+    from a black strip, each overlap blended with int(r * 255 / overlap)."""
+    import math
+
+    w, h = canvas
+
+    def starts(extent):
+        count = math.ceil((extent - overlap) / (tile - overlap))
+        step = (extent - tile) / (count - 1) if count > 1 else 0
+        return [min(int(k * step), extent - tile) for k in range(count)]
+
+    ramp = bytes(int(r * 255 / overlap) for r in range(overlap))
+    mask_w = Image.frombytes("L", (overlap, 1), ramp).resize((overlap, tile))
+    mask_h = Image.frombytes("L", (1, overlap), ramp).resize((w, overlap))
+    out = Image.new("RGB", (w, h))
+    k = 0
+    for y in starts(h):
+        row = Image.new("RGB", (w, tile))
+        for x in starts(w):
+            t = tiles_out[k]
+            k += 1
+            if x == 0:
+                row.paste(t, (0, 0))
+                continue
+            row.paste(t.crop((0, 0, overlap, tile)), (x, 0), mask=mask_w)
+            row.paste(t.crop((overlap, 0, tile, tile)), (x + overlap, 0))
+        if y == 0:
+            out.paste(row, (0, 0))
+            continue
+        out.paste(row.crop((0, 0, w, overlap)), (0, y), mask=mask_h)
+        out.paste(row.crop((0, overlap, w, tile)), (0, y + overlap))
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_tile_pass_set_like_the_sd_upscale_script_gives_its_image(webui, batch_size):
+    """SD upscale's tiles (tile size, overlap, Lanczos upscale, seed + tile number), each a
+    nested img2img through the host, in calls of the job's batch size, joined as it joins them."""
+    recipe = {
+        "passes": [
+            {
+                "region": "tiles",
+                "tile_style": "sd-upscale",
+                "tile_width": 64,
+                "tile_height": 64,
+                "tile_overlap": 16,
+                "upscale_by": 2,
+                "upscaler": "Lanczos",
+                "denoising_strength": 0.4,
+            }
+        ]
+    }
+    _p, processed = txt2img(webui, recipe=recipe, batch_size=batch_size, n_iter=1)
+    calls = webui.processing.calls
+    bases, tiles = calls[:batch_size], calls[batch_size:]
+    n = batch_size
+    assert len(tiles) == 9 * n  # 128x128 in 3x3 tiles of 64 overlapping by at least 16
+    assert {c["size"] for c in tiles} == {(64, 64)}  # never the whole canvas
+    assert [c["seed"] for c in tiles] == [100 + j + t for j in range(n) for t in range(9)]
+    assert [c["batch"] for c in tiles] == [batch_size] * len(tiles)
+    assert all(c["mask"] is None and c["strength"] == 0.4 for c in tiles)
+
+    from modules.processing import _tint
+
+    first = getattr(processed, "index_of_first_image", 0)
+    for j in range(n):
+        upscaled = _base_image(webui, bases[j]).resize((128, 128), Image.Resampling.LANCZOS)
+        expected_tiles = []
+        for t, c in enumerate(tiles[9 * j : 9 * j + 9]):
+            x, y = [0, 32, 64][t % 3], [0, 32, 64][t // 3]
+            init = upscaled.crop((x, y, x + 64, y + 64))
+            tint = _tint(c["file"], c["vae"], c["seed"], (64, 64))
+            expected_tiles.append(Image.blend(init, tint, 0.4))
+        expected = _sd_upscale_by_hand((128, 128), 64, 16, expected_tiles)
+        assert processed.images[first + j].tobytes() == expected.tobytes()
+
+
+def _base_image(webui, call):
+    from modules.processing import _tint
+
+    return _tint(call["file"], call["vae"], call["seed"], call["size"])

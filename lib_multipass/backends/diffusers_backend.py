@@ -34,9 +34,9 @@ from ..checkpoints import (
     read_safetensors_header,
     sniff_family,
 )
-from ..engine import SampleRequest, StepCallback
 from ..geometry import Size
 from ..plan import Run
+from ..protocol import SampleRequest, StepCallback
 from ..recipe import Problem, where_pass
 from ..schedule import img2img_steps
 
@@ -782,9 +782,13 @@ class DiffusersBackend:
             return list(pipe(**args).images)
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
+        """`image` resized to `size`: with the named filter, or, to a smaller size, with Lanczos
+        whatever the upscaler (as the WebUI's resize_image downscales)."""
         if upscaler not in UPSCALERS:
             raise BackendError(f"upscaler {upscaler!r} is not one of {', '.join(UPSCALERS)}")
-        return image.convert("RGB").resize(size, UPSCALERS[upscaler])
+        smaller = size[0] <= image.width and size[1] <= image.height
+        how = Image.Resampling.LANCZOS if smaller else UPSCALERS[upscaler]
+        return image.convert("RGB").resize(size, how)
 
 
 def _pipeline_class(family: str, kind: str) -> Any:

@@ -10,9 +10,9 @@ from typing import Any
 from PIL import Image
 
 from ..checkpoints import checkpoint_problem, family_or_default
-from ..engine import Cancelled, Control, SampleRequest, Skipped, StepCallback
 from ..geometry import Size
 from ..plan import Run
+from ..protocol import Cancelled, Control, SampleRequest, Skipped, StepCallback
 from ..recipe import Problem, where_pass
 from . import compat
 

@@ -115,7 +115,7 @@ def validate(
     inpaint mask (`mask_of`, read only when a recipe with enabled passes has one); raises
     RecipeError naming every problem. A recipe with no enabled pass is (None, 0): Multipass
     is off."""
-    from ..engine import prepare
+    from ..preflight import prepare
 
     recipe, problems = check_args(enabled, recipe_arg)
     if recipe is None or not any(p.enabled for p in recipe.passes):

@@ -26,6 +26,7 @@ SAME = {
     "sampler": "Use same sampler",
     "scheduler": "Use same scheduler",
 }
+DETECT_SECTION = "Detect (used when region is crop and mask source is detect)"
 # where each field goes: rows of the pass's main part, then rows of its folded sections
 LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
     (
@@ -48,7 +49,7 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
         ),
     ),
     (
-        "Detail crop (inpaint only the mask)",
+        "Region: whole image, detail crop (inpaint only the mask) or tiles",
         (
             ("region", "mask_source", "boxes"),
             ("padding", "padding_unit", "padding_sides"),
@@ -57,15 +58,24 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
         ),
     ),
     (
-        "Detect (mask source: detect)",
+        DETECT_SECTION,
         (
             ("detector", "detect_threshold", "detect_max"),
             ("detect_order", "detect_mask", "detect_merge"),
             ("detect_min_area", "detect_max_area", "detect_dilate"),
         ),
     ),
+    (
+        "Tiles (used when region is tiles; ultimate-style tiles also take padding and mask blur)",
+        (
+            ("tile_style", "tile_order", "tile_seed"),
+            ("tile_width", "tile_height", "tile_overlap"),
+            ("seams_fix", "seams_fix_strength"),
+            ("seams_fix_width", "seams_fix_padding", "seams_fix_blur"),
+        ),
+    ),
 )
-PREVIEW_SECTION = "Detect (mask source: detect)"
+PREVIEW_SECTION = DETECT_SECTION
 
 
 @dataclass
@@ -145,7 +155,23 @@ def hint(
         parts.append(img2img_steps(s, steps, step_mode).describe(s, steps))
     runs = len(pass_strengths(p))
     head = f"{runs} runs: " if runs > 1 else ""
-    return head + "; ".join(parts) + where
+    return head + "; ".join(parts) + where + _region_hint(p, steps, step_mode)
+
+
+def _region_hint(p: Any, steps: int, step_mode: str) -> str:
+    """What a tile pass samples, as far as the pass alone says (the canvas comes with the job)."""
+    if p.region != "tiles":
+        return ""
+    size = f"{p.tile_width}x{p.tile_height}" if p.tile_width else "the checkpoint's size"
+    text = f"; tiles of {size}"
+    if p.tile_style == "sd-upscale":
+        text += f", overlapping by {p.tile_overlap} px, blended (SD upscale)"
+    else:
+        text += f" with {p.padding:g} {p.padding_unit} of context, {p.tile_order} order"
+        if p.seams_fix != "none":
+            seams = img2img_steps(p.seams_fix_strength, steps, step_mode)
+            text += f"; seams fix {p.seams_fix}: {seams.describe(p.seams_fix_strength, steps)}"
+    return text
 
 
 def hint_html(

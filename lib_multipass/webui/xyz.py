@@ -23,6 +23,8 @@ AXIS_FIELDS = (
     "sampler",
     "upscale_by",
     "prompt",
+    "tile_overlap",
+    "seams_fix_strength",
 )
 LABEL = "[Multipass] Pass {n} {label}"
 
