@@ -569,6 +569,78 @@ CASES = [
         ["detectors", "--detectors", "nowhere"],
         ["field '--detectors'", "an existing folder"],
     ),
+    # -- tile passes ---------------------------------------------------------------------------
+    Case(
+        "a tile style that is not one",
+        ["plan", R],
+        ["pass 1, field 'tile_style': got 'usdu'", "one of 'ultimate', 'sd-upscale'"],
+        files={R: recipe({"region": "tiles", "tile_style": "usdu"})},
+    ),
+    Case(
+        "a tile width not a multiple of 8",
+        ["plan", R],
+        ["pass 1, field 'tile_width': got 500", "a multiple of 8"],
+        files={R: recipe({"region": "tiles", "tile_width": 500, "tile_height": 512})},
+    ),
+    Case(
+        "a tile width without a height",
+        ["plan", R],
+        ["pass 1, field 'tile_height'", "both tile width and height set"],
+        files={R: recipe({"region": "tiles", "tile_width": 512})},
+    ),
+    Case(
+        "an overlap as large as the tile",
+        ["plan", R],
+        ["pass 1, field 'tile_overlap': got 64", "an overlap smaller than the tile (64x64)"],
+        files={
+            R: recipe(
+                {
+                    "region": "tiles",
+                    "tile_style": "sd-upscale",
+                    "tile_width": 64,
+                    "tile_height": 64,
+                    "tile_overlap": 64,
+                    "upscale_by": 2,
+                }
+            )
+        },
+    ),
+    Case(
+        "a seams fix on sd-upscale tiles",
+        ["plan", R],
+        ["pass 1, field 'seams_fix': got 'band'", "'none' with tile style 'sd-upscale'"],
+        files={R: recipe({"region": "tiles", "tile_style": "sd-upscale", "seams_fix": "band"})},
+    ),
+    Case(
+        "a seams fix strength of 0",
+        ["plan", R],
+        ["pass 1, field 'seams_fix_strength': got 0", "from 0.001 to 1"],
+        files={R: recipe({"region": "tiles", "seams_fix_strength": 0})},
+    ),
+    Case(
+        "a tile order that is not one",
+        ["run", R],
+        ["pass 1, field 'tile_order': got 'spiral'", "one of 'chess', 'linear'"],
+        files={R: recipe({"region": "tiles", "tile_order": "spiral"})},
+    ),
+    Case(
+        "a downscale below a quarter",
+        ["run", R],
+        ["pass 1, field 'upscale_by': got 0.1", "from 0.25 to 8"],
+        files={R: recipe({"upscale_by": 0.1})},
+    ),
+    Case(
+        "a tile overlap too large for the field",
+        ["plan", R],
+        ["pass 1, field 'tile_overlap': got 4096", "from 0 to 2048"],
+        files={R: recipe({"region": "tiles", "tile_overlap": 4096})},
+    ),
+    Case(
+        "plan --batch-size 0",
+        ["plan", R, "--batch-size", "0"],
+        ["command line, field '--batch-size': got 0", ALLOWED_INT],
+        files={R: recipe()},
+    ),
     Case(
         "every problem at once",
         ["run", R, "--images", "0"],

@@ -1244,3 +1244,31 @@ def _base_image(webui, call):
     from modules.processing import _tint
 
     return _tint(call["file"], call["vae"], call["seed"], call["size"])
+
+
+def test_the_api_names_bad_tile_settings_before_the_job(webui):
+    from lib_multipass.webui import api, job
+
+    check = api.RecipeCheck(lambda *a: None, job.validate_request)
+    tiles = {
+        "region": "tiles",
+        "tile_style": "sd-upscale",
+        "tile_width": 64,
+        "tile_height": 64,
+        "tile_overlap": 64,
+        "upscale_by": 2,
+    }
+    bad = {
+        "width": 64,
+        "height": 64,
+        "alwayson_scripts": {"multipass": {"args": [True, {"passes": [tiles]}]}},
+    }
+    sent = asgi_call(check, bad)
+    assert sent[0]["status"] == 422
+    detail = json.loads(sent[1]["body"])["detail"]
+    assert [(d["field"], d["value"]) for d in detail] == [("tile_overlap", 64)]
+    assert "an overlap smaller than the tile (64x64)" in detail[0]["message"]
+    wrong = {**tiles, "tile_overlap": 16, "seams_fix": "band", "tile_width": 100}
+    body = {"alwayson_scripts": {"multipass": {"args": [True, {"passes": [wrong]}]}}}
+    detail = json.loads(asgi_call(check, body)[1]["body"])["detail"]
+    assert {d["field"] for d in detail} == {"tile_width", "seams_fix"}

@@ -57,6 +57,17 @@ def test_hints_show_the_real_steps():
     )
 
 
+def test_a_tile_pass_hint_says_what_its_tiles_do():
+    values = ui.default_pass(0) | {"region": "tiles", "seams_fix": "half-tile"}
+    text = ui.hint(values, 20)
+    assert "tiles of the checkpoint's size with 32 px of context, chess order" in text
+    assert "seams fix half-tile: 0.35 at 20 steps runs 8 of 20 steps" in text
+    sd = values | {"tile_style": "sd-upscale", "seams_fix": "none", "tile_width": 768}
+    assert ui.hint(sd, 20).startswith("⚠ pass 1, field 'tile_height'")
+    sd["tile_height"] = 768
+    assert "tiles of 768x768, overlapping by 64 px, blended (SD upscale)" in ui.hint(sd, 20)
+
+
 def test_first_hint_uses_the_steps_slider_as_the_page_loads():
     """The hint box's value is a function gradio calls at every page load, when the steps
     slider holds its real value (the WebUI applies ui-config.json after the scripts' ui())."""

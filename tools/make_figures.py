@@ -155,6 +155,73 @@ def regions_figure(out: Path, mask: Image.Image) -> None:
     img.save(out, optimize=True)
 
 
+def tiles_figure(out: Path) -> None:
+    """A tile pass's pieces drawn on scikit-image's astronaut upscaled to 1024^2, with
+    Multipass's own layouts: SD upscale's overlapping tiles, Ultimate SD Upscale's chess
+    rounds with each tile's padded crop, and the half-tile seams fix with its corners."""
+    from skimage import data
+
+    from lib_multipass.recipe import parse_pass
+    from lib_multipass.regions.tiles import layout, masked_crop
+
+    canvas = Image.fromarray(data.astronaut()).resize((1024, 1024), Image.Resampling.LANCZOS)
+    common = {"region": "tiles", "tile_width": 384, "tile_height": 384}
+    panels = []
+
+    grid = layout(parse_pass({**common, "tile_style": "sd-upscale"}), canvas.size, "sd1")
+    img = canvas.copy()
+    shade = Image.new("L", canvas.size, 0)
+    for piece in grid.pieces:  # overlaps: where two or more tiles lie
+        x1, y1, x2, y2 = piece.box
+        shade.paste(Image.eval(shade.crop(piece.box), lambda v: min(255, v + 60)), (x1, y1, x2, y2))
+    img = Image.composite(
+        Image.new("RGB", canvas.size, (250, 200, 60)),
+        img,
+        shade.point(lambda v: 0 if v <= 60 else 150),
+    )
+    draw = ImageDraw.Draw(img)
+    colours = [(90, 220, 120), (90, 160, 250), (240, 110, 90)]
+    for piece in grid.pieces:
+        draw.rectangle(_incl(piece.box), outline=colours[piece.index % 3], width=4)
+    panels.append((img, f"sd-upscale: {grid.describe()}; yellow: overlaps, blended"))
+
+    p = parse_pass({**common, "padding": 32, "mask_blur": 8, "seams_fix": "none"})
+    chess = layout(p, canvas.size, "sd1")
+    img = canvas.copy()
+    tint = Image.new("L", canvas.size, 0)
+    for piece in chess.rounds[0]:
+        tint.paste(110, piece.rect)
+    img = Image.composite(Image.new("RGB", canvas.size, (60, 200, 110)), img, tint)
+    draw = ImageDraw.Draw(img)
+    for piece in chess.pieces:
+        draw.rectangle(_incl(piece.rect), outline=(255, 255, 255), width=2)
+        draw.text((piece.rect[0] + 8, piece.rect[1] + 8), f"{piece.index + 1}", fill="white")
+    middle = next(t for t in chess.pieces if t.rect[0] > 0 and t.rect[1] > 0)
+    draw.rectangle(_incl(middle.box), outline=(250, 200, 60), width=4)
+    panels.append((img, "ultimate, chess: green first, then the rest; yellow: a tile's crop"))
+
+    p = parse_pass({**common, "seams_fix": "half-tile+intersections", "seams_fix_blur": 8})
+    seams = layout(p, canvas.size, "sd1")
+    img = canvas.copy()
+    for piece in seams.seam_pieces:
+        colour = (240, 70, 200) if piece.kind == "corner" else (240, 80, 60)
+        mask = masked_crop(piece, canvas.size).blurred.point(lambda v: v * v // 400)
+        img = Image.composite(Image.new("RGB", canvas.size, colour), img, mask)
+    draw = ImageDraw.Draw(img)
+    for piece in seams.pieces:
+        if not piece.seams:
+            draw.rectangle(_incl(piece.rect), outline=(255, 255, 255), width=2)
+    panels.append((img, "seams fix half-tile+intersections: red seams, pink corners"))
+
+    side = 512
+    sheet = Image.new("RGB", (3 * side + 32, side + 28), (20, 20, 24))
+    label = ImageDraw.Draw(sheet)
+    for k, (img, text) in enumerate(panels):
+        sheet.paste(img.resize((side, side), Image.Resampling.LANCZOS), (k * (side + 16), 28))
+        label.text((k * (side + 16) + 4, 8), text, fill=(255, 255, 255))
+    sheet.save(out, optimize=True)
+
+
 def _incl(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
     return box[0], box[1], box[2] - 1, box[3] - 1
@@ -168,4 +235,5 @@ if __name__ == "__main__":
     mask = two_characters_mask()
     mask.save(ROOT / "examples" / "two-characters-mask.png", optimize=True)
     regions_figure(target / "regions.png", mask)
+    tiles_figure(target / "tiles.png")
     print(f"wrote the figures in {target} and the example mask", file=sys.stderr)
