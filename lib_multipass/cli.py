@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib.util
 import json
 import re
 import signal
@@ -75,6 +76,10 @@ PATH_FLAGS = {
     "--init": "an image file or a folder of them",
     "--mask": "a mask image file",
 }
+
+
+# flags without which no backend can be made: their problems are said before anything loads
+BACKEND_FLAGS = ("--models", "--webui", "--device", "--dtype", "--cache-mb")
 
 
 class CommandLineError(RecipeError):
@@ -149,8 +154,10 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     plan.add_argument("--steps", help="base sampling steps (default: recipe)")
     plan.add_argument("--step-mode", help="img2img step arithmetic: proportional or fixed")
     plan.add_argument(
-        "--models", type=Path, help="checkpoint folder, to read each checkpoint's family"
+        "--models", type=Path, help="checkpoint folder: names and families are read from it"
     )
+    plan.add_argument("--webui", type=Path, help="a WebUI folder (its models/Stable-diffusion)")
+    plan.add_argument("--allow-ckpt", action="store_true", help="allow pickle-based .ckpt files")
     plan.add_argument(
         "--batch-size", help="pieces sampled together, 1 to 64 (default 1): for tile calls"
     )
@@ -362,7 +369,11 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         state = "ready" if e.problem is None else f"unavailable: {name} {e.problem}"
         print(f"{name:24s} {e.what:8s} {state}  ({e.source})")
     if not any(e.problem is None for e in entries.values()):
-        print("no detector can run here: install opencv-python-headless (4.x) for OpenCV's")
+        print(
+            "No detector can run here. Install OpenCV 4.x for its face, profile and body "
+            "cascades (pip install \"opencv-python-headless>=4.5,<5\"), or ultralytics or "
+            "mediapipe for their models."
+        )
     return EXIT_OK
 
 
@@ -377,19 +388,20 @@ def _model_flags(args: argparse.Namespace, problems: list[Problem]) -> int | Non
     return _flag("--cache-mb", getattr(args, "cache_mb", None), problems)
 
 
-def _family_reader(models: Path | None):
+def _family_reader(models: Path | None, webui: Path | None = None):
     from .tiny import TINY_FAMILIES
+
+    folders = [f for f in (models, webui / "models" / "Stable-diffusion" if webui else None) if f]
 
     def family_of(name: str) -> str:
         if name in TINY_FAMILIES:
             return TINY_FAMILIES[name]
-        if models is None or not name:
-            return "sd1"
-
-        try:
-            return family_or_default(find_checkpoint(models, name).path)
-        except LookupError:
-            return "sd1"
+        for folder in folders if name else ():
+            try:
+                return family_or_default(find_checkpoint(folder, name).path)
+            except LookupError:
+                continue
+        return "sd1"
 
     return family_of
 
@@ -433,6 +445,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     step_mode = _flag("--step-mode", args.step_mode, problems)
     batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     _folder("--models", args.models, problems)
+    _folder("--webui", args.webui, problems)
     recipe = _recipe(args.recipe, problems)
     if problems:
         raise RecipeError(problems)
@@ -445,11 +458,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
     if steps:
         ctx = dataclasses.replace(ctx, steps=steps)
+    job = Job(ctx, recipe_dir=args.recipe.parent, detectors=registry(args))
+    note = _check_names(recipe, job, args)
     runs = plan_recipe(
         recipe,
         ctx,
-        family_of=_family_reader(args.models),
-        find_crops=_crop_finder(recipe, Job(ctx, recipe_dir=args.recipe.parent)),
+        family_of=_family_reader(args.models, args.webui),
+        find_crops=_crop_finder(recipe, job),
     )
     if args.json:
         doc = {"recipe": recipe_to_dict(recipe, compact=True), "runs": plan_as_dicts(runs)}
@@ -457,7 +472,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(f"{args.recipe}:")
         print(format_plan(runs, ctx, batch_size))
+        if note:
+            print(note)
     return EXIT_OK
+
+
+def _check_names(recipe: Any, job: Any, args: argparse.Namespace) -> str:
+    """The names a recipe gives (checkpoints in the given folders and the built-in ones,
+    samplers, schedule types, upscalers, detectors, files) checked as `run` checks them, where
+    the runner is installed; else a note saying what could not be checked."""
+    from .preflight import prepare
+
+    if importlib.util.find_spec("diffusers") is None:
+        return (
+            "note: checkpoint, sampler, schedule-type and upscaler names were not checked: "
+            'the runner is not installed (pip install torch==2.13.0, then pip install -e ".[run]")'
+        )
+    backend = _backend(args, 0)
+    if not job.ctx.checkpoint:  # as `run` does: the first listed checkpoint
+        job = dataclasses.replace(
+            job, ctx=dataclasses.replace(job.ctx, checkpoint=backend.checkpoints()[0].name)
+        )
+    prepare(recipe, job, backend)
+    return ""
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -468,7 +505,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     backend = _backend(args, cache_mb)
     for c in backend.checkpoints():
         what = backend.describe_file(c)
-        print(f"{c.name:30s} {what:12s} {c.path.stat().st_size / 2**20:9.1f} MB  {c.path}")
+        print(f"{c.name:30s} {what:12s} {c.path.stat().st_size / 2**20:9.1f} MiB  {c.path}")
     return EXIT_OK
 
 
@@ -577,10 +614,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe = _recipe(args.recipe, problems)
     out = args.out or Path("outputs") / args.recipe.stem
     problems += check_out_dir(out)
-    if recipe is None or any(
-        p.where == CLI and p.field in ("--models", "--webui") for p in problems
-    ):
-        raise RecipeError(problems)
+    if recipe is None or any(p.where == CLI and p.field in BACKEND_FLAGS for p in problems):
+        raise RecipeError(problems)  # no backend can be made: say everything found so far
     with Interrupts(Control()) as interrupts:
         backend = _backend(args, cache_mb)
         job = make_job(

@@ -641,6 +641,31 @@ CASES = [
         ["command line, field '--batch-size': got 0", ALLOWED_INT],
         files={R: recipe()},
     ),
+    # -- plan checks names as run does; device problems before anything loads -------------------
+    Case(
+        "plan with a misspelt checkpoint",
+        ["plan", R],
+        ["base, field 'checkpoint': got 'tiny-fhoto'", "one of tiny-photo, tiny-toon, tiny-xl"],
+        files={R: recipe(base={"checkpoint": "tiny-fhoto"})},
+    ),
+    Case(
+        "plan with a sampler that is not one",
+        ["plan", R],
+        ["pass 1, field 'sampler': got 'x'", "one of Euler, Euler a"],
+        files={R: recipe({"sampler": "x"})},
+    ),
+    Case(
+        "run --device cuda without CUDA",
+        ["run", R, "--device", "cuda"],
+        ["command line, field '--device': got 'cuda'", "has no CUDA device"],
+        files={R: recipe()},
+    ),
+    Case(
+        "run --dtype fp16 on the CPU",
+        ["run", R, "--device", "cpu", "--dtype", "fp16"],
+        ["command line, field '--dtype': got 'fp16'", "fp16 is for GPUs"],
+        files={R: recipe()},
+    ),
     Case(
         "every problem at once",
         ["run", R, "--images", "0"],

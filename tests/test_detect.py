@@ -328,4 +328,8 @@ def test_an_opencv_that_does_not_import_is_named_not_a_crash(tmp_path):
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "opencv-face" in done.stdout and "libGL.so.1" in done.stdout, done.stdout
-    assert "no detector can run here" in done.stdout
+    # whole sentences: what to install, and what for
+    assert "No detector can run here. Install OpenCV 4.x for its face, profile and body" in (
+        " ".join(done.stdout.split())
+    )
+    assert done.stdout.rstrip().endswith("or ultralytics or mediapipe for their models.")
