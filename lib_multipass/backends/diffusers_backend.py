@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
@@ -297,21 +296,21 @@ def supported_schedule_types(sampler: str) -> list[str]:
     return [k for k, v in SCHEDULE_TYPES.items() if all(name in params for name in v)]
 
 
-def clip_bpe_file() -> Path | None:
-    """CLIP's BPE merges as shipped in the open-clip-torch wheel, found without importing it."""
-    spec = importlib.util.find_spec("open_clip")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "bpe_simple_vocab_16e6.txt.gz"
-        if path.exists():
-            return path
-    return None
+CLIP_MERGES = Path(__file__).resolve().parent.parent / "data" / "clip_merges.txt.gz"
 
 
-def clip_vocabulary(bpe_path: Path) -> tuple[dict[str, int], str]:
-    """vocab.json and merges.txt of CLIP's tokenizer, built from its BPE merges file."""
-    with gzip.open(bpe_path, "rt", encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    merges = [m for m in lines[1 : 49152 - 256 - 2 + 1] if m.strip()]
+def clip_bpe_file() -> Path:
+    """CLIP's BPE merges, shipped with Multipass (lib_multipass/data; MIT, OpenAI): the
+    vocabulary of CLIP-L and OpenCLIP bigG, read without importing anything heavy."""
+    return CLIP_MERGES
+
+
+def clip_vocabulary(bpe_path: Path | None = None) -> tuple[dict[str, int], str]:
+    """vocab.json and merges.txt of CLIP's tokenizer, built from its BPE merges (one merge a
+    line, as lib_multipass/data/clip_merges.txt.gz holds them): 256 bytes, the same ending a
+    word, the merged tokens in merge order, then the start and end tokens (49,408 in all)."""
+    with gzip.open(bpe_path or CLIP_MERGES, "rt", encoding="utf-8") as fh:
+        merges = [m for m in fh.read().split("\n") if m.strip()]
     symbols = tiny.byte_symbols()
     tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges)]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
@@ -429,16 +428,7 @@ class DiffusersBackend:
         digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
         folder = self.home / "configs" / digest
         if not (folder / "model_index.json").exists():
-            vocab = None
-            if arch.get("tokenizer") == "clip":
-                bpe = clip_bpe_file()
-                if bpe is None:
-                    raise BackendError(
-                        f"checkpoint {c.name!r} needs CLIP's tokenizer files: install them with "
-                        "`pip install --no-deps open-clip-torch` (its wheel ships them; nothing "
-                        "is downloaded at run time)"
-                    )
-                vocab = clip_vocabulary(bpe)
+            vocab = clip_vocabulary() if arch.get("tokenizer") == "clip" else None
             tiny.write_config_dir(folder, arch, vocab)
         return folder
 
@@ -577,12 +567,6 @@ class DiffusersBackend:
         elif self._metadata_architecture(c) is not None:
             return self._sampling_problem(c)  # a tiny model: its architecture is in the file
         if family in RUNNER_FAMILIES:
-            if clip_bpe_file() is None:
-                return (
-                    f"an {FAMILY_NAMES[family]} checkpoint, which needs CLIP's tokenizer files: "
-                    "install them with `pip install --no-deps open-clip-torch` (its wheel ships "
-                    "them; nothing is downloaded)"
-                )
             return self._sampling_problem(c)
         if family is None:
             return (
