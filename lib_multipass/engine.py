@@ -69,6 +69,7 @@ class SampleRequest:
     mask: Image.Image | None = None  # L, white is regenerated
     vae: str = ""
     text_encoders: tuple[str, ...] = ()
+    clip_skip: int = 1  # the WebUI's CLIP_stop_at_last_layers
 
 
 StepCallback = Callable[[int, int], None]
@@ -591,6 +592,7 @@ def run_job(
                         ctx.width,
                         ctx.height,
                         vae=ctx.vae,
+                        clip_skip=ctx.clip_skip,
                     )
                     for i in batch
                 ]
@@ -698,6 +700,7 @@ def _request(run: Run, size: Size, seed: int, step_mode: str, **kw: Any) -> Samp
         step_mode=step_mode,
         vae=run.vae,
         text_encoders=run.text_encoders,
+        clip_skip=run.clip_skip,
         **kw,
     )
 

@@ -35,6 +35,7 @@ class JobContext:
     # the size the recipe's boxes are drawn on, where it differs from the base's (a recipe
     # run at another --size): boxes scale with the image, as masks do
     box_space: tuple[int, int] | None = None
+    clip_skip: int = 1  # the WebUI's CLIP_stop_at_last_layers for the base generation
 
     @property
     def boxes_drawn_on(self) -> tuple[int, int]:
@@ -56,6 +57,7 @@ class JobContext:
             prompt=base.prompt,
             negative_prompt=base.negative_prompt,
             step_mode=step_mode,
+            clip_skip=base.clip_skip,
         )
 
 
@@ -92,6 +94,7 @@ class Run:
     detector: str = ""
     detect_max: int = 0
     mask_split: bool = False
+    clip_skip: int = 1  # resolved: the pass's own, or the base generation's
 
     def prompts_for(self, crop: int) -> tuple[str, str]:
         """The prompt and negative prompt of crop `crop` (0-based) of this run."""
@@ -184,6 +187,7 @@ def base_run(ctx: JobContext) -> Run:
         region="whole",
         mask_source="job",
         crops=None,
+        clip_skip=ctx.clip_skip,
     )
 
 
@@ -308,6 +312,7 @@ def plan_runs(
                     detector=p.detector if p.mask_source == "detect" else "",
                     detect_max=p.detect_max,
                     mask_split=p.mask_split and p.mask_source in ("job", "image"),
+                    clip_skip=p.clip_skip or ctx.clip_skip,
                 )
             )
     if len(runs) > MAX_RUNS:
