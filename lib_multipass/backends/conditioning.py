@@ -194,6 +194,11 @@ def read_embedding(path: Path) -> dict[str, Any]:
     return {"": vec.unsqueeze(0) if vec.dim() == 1 else vec}
 
 
+def text_model(model: Any) -> Any:
+    """The transformer inside a CLIP text model (transformers 5's CLIPTextModel is it)."""
+    return getattr(model, "text_model", model)
+
+
 @dataclass
 class TextSide:
     """One text encoder as the WebUI wraps it: its tokenizer, model, layer and token ids."""
@@ -378,7 +383,7 @@ class PromptEncoder:
         ]
         hook = None
         if any(fixes):
-            embedding = model.text_model.embeddings.token_embedding
+            embedding = text_model(model).embeddings.token_embedding
 
             def place(module: Any, inputs: Any, output: Any) -> Any:
                 out = output.clone()
@@ -397,7 +402,7 @@ class PromptEncoder:
         if side.layer == "penultimate":
             z = out.hidden_states[-2]
         elif self.clip_skip > 1:
-            z = model.text_model.final_layer_norm(out.hidden_states[-self.clip_skip])
+            z = text_model(model).final_layer_norm(out.hidden_states[-self.clip_skip])
         else:
             z = out.last_hidden_state
         pooled = getattr(out, "text_embeds", None) if side.open_clip else None

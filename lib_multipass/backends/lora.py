@@ -80,6 +80,10 @@ def layer_names(pipe: Any) -> dict[str, tuple[Any, bool]]:
     for prefix, model in encoders:
         for name, module in model.named_modules():
             if isinstance(module, kinds):
+                # kohya names them from text_model (transformers 5's CLIPTextModel has no
+                # such level; its WithProjection does)
+                if not name.startswith(("text_model.", "text_projection")):
+                    name = "text_model." + name
                 out[prefix + name.replace(".", "_")] = (module, True)
     unet = pipe.unet
     per_block = unet.config.layers_per_block
