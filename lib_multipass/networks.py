@@ -79,6 +79,39 @@ def list_files(folders: Iterable[Path], extensions: Sequence[str]) -> dict[str, 
     return out
 
 
+def _stamps(folders: Sequence[Path]) -> tuple:
+    out = []
+    for folder in folders:
+        try:
+            out.append(folder.stat().st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+class _Listing:
+    """Files of some folders by name, listed again when a folder changes (a file added while
+    the runner is up is found, as the WebUI finds it)."""
+
+    def __init__(self, folders: Sequence[Path], extensions: Sequence[str]) -> None:
+        self.folders = [Path(f) for f in folders]
+        self.extensions = extensions
+        self._stamp: tuple | None = None
+        self._files: dict[str, NetworkFile] = {}
+
+    @property
+    def files(self) -> dict[str, NetworkFile]:
+        stamp = _stamps(self.folders)
+        if stamp != self._stamp:
+            self._files = list_files(self.folders, self.extensions)
+            self._stamp = stamp
+            self.changed()
+        return self._files
+
+    def changed(self) -> None:
+        """Called when the listing changes."""
+
+
 def listed(names: Iterable[str], limit: int = MAX_LISTED) -> str:
     """Names for a message: all of them, or the first ones and how many more."""
     names = list(names)
@@ -100,15 +133,17 @@ def _tensors(header: dict) -> dict[str, list[int]]:
     }
 
 
-class LoraLibrary:
+class LoraLibrary(_Listing):
     """The LoRA files of a run: `--loras` folders and a WebUI's models/Lora and models/LyCORIS."""
 
     def __init__(self, folders: Sequence[Path], *, allow_pickles: bool = False) -> None:
-        self.folders = [Path(f) for f in folders]
+        super().__init__(folders, LORA_EXTENSIONS)
         self.allow_pickles = allow_pickles
-        self.files = list_files(self.folders, LORA_EXTENSIONS)
         self._aliases: dict[str, NetworkFile] | None = None
         self._headers: dict[Path, tuple[tuple[int, int], dict | str]] = {}
+
+    def changed(self) -> None:
+        self._aliases = None
 
     def where(self) -> str:
         """The folders, for messages."""
@@ -258,13 +293,12 @@ def embedding_shape(header: dict) -> EmbeddingShape | str:
     return EmbeddingShape(shape[0], (("", shape[1]),))
 
 
-class EmbeddingLibrary:
+class EmbeddingLibrary(_Listing):
     """Textual-inversion embeddings of a run: `--embeddings` folders and a WebUI's embeddings/."""
 
     def __init__(self, folders: Sequence[Path], *, allow_pickles: bool = False) -> None:
-        self.folders = [Path(f) for f in folders]
+        super().__init__(folders, EMBEDDING_EXTENSIONS)
         self.allow_pickles = allow_pickles
-        self.files = list_files(self.folders, EMBEDDING_EXTENSIONS)
         self._shapes: dict[Path, tuple[tuple[int, int], EmbeddingShape | str]] = {}
 
     def where(self) -> str:

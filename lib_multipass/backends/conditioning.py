@@ -83,6 +83,7 @@ class EmbeddingVectors:
         self._tokenize = tokenize
         self._vectors: dict[str, dict[str, Any]] = {}
         self._lookup: dict[int, list[tuple[list[int], str]]] | None = None
+        self._seen: dict[str, NetworkFile] | None = None
         self.extra: dict[str, dict[str, Any]] = {}  # bundled with a LoRA: name -> vectors
 
     def _files(self) -> dict[str, NetworkFile]:
@@ -102,6 +103,9 @@ class EmbeddingVectors:
 
     def lookup(self) -> dict[int, list[tuple[list[int], str]]]:
         """Usable embeddings by the first token id of their name, longest names first."""
+        files = self._files()
+        if files is not self._seen:  # the folder changed: list its embeddings again
+            self._seen, self._lookup = files, None
         if self._lookup is None:
             table: dict[int, list[tuple[list[int], str]]] = {}
             names = [n for n in self._files() if n not in self.extra and self.usable(n)]

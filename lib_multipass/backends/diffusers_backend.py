@@ -620,6 +620,28 @@ class DiffusersBackend:
             family += " v-pred" + (" ztsnr" if kind.get("rescale_betas_zero_snr") else "")
         return family
 
+    def describe_lora(self, f: NetworkFile) -> str:
+        """A LoRA's family, or 'unusable: why', for `multipass models`."""
+        problem = self.loras.problem(f)
+        if problem:
+            return f"unusable: {problem}"
+        return {"sd1": "sd1 lora", "sd2": "sd2 lora", "sdxl": "sdxl lora"}.get(
+            self.loras.family(f) or "", "lora"
+        )
+
+    def describe_embedding(self, f: NetworkFile) -> str:
+        """An embedding's shape, or 'unusable: why', for `multipass models`."""
+        problem = self.embeddings.problem(f)
+        if problem:
+            return f"unusable: {problem}"
+        shape = self.embeddings.shape(f)
+        if shape is None or isinstance(shape, str):
+            return "embedding"
+        kinds = {768: "sd1 ", 1024: "sd2 "}
+        kind = "sdxl " if len(shape.widths) == 2 else kinds.get(shape.width, "")
+        plural = "s" if shape.vectors != 1 else ""
+        return f"{kind}embedding, {shape.vectors} vector{plural}"
+
     def check_run(self, run: Run) -> list[Problem]:
         where = where_pass(run.pass_index)
         problems = []

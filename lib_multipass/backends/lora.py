@@ -73,9 +73,9 @@ def layer_names(pipe: Any) -> dict[str, tuple[Any, bool]]:
 
     kinds = (torch.nn.Linear, torch.nn.Conv2d)
     out: dict[str, tuple[Any, bool]] = {}
-    xl = getattr(pipe, "text_encoder_2", None) is not None
-    encoders = [("lora_te1_", pipe.text_encoder), ("lora_te2_", pipe.text_encoder_2)]
-    if not xl:
+    second = getattr(pipe, "text_encoder_2", None)
+    encoders = [("lora_te1_", pipe.text_encoder), ("lora_te2_", second)]
+    if second is None:  # SD1: lora_te_ (and lora_te1_, which the WebUI also takes for SD1)
         encoders = [("lora_te_", pipe.text_encoder), ("lora_te1_", pipe.text_encoder)]
     for prefix, model in encoders:
         for name, module in model.named_modules():
@@ -200,7 +200,10 @@ def apply(pipe: Any, applied: Applied, uses: list[tuple[LoraUse, NetworkFile]]) 
                     weight = module.weight
                     if id(weight) not in applied.backups:
                         applied.backups[id(weight)] = (weight, weight.detach().to("cpu", copy=True))
-                    change = _updown(parts, use, weight, layer)
+                    try:
+                        change = _updown(parts, use, weight, layer)
+                    except LoraError as e:
+                        raise LoraError(f"LoRA {use.name!r} ({f.path.name}): {e}") from None
                     weight.add_(change * (use.te if te else use.unet))
                     matched += 1
                 if lora.layers and not matched:
