@@ -151,6 +151,8 @@ class LoraLibrary(_Listing):
 
     def allowed(self) -> str:
         """What a LoRA name may be, for a Problem."""
+        if not self.folders:
+            return "a LoRA from a folder given with --loras or --webui (none was given)"
         return f"a LoRA from {self.where()}: {listed(self.files)}"
 
     def find(self, name: str) -> NetworkFile | None:

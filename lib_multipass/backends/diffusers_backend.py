@@ -840,7 +840,10 @@ class DiffusersBackend:
 
     def conditioning(self, pipe: Any, requests: Sequence[SampleRequest]) -> Any:
         """The batch's conditioning (lib_multipass.backends.conditioning.Conditioning), with
-        its LoRAs merged into the loaded checkpoint's weights first."""
+        its LoRAs merged into the loaded checkpoint's weights first. A sampler loop asks it
+        `cond_at(step)` before each model call (see conditioning.py)."""
+        import torch
+
         first = requests[0]
         steps = schedule_steps(first.sampler, first.steps)
         try:
@@ -855,8 +858,6 @@ class DiffusersBackend:
         except lora_merge.LoraError as e:
             raise BackendError(str(e)) from None
         encoder = self._encoder(pipe, first.clip_skip)
-        import torch
-
         with torch.inference_mode():
             return encoder.conditioning(positives, negatives, steps)
 
