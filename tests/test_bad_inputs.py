@@ -783,15 +783,26 @@ def test_there_are_at_least_sixty_bad_inputs():
 def test_models_marks_unusable_files(tiny_models, tmp_path):
     write_files(
         tmp_path,
-        {"m/cut.safetensors": "TRUNCATED", "m/odd.safetensors": header_only(["foo"])},
+        {
+            "m/cut.safetensors": "TRUNCATED",
+            "m/odd.safetensors": header_only(["foo"]),
+            "l/knight.safetensors": header_only(LORA_KEYS),
+            "l/loha.safetensors": header_only(["lora_unet_a.hada_w1_a"]),
+            "e/shiny.safetensors": header_only(["emb_params"]),
+        },
         tiny_models,
     )
-    done = multipass(["models", "--models", "m"], tmp_path, tiny_models.parent)
+    args = ["models", "--models", "m", "--loras", "l", "--embeddings", "e"]
+    done = multipass(args, tmp_path, tiny_models.parent)
     assert done.returncode == 0, done.stderr
-    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "unusable: truncated" in lines["cut"]
     assert "unusable: holds no tensors of a model family" in lines["odd"]
     assert " sd1 " in lines["tiny-toon"]
+    assert (
+        " sd1 lora " in lines["knight"] and "unusable: loha.safetensors: a LyCORIS" in lines["loha"]
+    )
+    assert "embedding, 1 vector" in lines["shiny"]
 
 
 # -- odd but valid --------------------------------------------------------------------------------

@@ -375,6 +375,19 @@ def test_an_embedding_is_used_by_its_file_name(tiny_models, networks):
     assert chunk.embeddings == [(1, "foxy", 2)]
 
 
+def test_an_sdxl_embedding_gives_each_encoder_its_vectors(tiny_models, networks):
+    _, embeddings = networks
+    g = torch.Generator().manual_seed(4)
+    vectors = {"clip_l": torch.randn(2, 32, generator=g), "clip_g": torch.randn(2, 48, generator=g)}
+    save_file(vectors, str(embeddings / "xlstyle.safetensors"))
+    backend = make_backend(tiny_models, embeddings=embeddings)
+    plain = image(make_backend(tiny_models), "tiny-xl", prompt="a xlstyle fox")
+    assert not np.array_equal(image(backend, "tiny-xl", prompt="a xlstyle fox"), plain)
+    encoder = backend._encoder(backend._pipeline("txt2img"), 1)
+    assert [s.key for s in encoder.sides] == ["clip_l", "clip_g"]
+    assert torch.equal(encoder._vector("xlstyle", "clip_g"), vectors["clip_g"])
+
+
 def test_embeddings_the_runner_may_not_read_are_named(tiny_models, networks):
     _, embeddings = networks
     torch.save({"string_to_param": {"*": torch.randn(1, 32)}}, embeddings / "pickled.pt")
