@@ -716,7 +716,7 @@ class DiffusersBackend:
         problems: list[Problem] = []
         steps = schedule_steps(run.sampler, run.steps)
         family = self.checkpoint_family(run.checkpoint)
-        texts: list[str] = []
+        texts: dict[str, list[str]] = {"prompt": [], "negative_prompt": []}
         sides = (
             ("prompt", False, [run.prompt, *run.crop_prompts]),
             ("negative_prompt", True, [run.negative_prompt, *run.crop_negatives]),
@@ -728,12 +728,13 @@ class DiffusersBackend:
                 except PromptError as e:
                     problems.append(Problem(where, name, text, str(e), about=(name,)))
                     continue
-                texts += [t for _, t in parsed.schedule]
+                texts[name] += [t for _, t in parsed.schedule]
                 for use in parsed.loras:
                     problem = self._lora_problem(use, family)
                     if problem is not None:
                         problems.append(Problem(where, name, use.text, problem, about=(name,)))
-        problems += self._embedding_problems(run, texts, where)
+        for name, found in texts.items():
+            problems += self._embedding_problems(run, found, where, name)
         problems += self._clip_skip_problems(run, where)
         return problems
 
@@ -744,7 +745,9 @@ class DiffusersBackend:
         problem = self.loras.problem(f, family)
         return None if problem is None else f"a LoRA that fits ({problem})"
 
-    def _embedding_problems(self, run: Run, texts: list[str], where: str) -> list[Problem]:
+    def _embedding_problems(
+        self, run: Run, texts: list[str], where: str, field: str = "prompt"
+    ) -> list[Problem]:
         """Embeddings the prompts name (by file name, as the WebUI finds them) that cannot be
         read; one whose width does not fit the checkpoint stays a word, as in the WebUI, and
         is said so once."""
@@ -763,7 +766,7 @@ class DiffusersBackend:
             problem = self.embeddings.problem(f)
             if problem is not None:
                 allowed = f"an embedding the runner can read ({problem})"
-                problems.append(Problem(where, "prompt", name, allowed, about=("prompt",)))
+                problems.append(Problem(where, field, name, allowed, about=(field,)))
                 continue
             shape = self.embeddings.shape(f)
             if width and shape is not None and not isinstance(shape, str) and shape.width != width:
