@@ -97,9 +97,9 @@ class EmbeddingVectors:
         if f is None or self.library is None or self.library.problem(f) is not None:
             return False
         shape = self.library.shape(f)
-        if shape is None:  # a pickle the user allowed: its shape is known once loaded
-            return self._load(name) is not None
-        return not isinstance(shape, str) and shape.width == self.width
+        if isinstance(shape, str) or (shape is not None and shape.width != self.width):
+            return False
+        return self._load(name) is not None  # read as the WebUI reads its embeddings: all
 
     def lookup(self) -> dict[int, list[tuple[list[int], str]]]:
         """Usable embeddings by the first token id of their name, longest names first."""
