@@ -73,13 +73,23 @@ PATH_FLAGS = {
     "--out": "an output folder",
     "--models": "a folder of checkpoints",
     "--webui": "a WebUI folder (its models/Stable-diffusion is used)",
+    "--loras": "a folder of LoRA files",
+    "--embeddings": "a folder of textual-inversion embeddings",
     "--init": "an image file or a folder of them",
     "--mask": "a mask image file",
 }
 
 
 # flags without which no backend can be made: their problems are said before anything loads
-BACKEND_FLAGS = ("--models", "--webui", "--device", "--dtype", "--cache-mb")
+BACKEND_FLAGS = (
+    "--models",
+    "--webui",
+    "--loras",
+    "--embeddings",
+    "--device",
+    "--dtype",
+    "--cache-mb",
+)
 
 
 class CommandLineError(RecipeError):
@@ -224,10 +234,19 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", type=Path, help="a folder of .safetensors checkpoints")
     p.add_argument("--detectors", type=Path, help="a folder of YOLO models for detect passes")
     p.add_argument(
-        "--webui", type=Path, help="a WebUI folder: use its models/Stable-diffusion checkpoints"
+        "--webui",
+        type=Path,
+        help="a WebUI folder: use its models/Stable-diffusion checkpoints, models/Lora LoRAs "
+        "and embeddings/",
+    )
+    p.add_argument("--loras", type=Path, help="a folder of LoRA files (<lora:name:weight>)")
+    p.add_argument(
+        "--embeddings", type=Path, help="a folder of textual-inversion embeddings (by file name)"
     )
     p.add_argument(
-        "--allow-ckpt", action="store_true", help="allow pickle-based .ckpt files (they run code)"
+        "--allow-ckpt",
+        action="store_true",
+        help="allow pickle-based .ckpt (and LoRA/embedding .pt) files (they run code)",
     )
     p.add_argument(
         "--cache-mb",
@@ -321,14 +340,29 @@ def _backend(args: argparse.Namespace, cache_mb: int | None) -> Any:
     if getattr(args, "webui", None):
         folders.append(args.webui / "models" / "Stable-diffusion")
     folders.append(ensure_tiny_models())
+    loras, embeddings = network_folders(args)
     return DiffusersBackend(
         folders,
+        loras=loras,
+        embeddings=embeddings,
         cache_bytes=None if cache_mb is None else cache_mb * 1024 * 1024,
         allow_ckpt=args.allow_ckpt,
         device=getattr(args, "device", None) or "auto",
         dtype=getattr(args, "dtype", None) or "auto",
         report=lambda line: tqdm.write(line, file=sys.stderr),
     )
+
+
+def network_folders(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """The LoRA and embedding folders of a run: --loras and --embeddings first, then a
+    WebUI's models/Lora, models/LyCORIS and embeddings (where the WebUI keeps them)."""
+    loras = [args.loras] if getattr(args, "loras", None) else []
+    embeddings = [args.embeddings] if getattr(args, "embeddings", None) else []
+    webui = getattr(args, "webui", None)
+    if webui is not None:
+        loras += [webui / "models" / "Lora", webui / "models" / "LyCORIS"]
+        embeddings.append(webui / "embeddings")
+    return loras, embeddings
 
 
 def _device_flags(args: argparse.Namespace, problems: list[Problem]) -> None:
@@ -371,7 +405,7 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     if not any(e.problem is None for e in entries.values()):
         print(
             "No detector can run here. Install OpenCV 4.x for its face, profile and body "
-            "cascades (pip install \"opencv-python-headless>=4.5,<5\"), or ultralytics or "
+            'cascades (pip install "opencv-python-headless>=4.5,<5"), or ultralytics or '
             "mediapipe for their models."
         )
     return EXIT_OK
@@ -380,6 +414,8 @@ def cmd_detectors(args: argparse.Namespace) -> int:
 def _model_flags(args: argparse.Namespace, problems: list[Problem]) -> int | None:
     _folder("--models", getattr(args, "models", None), problems)
     _folder("--detectors", getattr(args, "detectors", None), problems)
+    _folder("--loras", getattr(args, "loras", None), problems)
+    _folder("--embeddings", getattr(args, "embeddings", None), problems)
     webui = getattr(args, "webui", None)
     if webui is not None:
         _folder("--webui", webui, problems)
@@ -506,6 +542,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     for c in backend.checkpoints():
         what = backend.describe_file(c)
         print(f"{c.name:30s} {what:12s} {c.path.stat().st_size / 2**20:9.1f} MiB  {c.path}")
+    for title, files, describe in (
+        ("LoRAs", backend.loras.files, backend.describe_lora),
+        ("embeddings", backend.embeddings.files, backend.describe_embedding),
+    ):
+        if files:
+            print(f"\n{title}:")
+            for f in files.values():
+                size = f.path.stat().st_size / 2**20
+                print(f"{f.name:30s} {describe(f):12s} {size:9.1f} MiB  {f.path}")
     return EXIT_OK
 
 

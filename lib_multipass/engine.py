@@ -189,6 +189,7 @@ class _JobRun:
                     ctx.width,
                     ctx.height,
                     vae=ctx.vae,
+                    clip_skip=ctx.clip_skip,
                 )
                 for i in batch
             ]
@@ -299,6 +300,7 @@ class _JobRun:
             mask=mask,
             vae=run.vae,
             text_encoders=run.text_encoders,
+            clip_skip=run.clip_skip,
         )
 
     # -- progress -----------------------------------------------------------------------------

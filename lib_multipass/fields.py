@@ -141,6 +141,10 @@ PASS_FIELDS: tuple[Field, ...] = (
           help="0: the base generation's steps."),
     Field("cfg_scale", "float", 0.0, "CFG scale", "cfg", minimum=1.0, maximum=30.0, special=0.0,
           step=0.5, help="0: the base generation's CFG scale."),
+    Field("clip_skip", "int", 0, "Clip skip", "clip skip", minimum=1, maximum=12, special=0,
+          step=1, help="The WebUI's Clip skip: 1 takes CLIP's last layer, 2 the one before... "
+                       "(SD1; SDXL takes its own layers whatever this is, as in A1111); "
+                       "0: the base generation's."),
     Field("denoising_strength", "float", 0.5, "Denoising strength", "denoising",
           minimum=MIN_STRENGTH, maximum=1.0, special=0.0, special_means=NO_SAMPLING, step=0.01,
           help="Also the start of a curve schedule. 0 runs no sampling (an upscale-only pass)."),
@@ -274,6 +278,8 @@ BASE_FIELDS: tuple[Field, ...] = (
     Field("scheduler", "str", "", "Schedule type", None),
     Field("steps", "int", 20, "Sampling steps", None, minimum=1, maximum=150, step=1),
     Field("cfg_scale", "float", 7.0, "CFG scale", None, minimum=1.0, maximum=30.0, step=0.5),
+    Field("clip_skip", "int", 1, "Clip skip", None, minimum=1, maximum=12, step=1,
+          help="1: CLIP's last layer; 2 skips one (SD1 checkpoints), as the WebUI's setting."),
     Field("width", "int", 512, "Width", None, minimum=64, maximum=4096, step=8,
           help="A multiple of 8."),
     Field("height", "int", 512, "Height", None, minimum=64, maximum=4096, step=8,

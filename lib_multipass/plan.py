@@ -35,6 +35,7 @@ class JobContext:
     # the size the recipe's boxes are drawn on, where it differs from the base's (a recipe
     # run at another --size): boxes scale with the image, as masks do
     box_space: tuple[int, int] | None = None
+    clip_skip: int = 1  # the WebUI's CLIP_stop_at_last_layers for the base generation
 
     @property
     def boxes_drawn_on(self) -> tuple[int, int]:
@@ -56,6 +57,7 @@ class JobContext:
             prompt=base.prompt,
             negative_prompt=base.negative_prompt,
             step_mode=step_mode,
+            clip_skip=base.clip_skip,
         )
 
 
@@ -92,6 +94,7 @@ class Run:
     detector: str = ""
     detect_max: int = 0
     mask_split: bool = False
+    clip_skip: int = 1  # resolved: the pass's own, or the base generation's
     tiles: Any = None  # a tile pass's layout (regions.tiles.TileLayout) on its canvas
     seams_count: StepCount | None = None  # a tile pass's seams fix: what its strength runs
 
@@ -199,6 +202,7 @@ def base_run(ctx: JobContext) -> Run:
         region="whole",
         mask_source="job",
         crops=None,
+        clip_skip=ctx.clip_skip,
     )
 
 
@@ -328,6 +332,7 @@ def plan_runs(
                     seams_count=img2img_steps(p.seams_fix_strength, steps, ctx.step_mode)
                     if tiles is not None and tiles.seam_pieces
                     else None,
+                    clip_skip=p.clip_skip or ctx.clip_skip,
                 )
             )
     if len(runs) > MAX_RUNS:

@@ -43,6 +43,7 @@ class SampleRequest:
     mask: Image.Image | None = None  # L, white is regenerated
     vae: str = ""
     text_encoders: tuple[str, ...] = ()
+    clip_skip: int = 1  # the WebUI's CLIP_stop_at_last_layers
 
 
 StepCallback = Callable[[int, int], None]

@@ -86,6 +86,8 @@ def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
         "Size": f"{ctx.width}x{ctx.height}",
         "Model": protect(ctx.checkpoint),
     }
+    if ctx.clip_skip > 1:  # as the WebUI writes it: only when it skips a layer
+        params["Clip skip"] = str(ctx.clip_skip)
     return params
 
 

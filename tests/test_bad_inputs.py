@@ -99,6 +99,12 @@ FLUX_KEYS = [
     "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale",
     "model.diffusion_model.img_in.weight",
 ]
+LORA_KEYS = [
+    "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight",
+    "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
+    "lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha",
+]
+XL_LORA_KEYS = [k.replace("lora_te_", "lora_te2_") for k in LORA_KEYS]
 DEEP = "[" * 100_000 + "]" * 100_000
 R = "r.json"
 ALLOWED_INT = "a whole number from 1 to 64"
@@ -550,12 +556,156 @@ CASES = [
         ["pass 1, field 'upscaler': got 'ESRGAN'", "one of Lanczos"],
         files={R: recipe({"upscale_by": 2, "upscaler": "ESRGAN"})},
     ),
+    # -- prompts, LoRAs, embeddings, clip skip ----------------------------------------------------
     Case(
-        "a LoRA tag headless",
+        "a LoRA and no LoRA folder",
         ["run", R],
-        ["pass 1, field 'prompt'", "the diffusers runner loads no LoRA"],
+        ["pass 1, field 'prompt': got '<lora:detail:0.8>'", "--loras or --webui (none was"],
         files={R: recipe({"prompt": "<lora:detail:0.8>, sharp", "prompt_mode": "append"})},
     ),
+    Case(
+        "a LoRA that is not in --loras",
+        ["run", R, "--loras", "loras"],
+        ["pass 1, field 'prompt': got '<lora:nope:1>'; allowed: a LoRA from loras: knight"],
+        files={
+            R: recipe({"prompt": "<lora:nope:1> a", "prompt_mode": "replace"}),
+            "loras/knight.safetensors": header_only(LORA_KEYS),
+        },
+    ),
+    Case(
+        "a LoRA in a WebUI's models/Lora that is not there",
+        ["run", R, "--webui", "w"],
+        ["base, field 'prompt': got '<lora:nope:1>'", "a LoRA from w/models/Lora", ": knight"],
+        files={
+            R: recipe(base={"prompt": "<lora:nope:1> x"}),
+            "w/models/Stable-diffusion/readme.txt": b"",
+            "w/models/Lora/sub/knight.safetensors": header_only(LORA_KEYS),
+        },
+    ),
+    Case(
+        "a LoRA weight that is not a number",
+        ["run", R, "--loras", "loras"],
+        ["field 'prompt': got '<lora:knight:strong> a'", "the weight 'strong' is not a number"],
+        files={
+            R: recipe({"prompt": "<lora:knight:strong> a", "prompt_mode": "replace"}),
+            "loras/knight.safetensors": header_only(LORA_KEYS),
+        },
+    ),
+    Case(
+        "an SDXL LoRA on an SD1 checkpoint",
+        ["run", R, "--loras", "loras"],
+        ["got '<lora:xl:1>'", "xl.safetensors is an SDXL LoRA; this pass's checkpoint is SD1.x"],
+        files={
+            R: recipe({"prompt": "<lora:xl:1> a", "prompt_mode": "replace"}),
+            "loras/xl.safetensors": header_only(XL_LORA_KEYS),
+        },
+    ),
+    Case(
+        "a LyCORIS LoHa",
+        ["run", R, "--loras", "loras"],
+        ["got '<lora:loha:1>'", "a LyCORIS LoHa network", "LoRA layers (lora_up/lora_down) only"],
+        files={
+            R: recipe({"prompt": "<lora:loha:1> a", "prompt_mode": "replace"}),
+            "loras/loha.safetensors": header_only(["lora_unet_a.hada_w1_a", "lora_unet_a.alpha"]),
+        },
+    ),
+    Case(
+        "a pickled LoRA without --allow-ckpt",
+        ["run", R, "--loras", "loras"],
+        ["got '<lora:old:1>'", "old.pt is a pickle-based file", "--allow-ckpt"],
+        files={
+            R: recipe({"prompt": "<lora:old:1> a", "prompt_mode": "replace"}),
+            "loras/old.pt": torch_save({"lora_te_x.alpha": 1.0}),
+        },
+    ),
+    Case(
+        "a truncated LoRA",
+        ["run", R, "--loras", "loras"],
+        ["got '<lora:cut:1>'", "cut.safetensors: truncated, or not a safetensors file"],
+        files={
+            R: recipe({"prompt": "<lora:cut:1> a", "prompt_mode": "replace"}),
+            "loras/cut.safetensors": header_only(LORA_KEYS)[:20],
+        },
+    ),
+    Case(
+        "a pickled embedding without --allow-ckpt",
+        ["run", R, "--embeddings", "emb"],
+        ["base, field 'prompt': got 'oldstyle'", "oldstyle.pt is a pickle-based file"],
+        files={
+            R: recipe(base={"prompt": "an oldstyle portrait"}),
+            "emb/oldstyle.pt": torch_save({"string_to_param": {}}),
+        },
+    ),
+    Case(
+        "a hypernetwork tag",
+        ["run", R],
+        ["pass 1, field 'prompt': got '<hypernet:anime:1> a'", "hypernetworks are not loaded"],
+        files={R: recipe({"prompt": "<hypernet:anime:1> a", "prompt_mode": "replace"})},
+    ),
+    Case(
+        "an unknown tag",
+        ["run", R],
+        ["base, field 'prompt': got '<lorra:x:1> a'", "unknown <lorra:...> tag"],
+        files={R: recipe(base={"prompt": "<lorra:x:1> a"})},
+    ),
+    Case(
+        "AND in a prompt",
+        ["run", R],
+        ["base, field 'prompt': got 'a cat AND a dog'", "a prompt without AND"],
+        files={R: recipe(base={"prompt": "a cat AND a dog"})},
+    ),
+    Case(
+        "a composable weight at a prompt's end",
+        ["run", R],
+        ["pass 1, field 'prompt': got 'sharp:1.4'", "does not end in ':1.4'"],
+        files={R: recipe({"prompt": "sharp:1.4", "prompt_mode": "replace"})},
+    ),
+    Case(
+        "an emphasis weight that is not a number",
+        ["run", R],
+        ["base, field 'negative_prompt': got '(blurry:1.2.3)'", "an emphasis weight that is a"],
+        files={R: recipe(base={"negative_prompt": "(blurry:1.2.3)"})},
+    ),
+    Case(
+        "clip skip 13 in a pass",
+        ["plan", R],
+        [
+            "pass 1, field 'clip_skip': got 13; allowed: a whole number from 1 to 12, or 0 for "
+            "the base generation's value"
+        ],
+        files={R: recipe({"clip_skip": 13})},
+    ),
+    Case(
+        "clip skip 0 in the base",
+        ["run", R],
+        ["base, field 'clip_skip': got 0; allowed: a whole number from 1 to 12"],
+        files={R: recipe(base={"clip_skip": 0})},
+    ),
+    Case(
+        "clip skip as text",
+        ["plan", R],
+        ["pass 1, field 'clip_skip': got 'two'"],
+        files={R: recipe({"clip_skip": "two"})},
+    ),
+    Case(
+        "clip skip deeper than tiny-toon's encoder",
+        ["run", R],
+        ["pass 1, field 'clip_skip': got 3; allowed: 1 to 2: tiny-toon's text encoder has 2"],
+        files={R: recipe({"clip_skip": 3})},
+    ),
+    Case(
+        "--loras not a folder",
+        ["run", R, "--loras", "nowhere"],
+        ["command line, field '--loras': got 'nowhere'; allowed: an existing folder"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--embeddings is a file",
+        ["models", "--embeddings", R],
+        ["field '--embeddings'", "an existing folder (this one is a file)"],
+        files={R: recipe()},
+    ),
+    Case("--loras without a value", ["demo", "--loras"], ["field '--loras': got 'nothing'"]),
     Case(
         "a detector that is not here",
         ["run", R],
@@ -730,15 +880,26 @@ def test_there_are_at_least_sixty_bad_inputs():
 def test_models_marks_unusable_files(tiny_models, tmp_path):
     write_files(
         tmp_path,
-        {"m/cut.safetensors": "TRUNCATED", "m/odd.safetensors": header_only(["foo"])},
+        {
+            "m/cut.safetensors": "TRUNCATED",
+            "m/odd.safetensors": header_only(["foo"]),
+            "l/knight.safetensors": header_only(LORA_KEYS),
+            "l/loha.safetensors": header_only(["lora_unet_a.hada_w1_a"]),
+            "e/shiny.safetensors": header_only(["emb_params"]),
+        },
         tiny_models,
     )
-    done = multipass(["models", "--models", "m"], tmp_path, tiny_models.parent)
+    args = ["models", "--models", "m", "--loras", "l", "--embeddings", "e"]
+    done = multipass(args, tmp_path, tiny_models.parent)
     assert done.returncode == 0, done.stderr
-    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "unusable: truncated" in lines["cut"]
     assert "unusable: holds no tensors of a model family" in lines["odd"]
     assert " sd1 " in lines["tiny-toon"]
+    assert (
+        " sd1 lora " in lines["knight"] and "unusable: loha.safetensors: a LyCORIS" in lines["loha"]
+    )
+    assert "embedding, 1 vector" in lines["shiny"]
 
 
 # -- odd but valid --------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_pure_modules_import_no_torch_gradio_or_webui():
     code = (
         "import sys, lib_multipass.recipe, lib_multipass.schedule, lib_multipass.geometry, "
         "lib_multipass.infotext, lib_multipass.plan, lib_multipass.schema, lib_multipass.cli, "
-        "lib_multipass.checkpoints; "
+        "lib_multipass.checkpoints, lib_multipass.prompts, lib_multipass.networks; "
         "bad = [m for m in ('torch', 'gradio', 'modules', 'numpy', 'PIL') if m in sys.modules]; "
         "print(bad)"
     )
@@ -120,7 +120,8 @@ def test_pure_modules_import_no_torch_gradio_or_webui():
 
 def test_engine_and_runner_leave_torch_to_the_backend():
     code = (
-        "import sys, lib_multipass.engine, lib_multipass.runner, lib_multipass.ldm; "
+        "import sys, lib_multipass.engine, lib_multipass.runner, lib_multipass.ldm, "
+        "lib_multipass.backends.conditioning, lib_multipass.backends.lora; "
         "print([m for m in ('torch', 'diffusers', 'gradio', 'modules') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

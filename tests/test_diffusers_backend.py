@@ -168,13 +168,30 @@ def test_other_families_are_refused_clearly(tiny_models, tmp_path):
 def test_clip_vocabulary_follows_clips_order(tmp_path):
     bpe = tmp_path / "bpe.txt.gz"
     with gzip.open(bpe, "wt", encoding="utf-8") as fh:
-        fh.write("#version: 0.2\nt h\nth e</w>\n")
+        fh.write("t h\nth e</w>\n")
     vocab, merges = clip_vocabulary(bpe)
     symbols = tiny.byte_symbols()
     assert vocab["!"] == 0 and vocab[symbols[-1]] == 255 and vocab["!</w>"] == 256
     assert vocab["th"] == 512 and vocab["the</w>"] == 513
     assert vocab["<|startoftext|>"] == 514 and vocab["<|endoftext|>"] == 515
     assert merges.splitlines() == ["#version: 0.2", "t h", "th e</w>"]
+
+
+def test_clips_vocabulary_ships_with_multipass(tmp_path):
+    """CLIP's merges come with Multipass (no open-clip-torch, nothing fetched): the tokenizer
+    built from them gives CLIP's own ids (49,408 tokens; "A person riding a motorcycle" as the
+    CLIP tokenizers document it)."""
+    from transformers import CLIPTokenizer
+
+    from lib_multipass.backends.diffusers_backend import SD1_ARCHITECTURE, clip_bpe_file
+
+    assert clip_bpe_file().is_file() and clip_bpe_file().stat().st_size < 250_000
+    vocab, _ = clip_vocabulary()
+    assert len(vocab) == 49408 and vocab["<|endoftext|>"] == 49407 and vocab[",</w>"] == 267
+    folder = tiny.write_config_dir(tmp_path / "cfg", SD1_ARCHITECTURE, (vocab, _))
+    tok = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+    ids = tok("A person riding a motorcycle", add_special_tokens=False)["input_ids"]
+    assert ids == [320, 2533, 6765, 320, 10297]
 
 
 def test_sd1_architecture_has_sd15_parameter_counts():

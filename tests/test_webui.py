@@ -135,6 +135,32 @@ def test_title_is_the_api_key(webui):
     assert webui.script.show(False) is sys.modules["modules.scripts"].AlwaysVisible
 
 
+def test_a_pass_clip_skip_is_an_override_and_the_users_setting_stays(webui):
+    """A pass's clip skip reaches its nested job as the host's own XYZ "Clip skip" axis sets it
+    (override_settings CLIP_stop_at_last_layers, the same name in A1111, reForge, Forge 2 and
+    Neo); a pass with 0 keeps the user's; the user's setting is back after the job, never
+    saved; the infotext says it."""
+    webui.shared.opts.data["CLIP_stop_at_last_layers"] = 2  # the user's own setting
+    recipe = {
+        "passes": [
+            {"denoising_strength": 0.3, "clip_skip": 1},
+            {"denoising_strength": 0.3},
+            {"denoising_strength": 0.3, "clip_skip": 3},
+        ]
+    }
+    _p, processed = txt2img(webui, recipe=recipe)
+    calls = webui.processing.calls
+    assert [c["clip_skip"] for c in calls] == [2, 1, 2, 3]
+    assert [c["override"] for c in calls[1:]] == [
+        {"CLIP_stop_at_last_layers": 1},
+        {},
+        {"CLIP_stop_at_last_layers": 3},
+    ]
+    assert webui.shared.opts.CLIP_stop_at_last_layers == 2
+    assert "Multipass 1 clip skip: 1" in processed.infotexts[-1]
+    assert "Multipass 3 clip skip: 3" in processed.infotexts[-1]
+
+
 def test_disabled_does_nothing(webui):
     _p, processed = txt2img(webui, enabled=False)
     assert [c["kind"] for c in webui.processing.calls] == ["txt2img"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
@@ -35,10 +34,14 @@ from ..checkpoints import (
     sniff_family,
 )
 from ..geometry import Size
+from ..networks import EmbeddingLibrary, LoraLibrary, NetworkFile
 from ..plan import Run
+from ..prompts import LoraUse, ParsedPrompt, PromptError, parse_prompt
 from ..protocol import SampleRequest, StepCallback
 from ..recipe import Problem, where_pass
 from ..schedule import img2img_steps
+from . import lora as lora_merge
+from .conditioning import PromptEncoder, mentioned_embeddings, schedule_steps, tokenize
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -297,21 +300,21 @@ def supported_schedule_types(sampler: str) -> list[str]:
     return [k for k, v in SCHEDULE_TYPES.items() if all(name in params for name in v)]
 
 
-def clip_bpe_file() -> Path | None:
-    """CLIP's BPE merges as shipped in the open-clip-torch wheel, found without importing it."""
-    spec = importlib.util.find_spec("open_clip")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "bpe_simple_vocab_16e6.txt.gz"
-        if path.exists():
-            return path
-    return None
+CLIP_MERGES = Path(__file__).resolve().parent.parent / "data" / "clip_merges.txt.gz"
 
 
-def clip_vocabulary(bpe_path: Path) -> tuple[dict[str, int], str]:
-    """vocab.json and merges.txt of CLIP's tokenizer, built from its BPE merges file."""
-    with gzip.open(bpe_path, "rt", encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    merges = [m for m in lines[1 : 49152 - 256 - 2 + 1] if m.strip()]
+def clip_bpe_file() -> Path:
+    """CLIP's BPE merges, shipped with Multipass (lib_multipass/data; MIT, OpenAI): the
+    vocabulary of CLIP-L and OpenCLIP bigG, read without importing anything heavy."""
+    return CLIP_MERGES
+
+
+def clip_vocabulary(bpe_path: Path | None = None) -> tuple[dict[str, int], str]:
+    """vocab.json and merges.txt of CLIP's tokenizer, built from its BPE merges (one merge a
+    line, as lib_multipass/data/clip_merges.txt.gz holds them): 256 bytes, the same ending a
+    word, the merged tokens in merge order, then the start and end tokens (49,408 in all)."""
+    with gzip.open(bpe_path or CLIP_MERGES, "rt", encoding="utf-8") as fh:
+        merges = [m for m in fh.read().split("\n") if m.strip()]
     symbols = tiny.byte_symbols()
     tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges)]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
@@ -331,10 +334,14 @@ class DiffusersBackend:
         device: str = "auto",
         dtype: str = "auto",
         report: Callable[[str], None] | None = None,
+        loras: Sequence[Path] = (),
+        embeddings: Sequence[Path] = (),
     ) -> None:
         """`cache_bytes` None: a share of the memory available now (default_cache_bytes);
         `device` auto: CUDA, then MPS, then the CPU; `dtype` auto: fp16 on a GPU, else fp32.
-        `report` gets a line for anything a user should know (a checkpoint too big to cache)."""
+        `report` gets a line for anything a user should know (a checkpoint too big to cache).
+        `loras` and `embeddings` are folders of LoRA files and textual-inversion embeddings
+        that prompts name (`<lora:name:weight>`, an embedding's file name)."""
         self.folders = [Path(f) for f in folders]
         self.home = home or tiny.default_home()
         self.cache_bytes = default_cache_bytes() if cache_bytes is None else cache_bytes
@@ -360,6 +367,12 @@ class DiffusersBackend:
         self._current = ""
         self._families: dict[str, str] = {}
         self._file_problems: dict[tuple, str | None] = {}
+        self.loras = LoraLibrary([Path(f) for f in loras], allow_pickles=allow_ckpt)
+        self.embeddings = EmbeddingLibrary([Path(f) for f in embeddings], allow_pickles=allow_ckpt)
+        self._applied: dict[str, lora_merge.Applied] = {}  # checkpoint -> LoRAs in its weights
+        self._encoders: dict[tuple, PromptEncoder] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._noted: set[str] = set()
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -429,16 +442,7 @@ class DiffusersBackend:
         digest = hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
         folder = self.home / "configs" / digest
         if not (folder / "model_index.json").exists():
-            vocab = None
-            if arch.get("tokenizer") == "clip":
-                bpe = clip_bpe_file()
-                if bpe is None:
-                    raise BackendError(
-                        f"checkpoint {c.name!r} needs CLIP's tokenizer files: install them with "
-                        "`pip install --no-deps open-clip-torch` (its wheel ships them; nothing "
-                        "is downloaded at run time)"
-                    )
-                vocab = clip_vocabulary(bpe)
+            vocab = clip_vocabulary() if arch.get("tokenizer") == "clip" else None
             tiny.write_config_dir(folder, arch, vocab)
         return folder
 
@@ -515,6 +519,9 @@ class DiffusersBackend:
             del self._pipes[key]
         for key in [k for k in self._schedulers if k[0] == name]:
             del self._schedulers[key]
+        for key in [k for k in self._encoders if k[0] == name]:
+            del self._encoders[key]
+        self._applied.pop(name, None)  # its weights, LoRAs and all, go with it
         del pipe
         return size
 
@@ -577,12 +584,6 @@ class DiffusersBackend:
         elif self._metadata_architecture(c) is not None:
             return self._sampling_problem(c)  # a tiny model: its architecture is in the file
         if family in RUNNER_FAMILIES:
-            if clip_bpe_file() is None:
-                return (
-                    f"an {FAMILY_NAMES[family]} checkpoint, which needs CLIP's tokenizer files: "
-                    "install them with `pip install --no-deps open-clip-torch` (its wheel ships "
-                    "them; nothing is downloaded)"
-                )
             return self._sampling_problem(c)
         if family is None:
             return (
@@ -619,6 +620,28 @@ class DiffusersBackend:
             family += " v-pred" + (" ztsnr" if kind.get("rescale_betas_zero_snr") else "")
         return family
 
+    def describe_lora(self, f: NetworkFile) -> str:
+        """A LoRA's family, or 'unusable: why', for `multipass models`."""
+        problem = self.loras.problem(f)
+        if problem:
+            return f"unusable: {problem}"
+        return {"sd1": "sd1 lora", "sd2": "sd2 lora", "sdxl": "sdxl lora"}.get(
+            self.loras.family(f) or "", "lora"
+        )
+
+    def describe_embedding(self, f: NetworkFile) -> str:
+        """An embedding's shape, or 'unusable: why', for `multipass models`."""
+        problem = self.embeddings.problem(f)
+        if problem:
+            return f"unusable: {problem}"
+        shape = self.embeddings.shape(f)
+        if shape is None or isinstance(shape, str):
+            return "embedding"
+        kinds = {768: "sd1 ", 1024: "sd2 "}
+        kind = "sdxl " if len(shape.widths) == 2 else kinds.get(shape.width, "")
+        plural = "s" if shape.vectors != 1 else ""
+        return f"{kind}embedding, {shape.vectors} vector{plural}"
+
     def check_run(self, run: Run) -> list[Problem]:
         where = where_pass(run.pass_index)
         problems = []
@@ -640,15 +663,7 @@ class DiffusersBackend:
                 )
         problems += self.check_sampling(run.sampler, run.scheduler, run.vae, where)
         problems += self._prediction_problems(run, where)
-        texts = [run.prompt, run.negative_prompt, *run.crop_prompts, *run.crop_negatives]
-        tagged = next((t for t in texts if "<lora:" in t or "<lyco:" in t), None)
-        if tagged is not None:
-            allowed = (
-                "a prompt without <lora:...> tags: the diffusers runner loads no LoRA "
-                "(the WebUI does)"
-            )
-
-            problems.append(Problem(where, "prompt", tagged, allowed, about=("prompt",)))
+        problems += self._prompt_problems(run, where)
         if run.text_encoders:
             allowed = "[] (the diffusers runner uses each checkpoint's own text encoders)"
             problems.append(Problem(where, "text_encoders", list(run.text_encoders), allowed))
@@ -692,6 +707,163 @@ class DiffusersBackend:
             )
         return problems
 
+    # -- prompts, LoRAs, embeddings, clip skip ------------------------------------------------
+
+    def _prompt_problems(self, run: Run, where: str) -> list[Problem]:
+        """What in a run's prompts the runner cannot do, before the job: syntax it does not
+        run (AND, a bad weight), LoRAs that are not there or do not fit the checkpoint,
+        embeddings it may not read, a clip skip deeper than the text encoder."""
+        problems: list[Problem] = []
+        steps = schedule_steps(run.sampler, run.steps)
+        family = self.checkpoint_family(run.checkpoint)
+        texts: dict[str, list[str]] = {"prompt": [], "negative_prompt": []}
+        sides = (
+            ("prompt", False, [run.prompt, *run.crop_prompts]),
+            ("negative_prompt", True, [run.negative_prompt, *run.crop_negatives]),
+        )
+        for name, negative, prompts in sides:
+            for text in dict.fromkeys(prompts):
+                try:
+                    parsed = parse_prompt(text, steps, negative=negative)
+                except PromptError as e:
+                    problems.append(Problem(where, name, text, str(e), about=(name,)))
+                    continue
+                texts[name] += [t for _, t in parsed.schedule]
+                for use in parsed.loras:
+                    problem = self._lora_problem(use, family)
+                    if problem is not None:
+                        problems.append(Problem(where, name, use.text, problem, about=(name,)))
+        for name, found in texts.items():
+            problems += self._embedding_problems(run, found, where, name)
+        problems += self._clip_skip_problems(run, where)
+        return problems
+
+    def _lora_problem(self, use: LoraUse, family: str) -> str | None:
+        f = self.loras.find(use.name)
+        if f is None:
+            return self.loras.allowed()
+        problem = self.loras.problem(f, family)
+        return None if problem is None else f"a LoRA that fits ({problem})"
+
+    def _embedding_problems(
+        self, run: Run, texts: list[str], where: str, field: str = "prompt"
+    ) -> list[Problem]:
+        """Embeddings the prompts name (by file name, as the WebUI finds them) that cannot be
+        read; one whose width does not fit the checkpoint stays a word, as in the WebUI, and
+        is said so once."""
+        files = self.embeddings.files
+        if not files or not texts:
+            return []
+        try:
+            tok = self._tokenizer(run.checkpoint or self._current)
+        except (BackendError, OSError, ValueError):
+            return []  # the checkpoint's own problem is reported
+        found = mentioned_embeddings(lambda t: tokenize(tok, t), texts, list(files))
+        problems = []
+        width = self._text_width(run.checkpoint or self._current)
+        for name in found:
+            f = files[name]
+            problem = self.embeddings.problem(f)
+            if problem is not None:
+                allowed = f"an embedding the runner can read ({problem})"
+                problems.append(Problem(where, field, name, allowed, about=(field,)))
+                continue
+            shape = self.embeddings.shape(f)
+            if width and shape is not None and not isinstance(shape, str) and shape.width != width:
+                key = f"{name}:{width}"
+                if key not in self._noted:
+                    self._noted.add(key)
+                    self.report(
+                        f"note: embedding {name} ({f.path.name}) is {shape.width} wide and this "
+                        f"checkpoint's text encoders {width}: '{name}' stays a word, as in the "
+                        "WebUI"
+                    )
+        return problems
+
+    def _clip_skip_problems(self, run: Run, where: str) -> list[Problem]:
+        if run.clip_skip <= 1:
+            return []
+        name = run.checkpoint or self._current
+        try:
+            arch = self._architecture(self._file(name)) if name else None
+        except (BackendError, ValueError, OSError):
+            return []
+        if arch is None or "text_encoder_2" in arch:
+            return []  # SDXL takes its own layers, whatever the clip skip (as A1111)
+        layers = int(arch["text_encoder"]["num_hidden_layers"])
+        if run.clip_skip <= layers:
+            return []
+        allowed = f"1 to {layers}: {name}'s text encoder has {layers} layers"
+        return [Problem(where, "clip_skip", run.clip_skip, allowed, about=("clip_skip",))]
+
+    def _tokenizer(self, name: str) -> Any:
+        """The CLIP-L tokenizer of checkpoint `name`, from its config folder (no model read)."""
+        from transformers import CLIPTokenizer
+
+        folder = str(self._config_dir(self._file(name)) / "tokenizer")
+        if folder not in self._tokenizers:
+            self._tokenizers[folder] = CLIPTokenizer.from_pretrained(folder)
+        return self._tokenizers[folder]
+
+    def _text_width(self, name: str) -> int:
+        try:
+            arch = self._architecture(self._file(name))
+        except (BackendError, ValueError, OSError):
+            return 0
+        width = int(arch["text_encoder"]["hidden_size"])
+        if "text_encoder_2" in arch:
+            width += int(arch["text_encoder_2"]["hidden_size"])
+        return width
+
+    def _loras_for(self, parsed: Sequence[ParsedPrompt]) -> list[tuple[LoraUse, NetworkFile]]:
+        """The LoRAs a batch's prompts name, each file once: the WebUI applies the tags of the
+        prompt being sampled (a crop's own prompt carries its own)."""
+        uses: list[tuple[LoraUse, NetworkFile]] = []
+        for p in parsed:
+            for use in p.loras:
+                f = self.loras.find(use.name)
+                if f is None:
+                    raise BackendError(f"LoRA {use.name!r} is not in {self.loras.where()}")
+                uses.append((use, f))
+        return uses
+
+    def _encoder(self, pipe: Any, clip_skip: int) -> PromptEncoder:
+        applied = self._applied.get(self._current)
+        key = (self._current, clip_skip, applied.key if applied else ())
+        if key not in self._encoders:
+            for old in [k for k in self._encoders if k[:2] == key[:2]]:
+                del self._encoders[old]
+            self._encoders[key] = PromptEncoder.for_pipeline(
+                pipe, clip_skip=clip_skip, embeddings=self.embeddings
+            )
+        encoder = self._encoders[key]
+        if encoder.embeddings is not None:
+            encoder.embeddings.set_extra(applied.bundled if applied else {})
+        return encoder
+
+    def conditioning(self, pipe: Any, requests: Sequence[SampleRequest]) -> Any:
+        """The batch's conditioning (lib_multipass.backends.conditioning.Conditioning), with
+        its LoRAs merged into the loaded checkpoint's weights first. A sampler loop asks it
+        `cond_at(step)` before each model call (see conditioning.py)."""
+        import torch
+
+        first = requests[0]
+        steps = schedule_steps(first.sampler, first.steps)
+        try:
+            positives = [parse_prompt(r.prompt, steps) for r in requests]
+            negatives = [parse_prompt(r.negative_prompt, steps, negative=True) for r in requests]
+        except PromptError as e:
+            raise BackendError(str(e)) from None
+        base = self._cache[self._current][0]
+        applied = self._applied.setdefault(self._current, lora_merge.Applied())
+        try:
+            lora_merge.apply(base, applied, self._loras_for(positives))
+        except lora_merge.LoraError as e:
+            raise BackendError(str(e)) from None
+        encoder = self._encoder(pipe, first.clip_skip)
+        with torch.inference_mode():
+            return encoder.conditioning(positives, negatives, steps)
+
     # -- sampling ----------------------------------------------------------------------------
 
     def _pipeline(self, kind: str) -> Any:
@@ -723,9 +895,28 @@ class DiffusersBackend:
     def generate(
         self, requests: Sequence[SampleRequest], on_step: StepCallback
     ) -> list[Image.Image]:
-        """One diffusers call for the batch: per-image prompts, seeds (a CPU generator each, so
-        a seed gives the same noise on any device) and init images; one of a batch is passed
-        exactly as a single generation by hand would be."""
+        """One diffusers call for the batch: per-image prompts (encoded as the WebUI encodes
+        them), seeds (a CPU generator each, so a seed gives the same noise on any device) and
+        init images; one of a batch is passed exactly as a single generation by hand would be.
+        Images whose prompts name different LoRAs are sampled in turn, each with its own."""
+        groups: dict[tuple, list[int]] = {}
+        for k, r in enumerate(requests):
+            groups.setdefault(_lora_names(r.prompt), []).append(k)
+        if len(groups) == 1:
+            return self._generate(requests, on_step)
+        out: list[Image.Image | None] = [None] * len(requests)
+        members_list = list(groups.values())
+        for n, members in enumerate(members_list):
+            # progress counts the batch's steps once: the last group reports them
+            report = on_step if n == len(members_list) - 1 else _no_progress
+            made = self._generate([requests[k] for k in members], report)
+            for k, image in zip(members, made, strict=True):
+                out[k] = image
+        return [image for image in out if image is not None]
+
+    def _generate(
+        self, requests: Sequence[SampleRequest], on_step: StepCallback
+    ) -> list[Image.Image]:
         import torch
 
         first = requests[0]
@@ -734,23 +925,24 @@ class DiffusersBackend:
             kind = "inpaint"
         pipe = self._pipeline(kind)
         pipe.scheduler = self._scheduler(pipe, first.sampler, first.scheduler)
+        xl = _family_of_pipeline(pipe) == "sdxl"
+        cond = self.conditioning(pipe, requests)
 
         def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             on_step(i + 1, p.num_timesteps)
+            if cond.scheduled:  # prompt editing: the next model call's conditioning
+                kwargs |= pipeline_embeds(cond.padded_at(i + 1), xl, p.do_classifier_free_guidance)
             return kwargs
 
         one = len(requests) == 1
-        negatives = [r.negative_prompt for r in requests]
         generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
         args: dict[str, Any] = {
-            "prompt": first.prompt if one else [r.prompt for r in requests],
-            "negative_prompt": (negatives[0] or None) if one else negatives,
             "guidance_scale": first.cfg_scale,
             "generator": generators[0] if one else generators,
             "callback_on_step_end": callback,
             "output_type": "pil",
         }
-        if _family_of_pipeline(pipe) == "sdxl":
+        if xl:
             args |= sdxl_conditioning(first.width, first.height)
         if kind == "txt2img":
             args |= {
@@ -779,6 +971,13 @@ class DiffusersBackend:
                     "width": first.width,
                 }
         with torch.inference_mode():
+            c = cond.padded_at(0)
+            args |= {"prompt_embeds": c.cond, "negative_prompt_embeds": c.uncond}
+            if xl:
+                args |= {
+                    "pooled_prompt_embeds": c.cond_pooled,
+                    "negative_pooled_prompt_embeds": c.uncond_pooled,
+                }
             return list(pipe(**args).images)
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
@@ -789,6 +988,30 @@ class DiffusersBackend:
         smaller = size[0] <= image.width and size[1] <= image.height
         how = Image.Resampling.LANCZOS if smaller else UPSCALERS[upscaler]
         return image.convert("RGB").resize(size, how)
+
+
+def _no_progress(step: int, steps: int) -> None:
+    """Progress of a batch's earlier LoRA group: the last group reports the batch's steps."""
+
+
+def _lora_names(prompt: str) -> tuple:
+    """What sets a prompt's LoRAs apart (its tags, parsed), to group a batch by them."""
+    from ..prompts import extra_networks, lora_uses
+
+    uses, _ = lora_uses(extra_networks(prompt)[1])
+    return tuple((u.name, u.te, u.unet, u.dyn) for u in uses)
+
+
+def pipeline_embeds(c: Any, xl: bool, guided: bool) -> dict[str, Any]:
+    """A step's conditioning in a diffusers pipeline's loop variables: negative and positive
+    joined along the batch when it guides (its classifier-free guidance), pooled too (SDXL)."""
+    import torch
+
+    out = {"prompt_embeds": torch.cat([c.uncond, c.cond]) if guided else c.cond}
+    if xl:
+        pooled = torch.cat([c.uncond_pooled, c.cond_pooled]) if guided else c.cond_pooled
+        out["add_text_embeds"] = pooled
+    return out
 
 
 def _pipeline_class(family: str, kind: str) -> Any:

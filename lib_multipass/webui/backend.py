@@ -200,7 +200,9 @@ class WebUIBackend:
             "denoising_strength": first.strength,
             "do_not_save_samples": True,
             "do_not_save_grid": True,
-            "override_settings": {},  # the pass's models come from PassModels, not settings
+            # the pass's models come from PassModels, not settings; its clip skip is an
+            # override the host's process_images applies and puts back (every host's name)
+            "override_settings": compat.clip_skip_override(first.clip_skip),
             "override_settings_restore_afterwards": True,
         }
         cls = processing.StableDiffusionProcessingImg2Img

@@ -354,6 +354,29 @@ class PassModels:
 # -- lists -------------------------------------------------------------------------------------
 
 
+# "Clip skip" in every host (A1111 1.10.1 shared_options.py:181, reForge shared_options.py:203,
+# Forge 2 shared_options.py:183 and main_entry.py:121, Neo shared_options.py:222); each host's
+# own XYZ "Clip skip" axis sets it as a per-job override (scripts/xyz_grid.py:289)
+CLIP_SKIP_OPTION = "CLIP_stop_at_last_layers"
+
+
+def clip_skip() -> int:
+    """The host's Clip skip setting, as the job's own generation uses it."""
+    try:
+        return int(getattr(_shared().opts, CLIP_SKIP_OPTION, 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def clip_skip_override(value: int) -> dict[str, Any]:
+    """override_settings for a nested job with this clip skip: none when it is the host's
+    current setting (process_images sets an override for the job and puts the user's value
+    back afterwards, without saving it)."""
+    if not value or value == clip_skip():
+        return {}
+    return {CLIP_SKIP_OPTION: int(value)}
+
+
 def sampler_names() -> list[str]:
     """Sampler names the host accepts (visible ones first)."""
     sd_samplers = host_module("modules.sd_samplers")

@@ -90,6 +90,7 @@ def context(p: Any, width: int, height: int, has_mask: bool) -> JobContext:
         negative_prompt=getattr(p, "main_negative_prompt", None) or p.negative_prompt,
         step_mode=step_mode(),
         has_job_mask=has_mask,
+        clip_skip=compat.clip_skip(),
     )
 
 

@@ -45,7 +45,7 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
             ("schedule", "strengths", "repeats"),
             ("curve", "curve_final", "curve_passes"),
             ("seed", "seed_offset", "name"),
-            ("vae", "text_encoders"),
+            ("vae", "text_encoders", "clip_skip"),
         ),
     ),
     (

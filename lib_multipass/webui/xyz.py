@@ -20,6 +20,7 @@ AXIS_FIELDS = (
     "denoising_strength",
     "steps",
     "cfg_scale",
+    "clip_skip",
     "sampler",
     "upscale_by",
     "prompt",

@@ -351,6 +351,9 @@ def process_images_inner(p):
                 "sampler": p.sampler_name,
                 "steps": p.steps,
                 "override": dict(p.override_settings),
+                # what the text encoder reads while this job samples: the setting, with the
+                # job's override applied (A1111 sd_hijack_clip.py:357, Forge processing.py:472)
+                "clip_skip": shared.opts.CLIP_stop_at_last_layers,
                 "mask": getattr(p, "image_mask", None),
                 "batch": p.batch_size,
 
