@@ -1,0 +1,153 @@
+"""The WebUI's noise and sigmas headless: initial noise per seed (CPU and NV sources, variation
+seeds, batches), the checkpoint's sigmas and every schedule type, against numbers taken from
+A1111 1.10.1's own code (tests/data/a1111_noise.py says how), and their shape as properties."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib_multipass.backends import rng
+from lib_multipass.backends import sigmas as S
+from lib_multipass.schedule import img2img_steps
+from tests.data.a1111_noise import REF
+
+
+def flat(t: torch.Tensor) -> list[float]:
+    return [float(v) for v in t.flatten().tolist()]
+
+
+def close(got: list[float], want: list[float], tol: float = 1e-6) -> bool:
+    return len(got) == len(want) and all(abs(a - b) <= tol for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("source", ["CPU", "NV"])
+def test_initial_and_sampler_noise_are_the_webuis(source: str) -> None:
+    noise = rng.ImageNoise((4, 8, 8), [1234, 1235], source=source)
+    first, second = noise.next(), noise.next()
+    assert first.shape == (2, 4, 8, 8) and first.dtype == torch.float32
+    assert close(flat(first[:, :, 0, :4]), REF[f"{source}_first"])
+    assert close(flat(second[:, :, 0, :4]), REF[f"{source}_second"])
+
+
+@pytest.mark.parametrize("source", ["CPU", "NV"])
+def test_variation_seeds_are_the_webuis(source: str) -> None:
+    noise = rng.ImageNoise(
+        (4, 8, 8), [77, 77], subseeds=[5, 6], subseed_strength=0.3, source=source
+    )
+    assert close(flat(noise.next()[:, :, 0, :4]), REF[f"{source}_subseed"])
+
+
+def test_nv_source_is_cudas_numbers() -> None:
+    """rng_philox.py's own example: Generator(0).randn((3, 4)) is CUDA's torch.randn for seed 0
+    (the example's numbers, within float32's last digits)."""
+    want = [-0.92466259, -0.42534415, -2.6438457, 0.14518388]
+    assert close([float(v) for v in rng.PhiloxNormal(0).randn((3, 4))[0]], want, 1e-6)
+
+
+def test_an_image_is_the_same_alone_or_in_a_batch() -> None:
+    batch = rng.ImageNoise((4, 6, 5), [10, 11, 12])
+    alone = rng.ImageNoise((4, 6, 5), [11])
+    assert torch.equal(batch.next()[1], alone.next()[0])
+    assert torch.equal(batch.next()[1], alone.next()[0])  # the ancestral noise too
+
+
+def test_gpu_source_on_the_cpu_is_the_cpu_numbers() -> None:
+    """As in the WebUI on a machine without a GPU: "GPU" draws on the model's device."""
+    a = rng.ImageNoise((4, 8, 8), [3], source="GPU", device="cpu").next()
+    assert torch.equal(a, rng.ImageNoise((4, 8, 8), [3], source="CPU").next())
+
+
+def test_seeds_per_image_follow_processing_py() -> None:
+    assert rng.image_seeds(100, 3) == [100, 101, 102]
+    assert rng.image_seeds(100, 3, subseed=7, strength=0.5) == [100, 100, 100]
+    assert rng.image_subseeds(7, 3) == [7, 8, 9]
+
+
+def test_an_unknown_source_is_named() -> None:
+    with pytest.raises(ValueError, match="'TPU' is not one of CPU, GPU, NV"):
+        rng.Generator(1, "TPU")
+
+
+MODEL = S.ModelSigmas(S.alphas_cumprod())
+
+
+def test_the_models_sigmas_are_the_webuis() -> None:
+    assert MODEL.sigma_min == pytest.approx(REF["sigma_min"], abs=1e-7)
+    assert MODEL.sigma_max == pytest.approx(REF["sigma_max"], abs=1e-6)
+    t = MODEL.sigma_to_t(torch.tensor([0.03, 0.5, 1.0, 3.3, 14.6]))
+    assert close(flat(t), REF["sigma_to_t"], 1e-4)
+    for n in (7, 20):
+        assert close(flat(MODEL.uniform(n)), REF[f"Automatic_{n}"])
+
+
+@pytest.mark.parametrize("label", list(S.SCHEDULE_TYPES))
+@pytest.mark.parametrize("n", [1, 2, 7, 20])
+def test_every_schedule_type_is_the_webuis(label: str, n: int) -> None:
+    got = flat(S.SCHEDULE_TYPES[label].make(n, MODEL, False))
+    assert close(got, REF[f"{label}_{n}"], 1e-5), (label, n)
+
+
+def test_automatic_is_the_samplers_own_and_some_drop_the_next_to_last_sigma() -> None:
+    assert S.schedule_label("DPM++ 2M", "Automatic") == "Karras"
+    assert S.schedule_label("DPM++ 2M", "") == "Karras"
+    assert S.schedule_label("Euler a", "") == "Uniform"
+    assert S.schedule_label("Euler a", "karras") == "Karras"  # the WebUI's name works too
+    dpm2 = S.sampler_sigmas("DPM2", "", 7, MODEL)
+    full = S.karras(8, MODEL.sigma_min, MODEL.sigma_max)
+    assert torch.equal(dpm2, torch.cat([full[:-2], full[-1:]]))
+
+
+SAMPLERS = sorted(S.SAMPLER_SCHEDULES)
+ENDING_AT_ZERO = [label for label in S.SCHEDULE_TYPES if label != "KL Optimal"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sampler=st.sampled_from(SAMPLERS),
+    label=st.sampled_from(ENDING_AT_ZERO),
+    steps=st.integers(1, 60),
+    xl=st.booleans(),
+)
+def test_schedules_have_steps_plus_one_levels_falling_to_zero(
+    sampler: str, label: str, steps: int, xl: bool
+) -> None:
+    sigmas = S.sampler_sigmas(sampler, label, steps, MODEL, xl=xl)
+    if label == "DDIM":  # the WebUI's DDIM type steps by 1000 // n levels: n + 1 or a few more
+        n = steps + 1 if S.SAMPLER_SCHEDULES[sampler][1] else steps
+        discarded = 1 if S.SAMPLER_SCHEDULES[sampler][1] else 0
+        assert len(sigmas) == len(range(1, 1000, max(1000 // n, 1))) + 1 - discarded
+    else:
+        assert len(sigmas) == steps + 1
+    assert float(sigmas[-1]) == 0.0
+    assert all(float(a) >= float(b) for a, b in itertools.pairwise(sigmas))
+
+
+def test_kl_optimal_ends_at_the_smallest_sigma_as_in_the_webui() -> None:
+    """A1111 1.10.1's kl_optimal appends no zero: its last level is the model's sigma_min."""
+    sigmas = S.sampler_sigmas("Euler", "KL Optimal", 5, MODEL)
+    assert len(sigmas) == 6 and float(sigmas[-1]) == pytest.approx(MODEL.sigma_min)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    strength=st.floats(0.01, 1.0),
+    steps=st.integers(1, 50),
+    fixed=st.booleans(),
+    sampler=st.sampled_from(["Euler", "Euler a", "DPM++ 2M", "DPM2"]),
+)
+def test_img2img_runs_the_steps_schedule_py_says(
+    strength: float, steps: int, fixed: bool, sampler: str
+) -> None:
+    """The README's "Denoising strength is discrete" table is what the sampler runs: the
+    sigma slice has one level more than the steps schedule.py counts, and its first level is
+    the schedule's at the step where the pass starts."""
+    count = img2img_steps(strength, steps, "fixed" if fixed else "proportional")
+    sliced = S.img2img_sigmas(sampler, "", steps, strength, MODEL, fixed=fixed)
+    full = S.sampler_sigmas(sampler, "", count.schedule, MODEL)
+    assert len(sliced) == count.run + 1
+    assert torch.equal(sliced, full[count.schedule - count.run :])
