@@ -66,6 +66,7 @@ FLAG_FIELDS: dict[str, Field] = {
         help="MB of RAM kept for recently used checkpoints; 0 keeps none.",
     ),
     "--batch-size": Field("batch_size", "int", 1, "Batch size", None, minimum=1, maximum=64),
+    "--workers": Field("workers", "int", 1, "Workers", None, minimum=1, maximum=256),
 }
 SIZE_ALLOWED = "a size WxH, each side a multiple of 8 from 64 to 4096 (e.g. 512x768)"
 PATH_FLAGS = {
@@ -77,6 +78,8 @@ PATH_FLAGS = {
     "--embeddings": "a folder of textual-inversion embeddings",
     "--init": "an image file or a folder of them",
     "--mask": "a mask image file",
+    "--webui-url": "a WebUI's address, http:// or https:// with a host (e.g. http://192.168.1.20:7860)",
+    "--ray-address": "a Ray cluster's address (e.g. ray://head:10001 or auto)",
 }
 
 
@@ -119,9 +122,12 @@ def _usage_problem(parser: argparse.ArgumentParser, message: str) -> Problem:
     if m := re.match(r"the following arguments are required: (.*)", message):
         names = m[1]
         allowed = "a recipe JSON file" if "recipe" in names else f"{names} given"
+        if names == "list":
+            allowed = "a job list file (JSON Lines)"
         if names == "command":
-            allowed = "a command: one of demo, run, models, plan, schema, fields"
-        return Problem(CLI, names.upper() if names == "recipe" else names, "nothing", allowed)
+            allowed = "a command: one of demo, run, jobs, models, plan, schema, fields"
+        shown_name = names.upper() if names in ("recipe", "list") else names
+        return Problem(CLI, shown_name, "nothing", allowed)
     if m := re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message):
         return Problem(CLI, m[1], m[2], "see `multipass --help`")
     return Problem(CLI, "(usage)", message, f"the options of `{command}`: see `{command} --help`")
@@ -199,6 +205,28 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     _model_args(run)
     _device_args(run)
 
+    jobs = sub.add_parser("jobs", help="run a job list: here, on Ray workers or on WebUI hosts")
+    jobs.add_argument("list", type=Path, help="a job list file (JSON Lines)")
+    jobs.add_argument("--out", type=Path, help="output folder (default: outputs/LIST-NAME)")
+    jobs.add_argument(
+        "--engine",
+        choices=["embedded", "ray"],
+        help="embedded (default: this process) or ray (actors on a local Ray or --ray-address)",
+    )
+    jobs.add_argument("--workers", help="Ray actors (default: one per GPU, else per CPU)")
+    jobs.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
+    jobs.add_argument(
+        "--webui-url",
+        action="append",
+        help="a running WebUI with Multipass as a worker (repeatable)",
+    )
+    jobs.add_argument(
+        "--fresh", action="store_true", help="run every job again, even those already done"
+    )
+    jobs.add_argument("--stages", action="store_true", help="also write every stage's image")
+    _model_args(jobs)
+    _device_args(jobs)
+
     models = sub.add_parser("models", help="list the checkpoints the runner can load")
     _model_args(models)
 
@@ -218,6 +246,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         "plan": plan,
         "demo": demo,
         "run": run,
+        "jobs": jobs,
         "models": models,
         "detectors": detectors,
         "schema": schema,
@@ -332,6 +361,15 @@ def _backend(args: argparse.Namespace, cache_mb: int | None) -> Any:
     from tqdm import tqdm
 
     from .backends.diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend(
+        **backend_settings(args, cache_mb), report=lambda line: tqdm.write(line, file=sys.stderr)
+    )
+
+
+def backend_settings(args: argparse.Namespace, cache_mb: int | None) -> dict[str, Any]:
+    """The diffusers backend's settings from the command line, as plain data: a job list's
+    workers (in this process or on Ray) make their own backends from them."""
     from .tiny import ensure_tiny_models
 
     folders = []
@@ -341,16 +379,15 @@ def _backend(args: argparse.Namespace, cache_mb: int | None) -> Any:
         folders.append(args.webui / "models" / "Stable-diffusion")
     folders.append(ensure_tiny_models())
     loras, embeddings = network_folders(args)
-    return DiffusersBackend(
-        folders,
-        loras=loras,
-        embeddings=embeddings,
-        cache_bytes=None if cache_mb is None else cache_mb * 1024 * 1024,
-        allow_ckpt=args.allow_ckpt,
-        device=getattr(args, "device", None) or "auto",
-        dtype=getattr(args, "dtype", None) or "auto",
-        report=lambda line: tqdm.write(line, file=sys.stderr),
-    )
+    return {
+        "folders": folders,
+        "loras": loras,
+        "embeddings": embeddings,
+        "cache_bytes": None if cache_mb is None else cache_mb * 1024 * 1024,
+        "allow_ckpt": args.allow_ckpt,
+        "device": getattr(args, "device", None) or "auto",
+        "dtype": getattr(args, "dtype", None) or "auto",
+    }
 
 
 def network_folders(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
@@ -382,6 +419,12 @@ def registry(args: argparse.Namespace) -> Any:
     """The detectors of this run: OpenCV's, mediapipe's, YOLO models in ~/.cache/multipass/
     detectors, --detectors and a WebUI's models/adetailer."""
     from .detectors import Registry
+
+    return Registry(**registry_settings(args))
+
+
+def registry_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The detector registry's settings, as plain data (for a job list's workers)."""
     from .tiny import default_home
 
     folders = [default_home() / "detectors"]
@@ -389,7 +432,7 @@ def registry(args: argparse.Namespace) -> Any:
         folders.append(args.detectors)
     if getattr(args, "webui", None):
         folders.append(args.webui / "models" / "adetailer")
-    return Registry(folders, allow_pickles=bool(getattr(args, "allow_ckpt", False)))
+    return {"folders": folders, "allow_pickles": bool(getattr(args, "allow_ckpt", False))}
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
@@ -718,6 +761,109 @@ def _uses_tiny(recipe: Any, job: Any) -> bool:
     return bool(names & set(TINY_SEEDS))
 
 
+def _jobs_flags(args: argparse.Namespace, problems: list[Problem]) -> tuple[str, int | None]:
+    """The engine of a job list and its worker count, checked."""
+    from .jobs.webui_workers import url_problem
+
+    workers = _flag("--workers", args.workers, problems)
+    urls = args.webui_url or []
+    for url in urls:
+        if why := url_problem(url):
+            problems.append(Problem(CLI, "--webui-url", url, why))
+    engine = args.engine or ("webui" if urls else "embedded")
+    if urls and args.engine:
+        why = "--engine or --webui-url, not both: with --webui-url the hosts are the workers"
+        problems.append(Problem(CLI, "--engine", args.engine, why))
+    for flag, value in (("--workers", args.workers), ("--ray-address", args.ray_address)):
+        if value is not None and engine != "ray":
+            problems.append(Problem(CLI, flag, _typed(value), "only with --engine ray"))
+    return engine, workers
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from .engine import Control
+    from .jobs.driver import ListRun, make_tasks
+    from .jobs.listfile import read_job_list
+    from .jobs.progress import Display
+
+    problems: list[Problem] = []
+    engine, count = _jobs_flags(args, problems)
+    cache_mb = None
+    if engine != "webui":
+        cache_mb = _model_flags(args, problems)
+        _device_flags(args, problems)
+    out = args.out or Path("outputs") / args.list.stem
+    problems += check_out_dir(out)
+    specs = []
+    try:
+        specs = read_job_list(args.list)
+    except RecipeError as e:
+        problems += e.problems
+    if not specs or any(p.where == CLI and p.field in BACKEND_FLAGS for p in problems):
+        raise RecipeError(problems)
+    started_ray = False
+    with Interrupts(Control()) as interrupts:
+        try:
+            backend = None if engine == "webui" else _backend(args, cache_mb)
+            default = backend.checkpoints()[0].name if backend is not None else ""
+            try:
+                tasks = make_tasks(specs, backend, default_checkpoint=default)
+            except RecipeError as e:
+                problems += e.problems
+            if problems:
+                raise RecipeError(problems)
+            workers, started_ray = _list_workers(engine, count, args, backend, cache_mb)
+            run = ListRun(tasks, workers, out, stages=args.stages, fresh=args.fresh)
+            run.display = Display(workers, run.total_steps, len(run.waiting))
+            interrupts.control = run
+            summary = run.run()
+            interrupts.saving = True
+        except KeyboardInterrupt:
+            print(f"\nmultipass: stopped at once; finished jobs are kept in {out}", file=sys.stderr)
+            return EXIT_CANCELLED
+        finally:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+    return _jobs_report(summary, out, run.stopping)
+
+
+def _list_workers(
+    engine: str, count: int | None, args: argparse.Namespace, backend: Any, cache_mb: int | None
+) -> tuple[list[Any], bool]:
+    """The workers of a job list, and whether a local Ray was started for them."""
+    if engine == "webui":
+        from .jobs.webui_workers import WebUIWorker
+
+        return [WebUIWorker(url) for url in args.webui_url], False
+    if engine == "embedded":
+        from .jobs.workers import LocalWorker
+
+        return [LocalWorker(backend, registry(args))], False
+    import os
+
+    from .jobs.ray_workers import ray_workers, start_ray
+
+    started = start_ray(args.ray_address, max(count or 0, os.cpu_count() or 1))
+    settings = backend_settings(args, cache_mb)
+    return ray_workers(count, settings, registry_settings(args)), started
+
+
+def _jobs_report(summary: Any, out: Path, stopped: bool) -> int:
+    from .jobs.manifest import MANIFEST_NAME
+
+    print(f"multipass: jobs: {summary.text()}")
+    for worker, loads in summary.loads.items():
+        read = ", ".join(f"{k} x{v}" for k, v in sorted(loads.items())) or "none"
+        print(f"  {worker}: checkpoints read from disk: {read}")
+    print(f"  manifest: {out / MANIFEST_NAME}")
+    if summary.failed:
+        print(f"multipass: {summary.failed} job(s) failed; the manifest says why", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_CANCELLED if stopped else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_RECIPE
     from .engine import Control
@@ -770,6 +916,7 @@ def cmd_fields(args: argparse.Namespace) -> int:
 COMMANDS = {
     "demo": cmd_demo,
     "run": cmd_run,
+    "jobs": cmd_jobs,
     "models": cmd_models,
     "detectors": cmd_detectors,
     "plan": cmd_plan,

@@ -107,6 +107,14 @@ LORA_KEYS = [
 XL_LORA_KEYS = [k.replace("lora_te_", "lora_te2_") for k in LORA_KEYS]
 DEEP = "[" * 100_000 + "]" * 100_000
 R = "r.json"
+L = "l.jsonl"
+
+
+def jsonl(*lines: Any) -> bytes:
+    """A job list: each line an object (as JSON) or text as it is."""
+    return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
+
+
 ALLOWED_INT = "a whole number from 1 to 64"
 
 CASES = [
@@ -827,6 +835,110 @@ CASES = [
             "base, field 'sampler'",
         ],
         files={R: recipe({"cfg_scale": 99}, {"checkpoint": "nope"}, base={"sampler": "x"})},
+    ),
+    # -- job lists (multipass jobs): every line checked before any job runs -------------------
+    Case(
+        "jobs: a line that is not JSON",
+        ["jobs", L],
+        ["l.jsonl line 2, field '(line)'", "one JSON object per line"],
+        files={R: recipe(), L: jsonl({"recipe": R}, "{nope")},
+    ),
+    Case(
+        "jobs: a misspelt key",
+        ["jobs", L],
+        ["l.jsonl line 1, field 'sead'", "did you mean 'seed'?"],
+        files={R: recipe(), L: jsonl({"recipe": R, "sead": 4})},
+    ),
+    Case(
+        "jobs: no recipe",
+        ["jobs", L],
+        ["l.jsonl line 1, field 'recipe': got 'nothing'", "a recipe file's path"],
+        files={L: jsonl({"prompt": "a fox"})},
+    ),
+    Case(
+        "jobs: a recipe file that is not there",
+        ["jobs", L],
+        ["l.jsonl line 1, recipe file", "gone.json", "a readable file"],
+        files={L: jsonl({"recipe": "gone.json"})},
+    ),
+    Case(
+        "jobs: a bad field in the recipe names the line and the pass",
+        ["jobs", L],
+        ["l.jsonl line 2, recipe file 'r.json', pass 1, field 'cfg_scale': got 99"],
+        files={R: recipe({"cfg_scale": 99}), L: jsonl({"recipe": {"passes": []}}, {"recipe": R})},
+    ),
+    Case(
+        "jobs: a checkpoint the runner does not have",
+        ["jobs", L],
+        ["l.jsonl line 1, job 2 of 2, base, field 'checkpoint': got 'nope'", "one of tiny-photo"],
+        files={R: recipe(), L: jsonl({"recipe": R, "checkpoints": ["tiny-toon", "nope"]})},
+    ),
+    Case(
+        "jobs: a seed range backwards",
+        ["jobs", L],
+        ["l.jsonl line 1, field 'seeds': got '9-1'", "a range 'FIRST-LAST'"],
+        files={R: recipe(), L: jsonl({"recipe": R, "seeds": "9-1"})},
+    ),
+    Case(
+        "jobs: a product too large",
+        ["jobs", L],
+        ["l.jsonl line 1, field '(product)': got '20000 jobs'", "at most 10000 jobs"],
+        files={R: recipe(), L: jsonl({"recipe": R, "prompts": ["a", "b"], "seeds": "1-10000"})},
+    ),
+    Case(
+        "jobs: both prompt and prompts",
+        ["jobs", L],
+        ["l.jsonl line 1, field 'prompts'", "either 'prompt' or 'prompts', not both"],
+        files={R: recipe(), L: jsonl({"recipe": R, "prompt": "a", "prompts": ["b"]})},
+    ),
+    Case(
+        "jobs: a size off the grid and images with init",
+        ["jobs", L],
+        ["l.jsonl line 1, field 'size': got '100x64'", "l.jsonl line 2, field 'images'"],
+        files={
+            R: recipe(),
+            "in.png": photo_png(64, 64),
+            L: jsonl({"recipe": R, "size": "100x64"}, {"recipe": R, "init": "in.png", "images": 2}),
+        },
+    ),
+    Case(
+        "jobs: an empty list",
+        ["jobs", L],
+        ["field '(file)': got 'no jobs'", "at least one job line"],
+        files={L: b"# nothing yet\n\n"},
+    ),
+    Case(
+        "jobs: a list file that is not there",
+        ["jobs", "none.jsonl"],
+        ["job list 'none.jsonl', field '(file)'", "a readable file"],
+    ),
+    Case(
+        "jobs: --workers 0",
+        ["jobs", L, "--engine", "ray", "--workers", "0"],
+        ["command line, field '--workers': got 0", "a whole number from 1 to 256"],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
+    Case(
+        "jobs: --ray-address with the embedded engine",
+        ["jobs", L, "--ray-address", "auto"],
+        ["command line, field '--ray-address': got 'auto'", "only with --engine ray"],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
+    Case(
+        "jobs: an engine that is not one",
+        ["jobs", L, "--engine", "dask"],
+        ["command line, field '--engine': got 'dask'", "one of 'embedded', 'ray'"],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
+    Case(
+        "jobs: a WebUI address that is not one, and --engine with it",
+        ["jobs", L, "--webui-url", "ftp://box", "--webui-url", "http://h:99999", "--engine", "ray"],
+        [
+            "field '--webui-url': got 'ftp://box'",
+            "field '--webui-url': got 'http://h:99999'",
+            "field '--engine': got 'ray'; allowed: --engine or --webui-url, not both",
+        ],
+        files={R: recipe(), L: jsonl({"recipe": R})},
     ),
 ]
 

@@ -1,0 +1,172 @@
+"""Ray workers: one actor per GPU (or CPU slot), each with its own diffusers backend and RAM
+cache, on a local Ray started on demand or an existing cluster (`--ray-address`).
+
+Ray does what it is for: placing the actors on nodes with the resources they ask for, restarting
+an actor whose process dies (`max_restarts`), and carrying recipes, images and results between
+processes. The driver only chooses which waiting job an idle actor takes (checkpoint affinity);
+a job whose actor died goes back to the waiting jobs, and its manifest line says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..protocol import Job
+from .workers import DiffusersRunner, Outcome, Task, WorkerLost
+
+ROOT = Path(__file__).resolve().parent.parent.parent  # where lib_multipass is importable from
+
+
+class JobActor:
+    """The body of a Ray actor: a diffusers backend of its own, one job at a time; progress
+    and cancel answer while a job runs (the actor is threaded)."""
+
+    def __init__(self, backend: dict[str, Any], detectors: dict[str, Any]) -> None:
+        from ..backends.diffusers_backend import DiffusersBackend
+        from ..detectors import Registry
+
+        self.runner = DiffusersRunner(DiffusersBackend(**backend), Registry(**detectors))
+
+    def run(self, recipe: Any, job: Job) -> Outcome:
+        return self.runner.run(recipe, job)
+
+    def progress(self) -> tuple[str, int, int]:
+        return self.runner.progress()
+
+    def cancel(self) -> None:
+        self.runner.cancel()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def start_ray(address: str | None, cpus: int) -> bool:
+    """Connect to the cluster at `address`, or start a local Ray with `cpus` CPU slots, on
+    loopback only; nothing when Ray is already up in this process. True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
+    return True
+
+
+def runtime_env() -> dict[str, Any]:
+    """What each actor's process needs from ours: this Multipass on its path, the same model
+    home, and no model hub."""
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {"PYTHONPATH": os.pathsep.join(paths), "HF_HUB_OFFLINE": "1"}
+    for name in ("MULTIPASS_HOME", "HF_HOME"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return {"env_vars": env}
+
+
+def ray_workers(
+    count: int | None,
+    backend: dict[str, Any],
+    detectors: dict[str, Any],
+    *,
+    max_restarts: int = 3,
+) -> list[RayWorker]:
+    """`count` actors (default: one per GPU of the cluster, else one per CPU), each asking
+    for one GPU, or one CPU where the cluster has no GPU."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    count = count or gpus or max(1, int(resources.get("CPU", 1)))
+    actor = ray.remote(JobActor).options(
+        num_cpus=0 if gpus else 1,
+        num_gpus=1 if gpus else 0,
+        max_restarts=max_restarts,
+        max_task_retries=0,  # a lost job is the driver's to give to another actor
+        max_concurrency=3,  # a job, its progress, its cancel
+        runtime_env=runtime_env(),
+    )
+    return [RayWorker(f"ray-{i + 1}", actor.remote(backend, detectors)) for i in range(count)]
+
+
+class RayWorker:
+    """The driver's side of one actor."""
+
+    def __init__(self, name: str, actor: Any) -> None:
+        self.name, self.actor = name, actor
+        self.alive = True
+        self._held: set[str] = set()
+        self._loaded = ""
+        self._asked: Any = None  # a progress call in flight
+        self._where, self._done, self._total = "starting", 0, 0
+        self.task: Task | None = None
+
+    def run(self, task: Task) -> Outcome:
+        import ray
+        from ray.exceptions import RayActorError, RayError
+
+        self.task = task
+        self._where, self._done, self._total = "sent", 0, 0
+        try:
+            outcome = ray.get(self.actor.run.remote(task.spec.recipe, task.job))
+        except RayActorError as e:
+            self._held, self._loaded = set(), ""
+            self._still_there()
+            raise WorkerLost(f"actor died ({_first_line(e)})") from None
+        except RayError as e:
+            raise WorkerLost(_first_line(e)) from None
+        finally:
+            self.task = None
+        self._held, self._loaded = set(outcome.held) | {outcome.loaded}, outcome.loaded
+        return outcome
+
+    def _still_there(self) -> None:
+        """After a death: whether Ray brings the actor back (restarts left) or not."""
+        import ray
+
+        try:
+            ray.get(self.actor.pid.remote(), timeout=300)
+        except Exception:
+            self.alive = False
+
+    def _poll(self) -> None:
+        import ray
+
+        if self._asked is None:
+            self._asked = self.actor.progress.remote()
+            return
+        ready, _ = ray.wait([self._asked], timeout=0)
+        if ready:
+            with contextlib.suppress(Exception):
+                self._where, self._done, self._total = ray.get(ready[0])
+            self._asked = None
+
+    def status(self) -> str:
+        task = self.task
+        if task is None:
+            return "idle"
+        self._poll()
+        return f"job {task.spec.number}: {self._where}"
+
+    def progress(self) -> tuple[int, int]:
+        return self._done, self._total
+
+    def cancel(self) -> None:
+        self.actor.cancel.remote()
+
+    def held(self) -> tuple[set[str], str]:
+        return set(self._held), self._loaded
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]

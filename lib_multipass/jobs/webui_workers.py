@@ -1,0 +1,174 @@
+"""WebUI hosts as workers: a running WebUI (A1111, reForge, Forge) with Multipass installed,
+driven through its API. Each job is one POST /sdapi/v1/txt2img: the base from the job's base
+(its checkpoint as `override_settings`, restored afterwards), the passes as
+`alwayson_scripts.multipass`; the host's own models, LoRAs and ControlNet run it, and its
+images come back with the infotexts the host wrote. A host that refuses the connection, drops
+it or answers 5xx is lost: its job goes to another host. A 422 (a recipe the host cannot run,
+e.g. a checkpoint it does not have) fails that job, named, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from PIL import Image
+
+from ..recipe import recipe_to_dict
+from .workers import Outcome, Task, WorkerLost
+
+TIMEOUT = 3600.0  # seconds a host may take over one job before it counts as lost
+URL_ALLOWED = "a WebUI's address, http:// or https:// with a host (e.g. http://192.168.1.20:7860)"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a host's address, or None."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return URL_ALLOWED
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not one
+    except ValueError:
+        return URL_ALLOWED + " (this port is not a number from 0 to 65535)"
+    return None
+
+
+def request_body(task: Task) -> dict[str, Any]:
+    """The txt2img request that runs a job on a host."""
+    ctx, seeds = task.job.ctx, list(task.job.seeds)
+    recipe = recipe_to_dict(task.spec.recipe)
+    recipe.pop("base", None)
+    body: dict[str, Any] = {
+        "prompt": ctx.prompt,
+        "negative_prompt": ctx.negative_prompt,
+        "seed": seeds[0],
+        "steps": ctx.steps,
+        "sampler_name": ctx.sampler,
+        "cfg_scale": ctx.cfg_scale,
+        "width": ctx.width,
+        "height": ctx.height,
+        "batch_size": 1,
+        "n_iter": len(seeds),
+        "send_images": True,
+        "save_images": False,
+        "override_settings_restore_afterwards": True,
+        "alwayson_scripts": {"multipass": {"args": [True, recipe]}},
+    }
+    if ctx.scheduler:
+        body["scheduler"] = ctx.scheduler
+    overrides = {}
+    if ctx.checkpoint:
+        overrides["sd_model_checkpoint"] = ctx.checkpoint
+    if ctx.clip_skip > 1:
+        overrides["CLIP_stop_at_last_layers"] = ctx.clip_skip
+    if overrides:
+        body["override_settings"] = overrides
+    return body
+
+
+class WebUIWorker:
+    """One host. It runs one job at a time, as a WebUI does."""
+
+    def __init__(self, url: str, name: str | None = None, timeout: float = TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self.name = name or urllib.parse.urlsplit(url).netloc
+        self.timeout = timeout
+        self.alive = True
+        self.task: Task | None = None
+        self._held: set[str] = set()
+        self._loaded = ""
+
+    def _post(self, path: str, body: dict[str, Any], timeout: float) -> tuple[int, Any]:
+        data = json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read() or b"null")
+            except ValueError:
+                detail = None
+            return e.code, detail
+
+    def run(self, task: Task) -> Outcome:
+        import time
+
+        self.task = task
+        started = time.monotonic()
+        try:
+            status, answer = self._post("/sdapi/v1/txt2img", request_body(task), self.timeout)
+        except (OSError, ValueError) as e:  # refused, reset, timed out, not JSON
+            self.alive = False
+            why = getattr(e, "reason", None) or e
+            raise WorkerLost(f"host {self.url} stopped answering ({why})") from None
+        finally:
+            self.task = None
+        seconds = time.monotonic() - started
+        if status >= 500:
+            raise WorkerLost(f"host {self.url} answered {status}: {_detail(answer)}")
+        if status != 200 or not isinstance(answer, dict):
+            reason = f"the host refused the job ({status}): {_detail(answer)}"
+            return Outcome(status="failed", reason=reason, seconds=seconds)
+        pictures, result = _pictures(answer)
+        first = task.need.first
+        self._held |= set(task.need.checkpoints)
+        self._loaded = first
+        status_, reason = ("done", "") if result in ("", "complete") else ("failed", result)
+        if "cancelled" in result:
+            status_ = "cancelled"
+        return Outcome(pictures=pictures, status=status_, reason=reason, seconds=seconds)
+
+    def status(self) -> str:
+        task = self.task
+        return f"job {task.spec.number}: at {self.url}" if task else "idle"
+
+    def progress(self) -> tuple[int, int]:
+        return 0, 0
+
+    def cancel(self) -> None:
+        with contextlib.suppress(OSError):
+            self._post("/sdapi/v1/interrupt", {}, 10)
+
+    def held(self) -> tuple[set[str], str]:
+        return set(self._held), self._loaded
+
+
+def _detail(answer: Any) -> str:
+    """A host's error body in one line: Multipass's 422 lists every problem's message."""
+    if isinstance(answer, dict) and isinstance(answer.get("detail"), list):
+        messages = [d.get("message") or str(d) for d in answer["detail"] if isinstance(d, dict)]
+        if messages:
+            return "; ".join(messages)
+    if isinstance(answer, dict):
+        for key in ("detail", "error", "errors"):
+            if answer.get(key):
+                return str(answer[key])[:300]
+    return str(answer)[:300]
+
+
+def _pictures(answer: dict[str, Any]) -> tuple[list[tuple[Image.Image, str]], str]:
+    """The images and infotexts of a txt2img answer (past the grid), and Multipass's result."""
+    try:
+        info = json.loads(answer.get("info") or "{}")
+    except ValueError:
+        info = {}
+    first = int(info.get("index_of_first_image") or 0)
+    texts = list(info.get("infotexts") or [])
+    images = [
+        Image.open(io.BytesIO(base64.b64decode(b64.split(",", 1)[-1]))).convert("RGB")
+        for b64 in answer.get("images") or []
+    ]
+    pictures = [
+        (image, texts[i] if i < len(texts) else "") for i, image in enumerate(images) if i >= first
+    ]
+    result = str((info.get("extra_generation_params") or {}).get("Multipass result") or "")
+    return pictures, result
