@@ -774,6 +774,9 @@ def _jobs_flags(args: argparse.Namespace, problems: list[Problem]) -> tuple[str,
     if urls and args.engine:
         why = "--engine or --webui-url, not both: with --webui-url the hosts are the workers"
         problems.append(Problem(CLI, "--engine", args.engine, why))
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        why = 'Ray installed first: pip install -e ".[run,ray]" (or pip install ray)'
+        problems.append(Problem(CLI, "--engine", "ray", why))
     for flag, value in (("--workers", args.workers), ("--ray-address", args.ray_address)):
         if value is not None and engine != "ray":
             problems.append(Problem(CLI, flag, _typed(value), "only with --engine ray"))

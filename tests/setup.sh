@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Everything the tests need on a fresh machine: the package with its runner, detect and dev
-# extras (torch first: 2.13.0 is the CPU build); for the browser test of the WebUI accordion,
+# Everything the tests need on a fresh machine: the package with its runner, detect, dev and
+# ray extras (torch first: 2.13.0 is the CPU build); for the browser test of the WebUI accordion,
 # Debian's Chromium and two UI environments: .venv-ui (gradio 3.41.2, as A1111 pins it) and
 # .venv-ui4 (gradio 4.40.0, as Forge 2 and Neo pin it); and .venv-detect, with ultralytics and
 # mediapipe for the YOLO and mediapipe detectors. ultralytics needs torchvision, and PyPI has
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install torch==2.13.0
-python -m pip install -e ".[run,detect,dev]"
+python -m pip install -e ".[run,detect,dev,ray]"
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium

@@ -1,0 +1,128 @@
+"""Job lists on a real local Ray: two CPU actors, affinity, a worker killed mid-job."""
+
+import json
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("torch")
+ray = pytest.importorskip("ray")
+
+from lib_multipass.jobs.manifest import read_manifest  # noqa: E402
+
+BASE = {"width": 64, "height": 64, "steps": 3, "prompt": "a fox"}
+
+
+def recipe(first, *then, seed=1, steps=3):
+    passes = [{"checkpoint": c, "denoising_strength": 0.5} for c in then]
+    return {"base": {**BASE, "checkpoint": first, "seed": seed, "steps": steps}, "passes": passes}
+
+
+def write_list(folder, *jobs):
+    path = folder / "l.jsonl"
+    path.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module (starting one takes seconds on two cores), on loopback."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def home(tiny_models, monkeypatch):
+    monkeypatch.setenv("MULTIPASS_HOME", str(tiny_models.parent))
+    return tiny_models.parent
+
+
+def finals(folder):
+    return sorted(folder.glob("*-final.png"))
+
+
+def pixels(path):
+    return Image.open(path).convert("RGB").tobytes()
+
+
+def test_a_list_on_two_ray_workers_gives_the_images_of_run(local_ray, home, tmp_path):
+    """Each job's images equal `multipass run`'s, and each worker read each checkpoint it
+    needed from disk once: affinity kept each checkpoint's jobs with the worker holding it."""
+    from lib_multipass.cli import main
+
+    jobs = [
+        {"recipe": recipe("tiny-toon", "tiny-photo"), "seed": 3, "images": 2},
+        {"recipe": recipe("tiny-photo"), "seed": 4},
+        {"recipe": recipe("tiny-toon"), "seed": 5},
+        {"recipe": recipe("tiny-photo"), "seed": 6},
+        {"recipe": recipe("tiny-toon"), "seed": 7},
+    ]
+    listed = write_list(tmp_path, *jobs)
+    out = tmp_path / "out"
+    code = main(["jobs", str(listed), "--out", str(out), "--engine", "ray", "--workers", "2"])
+    assert code == 0
+    entries = {e["job"]: e for e in read_manifest(out)}
+    assert sorted(entries) == [1, 2, 3, 4, 5]
+    assert {e["worker"] for e in entries.values()} == {"ray-1", "ray-2"}  # both worked
+    for number, job in enumerate(jobs, 1):
+        (tmp_path / f"r{number}.json").write_text(json.dumps(job["recipe"]))
+        single = tmp_path / f"single-{number}"
+        args = ["run", str(tmp_path / f"r{number}.json"), "--seed", str(job["seed"])]
+        assert main([*args, "--images", str(job.get("images", 1)), "--out", str(single)]) == 0
+        mine, theirs = finals(out / entries[number]["folder"]), finals(single)
+        assert [p.name for p in mine] == [p.name for p in theirs]
+        assert [pixels(p) for p in mine] == [pixels(p) for p in theirs], number
+    for worker in ("ray-1", "ray-2"):
+        ran = [e for e in entries.values() if e["worker"] == worker]
+        needed = {c for e in ran for c in e["switches"]}
+        loads: dict[str, int] = {}
+        for e in ran:
+            for name, count in e["loads"].items():
+                loads[name] = loads.get(name, 0) + count
+        assert loads == dict.fromkeys(needed, 1), (worker, ran)
+
+
+def test_a_worker_killed_mid_job_loses_nothing(local_ray, home, tmp_path):
+    """Ray restarts the killed actor; its job goes to a worker and runs again from the start;
+    every job ends done, and the manifest tells the retry."""
+    from lib_multipass.backends.diffusers_backend import DiffusersBackend
+    from lib_multipass.cli import backend_settings, build_parser, registry_settings
+    from lib_multipass.jobs.driver import ListRun, make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.ray_workers import ray_workers
+
+    listed = write_list(
+        tmp_path, {"recipe": recipe("tiny-toon", "tiny-photo", steps=8), "seeds": "1-4"}
+    )
+    args = build_parser()["jobs"].parse_args([str(listed)])
+    settings = backend_settings(args, 200)
+    tasks = make_tasks(
+        read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
+    )
+    workers = ray_workers(2, settings, registry_settings(args))
+    killed = []
+
+    def kill_once_mid_job(run):
+        for w in run.workers:
+            w.status()  # asks the actor how far it is
+            if not killed and w.name in run.busy and w.progress()[0] >= 2:
+                killed.append((w.name, run.busy[w.name].spec.number))
+                ray.kill(w.actor, no_restart=False)
+
+    out = tmp_path / "out"
+    summary = ListRun(tasks, workers, out, observer=kill_once_mid_job).run()
+    assert killed, "the actor was never seen mid-job"
+    assert (summary.done, summary.failed, summary.retries) == (4, 0, 1)
+    entries = {e["job"]: e for e in read_manifest(out)}
+    assert sorted(entries) == [1, 2, 3, 4]
+    assert all(
+        e["status"] == "done" and len(finals(out / e["folder"])) == 1 for e in entries.values()
+    )
+    name, number = killed[0]
+    retried = entries[number]
+    assert retried["attempts"] == 2 and len(retried["retries"]) == 1
+    assert retried["retries"][0].startswith(f"attempt 1 on {name}: actor died")
+    assert all(e["attempts"] == 1 for n, e in entries.items() if n != number)
+    for w in workers:
+        ray.kill(w.actor)
