@@ -1,0 +1,118 @@
+"""WebUI hosts as workers: job lists over real HTTP on loopback to stand-in hosts that run the
+real Multipass script on the thin stand-in of the WebUI's `modules`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+from PIL import Image
+
+from lib_multipass.infotext import parse_params_line
+from lib_multipass.jobs.manifest import read_manifest
+
+BASE = {"width": 64, "height": 64, "steps": 4, "prompt": "a castle", "checkpoint": "toon"}
+TWO_PASSES = {
+    "base": BASE,
+    "passes": [
+        {"checkpoint": "photo", "denoising_strength": 0.5},
+        {"denoising_strength": 0.3, "prompt": "detailed", "prompt_mode": "append"},
+    ],
+}
+
+
+class Host:
+    """A stand-in WebUI in its own process, listening on 127.0.0.1."""
+
+    def __init__(self, models, flavour="a1111", delay=0.0):
+        program = [sys.executable, str(ROOT / "tests" / "webui_host.py"), str(models)]
+        self.process = subprocess.Popen(
+            [*program, "--flavour", flavour, "--delay", str(delay)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        assert line.startswith("port "), line
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    made = []
+
+    def make(flavour="a1111", delay=0.0):
+        made.append(Host(tmp_path / f"host-{len(made)}", flavour, delay))
+        return made[-1]
+
+    yield make
+    for host in made:
+        host.kill()
+
+
+def write_list(folder, *jobs):
+    path = folder / "l.jsonl"
+    path.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    return path
+
+
+@pytest.mark.parametrize("flavour", ["a1111", "neo"])
+def test_jobs_run_on_a_webui_host_and_come_back_with_infotext(hosts, tmp_path, flavour):
+    from lib_multipass.cli import main
+
+    host = hosts(flavour)
+    listed = write_list(
+        tmp_path,
+        {"recipe": TWO_PASSES, "seed": 100, "images": 2},
+        {"recipe": TWO_PASSES, "prompts": ["an owl", "a fox"], "seed": 7},
+        {"recipe": {"base": BASE, "passes": [{"checkpoint": "nope"}]}},
+    )
+    out = tmp_path / "out"
+    assert main(["jobs", str(listed), "--out", str(out), "--webui-url", host.url]) == 1
+    entries = {e["job"]: e for e in read_manifest(out)}
+    assert [entries[n]["status"] for n in (1, 2, 3, 4)] == ["done", "done", "done", "failed"]
+    # a recipe the host cannot run: its 422, named, and the other jobs went on
+    assert "pass 1, field 'checkpoint': got 'nope'" in entries[4]["reason"]
+    assert entries[1]["worker"] == host.url.removeprefix("http://")
+    first = sorted((out / entries[1]["folder"]).glob("*-final.png"))
+    assert [p.name for p in first] == ["01-100-final.png", "02-101-final.png"]
+    for number, seed, prompt in ((1, 101, "a castle"), (3, 7, "a fox")):
+        finals = sorted((out / entries[number]["folder"]).glob("*-final.png"))
+        text = Image.open(finals[-1]).info["parameters"]
+        params = parse_params_line(text.splitlines()[-1])
+        assert text.startswith(prompt)
+        assert params["Seed"] == str(seed) and params["Multipass passes"] == "2"
+        assert params["Multipass 1 checkpoint"].startswith("photo")
+
+
+def test_a_host_that_dies_mid_list_has_its_jobs_moved(hosts, tmp_path):
+    from lib_multipass.jobs.driver import ListRun, make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.webui_workers import WebUIWorker
+
+    steady, doomed = hosts(delay=0.05), hosts(delay=0.3)
+    listed = write_list(tmp_path, {"recipe": TWO_PASSES, "seeds": "1-6"})
+    tasks = make_tasks(read_job_list(listed), None, default_checkpoint="")
+    workers = [WebUIWorker(steady.url, "steady"), WebUIWorker(doomed.url, "doomed")]
+    killed = []
+
+    def kill_while_busy(run):
+        if not killed and "doomed" in run.busy and run.summary.done >= 1:
+            killed.append(run.busy["doomed"].spec.number)
+            doomed.kill()
+
+    out = tmp_path / "out"
+    summary = ListRun(tasks, workers, out, observer=kill_while_busy).run()
+    assert killed and summary.done == 6 and summary.failed == 0
+    entries = {e["job"]: e for e in read_manifest(out)}
+    moved = entries[killed[0]]
+    assert moved["worker"] == "steady" and moved["attempts"] == 2
+    assert moved["retries"][0].startswith("attempt 1 on doomed: host http://127.0.0.1:")
+    assert "stopped answering" in moved["retries"][0]
+    assert not workers[1].alive
+    # once gone, the host gets no more jobs: everything after ran on the steady one
+    assert all(len(list((out / e["folder"]).glob("*-final.png"))) == 1 for e in entries.values())
