@@ -26,7 +26,7 @@ from typing import Any
 
 from . import __version__
 from .checkpoints import family_or_default, find_checkpoint
-from .fields import BASE_FIELDS, RECIPE_FIELDS, Field, field_map
+from .fields import BASE_FIELDS, OUTPUT_FIELDS, RECIPE_FIELDS, Field, field_map
 from .geometry import Crop, Size
 from .recipe import (
     Base,
@@ -49,12 +49,19 @@ TINY_NOTE = (
 
 CLI = "command line"
 _BASE = field_map(BASE_FIELDS)
+_RECIPE = field_map(RECIPE_FIELDS)
+_OUTPUT = field_map(OUTPUT_FIELDS)
 # flags that carry a recipe value: the same field, the same bounds, the same message
 FLAG_FIELDS: dict[str, Field] = {
     "--images": _BASE["images"],
     "--seed": _BASE["seed"],
     "--steps": _BASE["steps"],
-    "--step-mode": field_map(RECIPE_FIELDS)["step_mode"],
+    "--step-mode": _RECIPE["step_mode"],
+    "--from-pass": _RECIPE["from_pass"],
+    "--stop-after": _RECIPE["stop_after"],
+    "--animation": _OUTPUT["animation"],
+    "--frame-ms": _OUTPUT["frame_ms"],
+    "--loop": _OUTPUT["loop"],
     "--cache-mb": Field(
         "cache_mb",
         "int",
@@ -178,6 +185,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         "--batch-size", help="pieces sampled together, 1 to 64 (default 1): for tile calls"
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _chain_args(plan)
 
     demo = sub.add_parser("demo", help="run the demo job on the built-in tiny models")
     demo.add_argument("--out", type=Path, default=Path("multipass-demo"), help="output folder")
@@ -202,6 +210,12 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         type=Path,
         help="the job's inpaint mask (white is inpainted), for passes whose mask source is 'job'",
     )
+    _chain_args(run)
+    run.add_argument(
+        "--animation", help="also write each image's chain as an animation: webp, gif or none"
+    )
+    run.add_argument("--frame-ms", help="the animation's frame duration, 20 to 10000 ms (500)")
+    run.add_argument("--loop", help="times the animation repeats, 0 (forever) to 1000")
     _model_args(run)
     _device_args(run)
 
@@ -252,6 +266,14 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         "schema": schema,
         "fields": fields,
     }
+
+
+def _chain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from-pass",
+        help="start at this pass (1 to 16): --init images are the pass before's output",
+    )
+    p.add_argument("--stop-after", help="stop after this pass (0: the last), to continue later")
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:
@@ -514,6 +536,25 @@ def _recipe(path: Path, problems: list[Problem]) -> Any | None:
     return recipe
 
 
+def _chain(recipe: Any, args: argparse.Namespace, problems: list[Problem]) -> Any:
+    """The recipe with --from-pass and --stop-after applied; their problems named under the
+    flags, in the recipe's words."""
+    from .recipe import chain_problems
+
+    start = _flag("--from-pass", args.from_pass, problems)
+    stop = _flag("--stop-after", args.stop_after, problems)
+    if recipe is None or (start is None and stop is None):
+        return recipe
+    changes = {"from_pass": start, "stop_after": stop}
+    chained = dataclasses.replace(recipe, **{k: v for k, v in changes.items() if v is not None})
+    flags = {"from_pass": "--from-pass", "stop_after": "--stop-after"}
+    for q in chain_problems(chained):
+        given = getattr(args, q.field)
+        where, field = (CLI, flags[q.field]) if given is not None else (q.where, q.field)
+        problems.append(dataclasses.replace(q, where=where, field=field))
+    return chained
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from .engine import Job
     from .plan import JobContext, format_plan, plan_as_dicts, plan_recipe
@@ -525,7 +566,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     _folder("--models", args.models, problems)
     _folder("--webui", args.webui, problems)
-    recipe = _recipe(args.recipe, problems)
+    recipe = _chain(_recipe(args.recipe, problems), args, problems)
     if problems:
         raise RecipeError(problems)
     base = recipe.base or Base()
@@ -637,7 +678,13 @@ class Interrupts:
 
 
 def _execute(
-    recipe: Any, job: Any, backend: Any, out_dir: Path, interrupts: Interrupts, stages: bool
+    recipe: Any,
+    job: Any,
+    backend: Any,
+    out_dir: Path,
+    interrupts: Interrupts,
+    stages: bool,
+    animation: Any = None,
 ) -> int:
     from tqdm import tqdm
 
@@ -661,7 +708,8 @@ def _execute(
         interrupts.saving = True
         for bar in bars:
             bar.close()
-    written = write_outputs(result, recipe, job, out_dir, stages=stages)
+    extra = {} if animation is None else {"animation": animation}
+    written = write_outputs(result, recipe, job, out_dir, stages=stages, **extra)
     print(f"multipass: {result.account()}")
     order = ", ".join(result.checkpoints_loaded) or "none"
     disk = ", ".join(f"{n} x{k}" for n, k in backend.disk_loads.items()) or "none"
@@ -671,6 +719,8 @@ def _execute(
     count = len(written.intermediates)
     plural = "" if count == 1 else "s"
     print(f"  {count} stage image{plural}, contact sheet: {written.contact_sheet}")
+    for path in written.animations:
+        print(f"  {path}")
     if result.stopped == "error":
         print(f"multipass: error: {result.error}", file=sys.stderr)
         return EXIT_ERROR
@@ -699,7 +749,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _device_flags(args, problems)
     inputs = _inputs(args, problems)
     job_mask = _job_mask(args.mask, problems)
-    recipe = _recipe(args.recipe, problems)
+    recipe = _chain(_recipe(args.recipe, problems), args, problems)
+    animation = _animation(args, problems)
     out = args.out or Path("outputs") / args.recipe.stem
     problems += check_out_dir(out)
     if recipe is None or any(p.where == CLI and p.field in BACKEND_FLAGS for p in problems):
@@ -721,7 +772,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         _checked_job(recipe, job, backend, problems)
         if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):
             print(TINY_NOTE)
-        return _execute(recipe, job, backend, out, interrupts, stages=args.stages)
+        return _execute(recipe, job, backend, out, interrupts, args.stages, animation)
+
+
+def _animation(args: argparse.Namespace, problems: list[Problem]) -> Any:
+    """--animation, --frame-ms and --loop, checked (frame and loop flags need an animation)."""
+    from .runner import Animation
+
+    fmt = _flag("--animation", args.animation, problems)
+    frame_ms = _flag("--frame-ms", args.frame_ms, problems)
+    loop = _flag("--loop", args.loop, problems)
+    if fmt in (None, "none"):
+        for flag, value in (("--frame-ms", args.frame_ms), ("--loop", args.loop)):
+            if value is not None and args.animation is None:
+                why = "only with --animation webp or gif: it is the animation's"
+                problems.append(Problem(CLI, flag, _typed(value), why))
+        return Animation()
+    default = Animation()
+    return Animation(
+        fmt,
+        default.frame_ms if frame_ms is None else frame_ms,
+        default.loop if loop is None else loop,
+    )
 
 
 def _inputs(args: argparse.Namespace, problems: list[Problem]) -> list[Any] | None:

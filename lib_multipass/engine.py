@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from .converge import Repeats, change
 from .geometry import Size
 from .plan import Run, crop_prompts, resolve_prompt
 from .preflight import load_masks, prepare
@@ -118,7 +119,9 @@ class _JobRun:
             seeds=list(job.seeds),
             outputs=[[] for _ in range(n)],
             runs=runs,
+            settled=[[] for _ in range(n)],
         )
+        self.repeats = Repeats()
         for i, image in enumerate(job.images or []):
             self.result.outputs[i].append(RunOutput(None, image, self.result.seeds[i]))
         self.batches = [
@@ -199,13 +202,17 @@ class _JobRun:
                 result.outputs[i].append(RunOutput(None, image, result.seeds[i]))
 
     def _run(self, run: Run) -> None:
-        """One run over every image, batch by batch."""
+        """One run over every image that still takes it, batch by batch."""
         self.label, self.current, self.image_index = run.label, run, 0
         self._check_stop()  # before loading anything more
+        batches = [self._wanted(run, batch) for batch in self.batches]
+        if not any(batches):  # every image has settled: nothing to load or sample
+            self.result.runs_done += 1
+            return
         self._load(run.checkpoint)
         family = self.backend.checkpoint_family(run.checkpoint)
         result = self.result
-        for batch in self.batches:
+        for batch in filter(None, batches):
             self.image_index = batch[0]
             self._check_stop()
             seeds = [_seed(result.seeds[i], run, self.rng) for i in batch]
@@ -218,10 +225,25 @@ class _JobRun:
                 self.control.clear_skip()
                 images, skipped = [result.images[i] for i in batch], True
             for i, image, seed, work in zip(batch, images, seeds, works, strict=True):
+                changed = None if skipped else change(result.images[i], image)
+                if changed is not None:
+                    self.repeats.record(run, i, changed)
                 result.images[i] = image
                 found = work.found if work is not None else None
-                result.outputs[i].append(RunOutput(run, image, seed, skipped, found))
+                result.outputs[i].append(RunOutput(run, image, seed, skipped, found, changed))
         result.runs_done += 1
+
+    def _wanted(self, run: Run, batch: list[int]) -> list[int]:
+        """The images of `batch` that still take `run`; the others have settled, and the
+        steps counted for them leave the job's total."""
+        wanted = self.repeats.wanted(run, batch)
+        for i in batch:
+            if i not in wanted:
+                self.result.settled[i].append(run)
+                self.total -= self.estimate[run.number]
+        if len(wanted) < len(batch):
+            self._report(run.number, run.label, batch, 0, 0)
+        return wanted
 
     def _apply(
         self, runs: Sequence[Run], batch: Sequence[int], seeds: Sequence[int], family: str

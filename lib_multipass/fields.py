@@ -14,6 +14,7 @@ Kind = Literal["bool", "int", "float", "str", "choice", "floats", "boxes", "side
 
 MAX_TEXT = 20_000
 MAX_LIST = 64
+MAX_PASSES = 16
 MAX_NAMES = 8  # text-encoder modules of one pass
 MAX_NAME = 1000
 MAX_SIDE = 8192  # largest image side Multipass will plan or produce
@@ -109,6 +110,7 @@ DETECT_MASKS = ("box", "segment")
 SEP = "[SEP]"  # between the prompts of a crop pass's crops (detections, boxes), as adetailer
 PADDING_UNITS = ("px", "fraction")
 STEP_MODES = ("proportional", "fixed")
+ANIMATION_FORMATS = ("none", "webp", "gif")
 
 # fmt: off
 PASS_FIELDS: tuple[Field, ...] = (
@@ -162,6 +164,11 @@ PASS_FIELDS: tuple[Field, ...] = (
     Field("repeats", "int", 1, "Repeats per strength", "repeats", minimum=1, maximum=16, step=1,
           help="Run each strength this many times, feeding each output back, "
                "so the image converges."),
+    Field("converge_below", "float", 0.0, "Stop repeats below change", "converge below",
+          minimum=0.0, maximum=255.0, step=0.1,
+          help="Stop a strength's repeats early, per image, once a run changes the image by "
+               "less than this: the mean absolute difference of a 64x64 thumbnail before and "
+               "after the run, in 0-255 units; never more runs than the repeats; 0: off."),
     Field("upscale_by", "float", 1.0, "Upscale by", "upscale by", minimum=0.25, maximum=8.0,
           step=0.05, help="Applied once before the pass; sizes are rounded to multiples of 8. "
                           "Below 1 it downscales (with a Lanczos filter, whatever the upscaler)."),
@@ -295,6 +302,29 @@ RECIPE_FIELDS: tuple[Field, ...] = (
           help="proportional: the WebUI's default, a strength d at N steps runs int(d*N)+1 steps; "
                "fixed: exactly N steps, as with 'do exactly the amount of steps the slider "
                "specifies'."),
+    Field("from_pass", "int", 1, "Start at pass", "from pass", minimum=1, maximum=MAX_PASSES,
+          step=1,
+          help="Continue a chain: the job's images (an --init image, or in the WebUI's img2img "
+               "the image sent there) are the output of the pass before this one, and the "
+               "passes from this one on run; earlier passes only tell the chain's story."),
+    Field("stop_after", "int", 0, "Stop after pass", "stop after", minimum=1, maximum=MAX_PASSES,
+          special=0, special_means="the last pass", step=1,
+          help="Stop the job after this pass, to pick the best image and continue it later "
+               "with 'Start at pass' (the passes after it stay in the image's infotext); "
+               "0: run to the last pass."),
+)
+
+# what a job writes besides its images: headless flags and WebUI settings, one bound each
+OUTPUT_FIELDS: tuple[Field, ...] = (
+    Field("animation", "choice", "none", "Chain animation", None, choices=ANIMATION_FORMATS,
+          help="Per image, its stages (base, each run, final) as an animated WebP or GIF, "
+               "saved beside it."),
+    Field("frame_ms", "int", 500, "Animation frame duration (ms)", None, minimum=20,
+          maximum=10_000, step=10),
+    Field("loop", "int", 0, "Animation loops", None, minimum=0, maximum=1000, step=1,
+          help="0: forever; else how many times the animation repeats, as the format counts."),
+    Field("change_plot", "bool", False, "Change plot", None,
+          help="Per image, a small plot of how much each run changed it (0-255)."),
 )
 # fmt: on
 

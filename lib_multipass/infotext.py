@@ -22,7 +22,9 @@ PREFIX = "Multipass"
 KEY_VERSION = f"{PREFIX} version"
 KEY_PASSES = f"{PREFIX} passes"
 KEY_RESULT = f"{PREFIX} result"
+KEY_CHANGES_ALL = f"{PREFIX} changes"  # the API's info: each image's change per run
 KEY_FOUND = "found"  # "Multipass N found: 3 faces, 2 inpainted"
+KEY_CHANGES = "changes"  # "Multipass N changes: 12.31 4.02 0.87", each run's change
 
 # the WebUI's pattern for one "key: value" item of the last infotext line (infotext_utils.py)
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -109,21 +111,46 @@ def result_params(
     passes_ran: Sequence[int],
     result: str | None,
     found: Mapping[int, str] | None = None,
+    changes: Mapping[int, Sequence[float]] | None = None,
 ) -> dict[str, str]:
-    """Infotext items for one image: the passes that ran on it (in order, numbered from 1) and
+    """Infotext items for one image: the passes of its chain (in order, numbered from 1) and
     a result such as 'complete' or 'stopped at pass 2, run 1 of 4: cancelled'.
 
-    Passes that did not run (disabled, or never reached) are left out, so the text says what
-    the image went through, and pasting it back sets up those passes.
+    The chain is the passes that ran on it in this job, after those that made the image this
+    job continued (`from_pass`: "Multipass from pass" says where this job began) and, when the
+    job stopped after a chosen pass (`stop_after`), before the passes still to come, so that
+    pasting it back sets up the whole chain and where to go on. Passes that did not run
+    otherwise (disabled, or never reached) are left out. A pass of several runs writes each
+    run's change (`changes`, 0-255).
     """
-    ran = dataclasses.replace(recipe, passes=tuple(recipe.passes[i] for i in passes_ran))
-    params = recipe_to_params(ran)
-    for number, index in enumerate(passes_ran, start=1):
+    from .plan import chain_span
+
+    start, stop = chain_span(recipe)
+    enabled = [i for i, p in enumerate(recipe.passes) if p.enabled]
+    before = [i for i in enabled if i < start]
+    after = [i for i in enabled if i >= stop] if recipe.stop_after and passes_ran else []
+    written = [*before, *passes_ran, *after]
+    chain = dataclasses.replace(
+        recipe,
+        passes=tuple(recipe.passes[i] for i in written),
+        from_pass=len(before) + 1,
+        stop_after=len(before) + len(passes_ran) if after else 0,
+    )
+    params = recipe_to_params(chain)
+    for number, index in enumerate(written, start=1):
         if found and index in found:  # what a detect pass found in this image
             params[f"{PREFIX} {number} {KEY_FOUND}"] = protect(found[index])
+        ran = (changes or {}).get(index, ())
+        if len(ran) > 1 or (ran and recipe.passes[index].converge_below):
+            params[f"{PREFIX} {number} {KEY_CHANGES}"] = changes_text(ran)
     if result is not None:
         params[KEY_RESULT] = protect(result)
     return params
+
+
+def changes_text(changes: Sequence[float]) -> str:
+    """A pass's changes per run as infotext and plans write them: '12.31 4.02 0.87'."""
+    return " ".join(f"{c:.2f}" for c in changes)
 
 
 def params_to_text(params: Mapping[str, Any]) -> str:

@@ -38,6 +38,7 @@ class Input:
 
     name: str
     image: Image.Image
+    seed: int | None = None  # the Seed its own infotext names (a Multipass or WebUI image)
 
 
 def _files(path: Path) -> list[Path]:
@@ -59,6 +60,22 @@ def _files(path: Path) -> list[Path]:
     return found
 
 
+def _seed_of(path: Path) -> int | None:
+    """The seed in an image's WebUI infotext ('Seed: N' on its parameters line), if any: the
+    seed a chain continued from this image goes on with."""
+    from .infotext import parse_params_line
+
+    try:
+        with Image.open(path) as img:
+            text = img.info.get("parameters")
+    except (OSError, Image.DecompressionBombError):
+        return None
+    if not isinstance(text, str) or not text.strip():
+        return None
+    seed = parse_params_line(text.strip().split("\n")[-1]).get("Seed", "")
+    return int(seed) if seed.isdigit() and int(seed) < 2**32 else None
+
+
 def _open(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
@@ -78,7 +95,7 @@ def _open(path: Path) -> Image.Image:
 
 def read_inputs(path: Path) -> list[Input]:
     """The images at `path` (a file, or a folder's images by name), all of one size."""
-    inputs = [Input(p.name, _open(p)) for p in _files(path)]
+    inputs = [Input(p.name, _open(p), _seed_of(p)) for p in _files(path)]
     first = inputs[0]
     for other in inputs[1:]:
         if other.image.size != first.image.size:

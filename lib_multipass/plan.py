@@ -97,6 +97,8 @@ class Run:
     clip_skip: int = 1  # resolved: the pass's own, or the base generation's
     tiles: Any = None  # a tile pass's layout (regions.tiles.TileLayout) on its canvas
     seams_count: StepCount | None = None  # a tile pass's seams fix: what its strength runs
+    repeats: int = 1  # runs of each strength in a row (a strength's runs: repeat // repeats)
+    converge_below: float = 0.0  # a strength's repeats stop for an image changed less than this
 
     def steps_per_image(self) -> int | None:
         """Sampling steps this run takes on each image, where known before the job (every
@@ -224,13 +226,16 @@ def plan_runs(
     runs: list[Run] = []
     size: Size = (ctx.width, ctx.height)
     checkpoint, vae, text_encoders = ctx.checkpoint, ctx.vae, ()
+    start, stop = chain_span(recipe)
     for i, p in enumerate(recipe.passes):
-        if not p.enabled:
+        if not p.enabled or i >= stop:
             continue
         where = where_pass(i)
         checkpoint = p.checkpoint or checkpoint
         vae = p.vae or vae
         text_encoders = p.text_encoders or text_encoders
+        if i < start:  # ran before the job's images were made: only what later passes inherit
+            continue
         size_in = size
         size = upscaled_size(size, p.upscale_by)
         if max(size) > MAX_SIDE or size[0] * size[1] > MAX_PIXELS:
@@ -333,6 +338,8 @@ def plan_runs(
                     if tiles is not None and tiles.seam_pieces
                     else None,
                     clip_skip=p.clip_skip or ctx.clip_skip,
+                    repeats=p.repeats,
+                    converge_below=p.converge_below,
                 )
             )
     if len(runs) > MAX_RUNS:
@@ -340,6 +347,15 @@ def plan_runs(
             Problem("recipe", "passes", f"{len(runs)} runs", f"at most {MAX_RUNS} runs in all")
         )
     return runs, problems
+
+
+def chain_span(recipe: Any) -> tuple[int, int]:
+    """The passes a job runs, as a range of pass indexes [start, stop): from its `from_pass`
+    to its `stop_after` (or the last pass)."""
+    n = len(recipe.passes)
+    start = getattr(recipe, "from_pass", 1) - 1
+    stop = getattr(recipe, "stop_after", 0) or n
+    return start, min(stop, n)
 
 
 def _tiles(
@@ -458,12 +474,17 @@ def format_plan(runs: list[Run], ctx: JobContext, batch_size: int = 1) -> str:
     known = [r.steps_per_image() for r in runs]
     total = sum(k if k is not None else r.count.run for k, r in zip(known, runs, strict=True))
     at_least = "at least " if None in known else ""
+    settles = any(r.converge_below for r in runs)
+    if settles:  # repeats may stop early: the counts are the most a job can take
+        at_least = "at most " if None not in known else ""
     loads = checkpoint_loads(runs, ctx.checkpoint)
+    up_to = "up to " if settles else ""
     foot = [
-        f"{counted(len(runs), 'run')}, {at_least}{counted(total, 'sampling step')} per image; "
-        f"{counted(loads, 'checkpoint switch', 'checkpoint switches')} after the base, "
+        f"{up_to}{counted(len(runs), 'run')}, {at_least}{counted(total, 'sampling step')} per "
+        f"image; {counted(loads, 'checkpoint switch', 'checkpoint switches')} after the base, "
         "however many images the job has"
     ]
+    foot += _converge_notes(runs)
     for r in runs:
         for c in r.crops or ():
             if c.scale < 1:
@@ -472,6 +493,20 @@ def format_plan(runs: list[Run], ctx: JobContext, batch_size: int = 1) -> str:
                     "larger than its working size, so it loses detail"
                 )
     return "\n".join([base, mode, "", *lines, "", *foot])
+
+
+def _converge_notes(runs: list[Run]) -> list[str]:
+    """One line per pass whose repeats may stop early: 'pass 1: up to 8 runs; ...'."""
+    out = []
+    for r in runs:
+        if r.converge_below and r.repeat == 0:
+            name = r.label.rsplit(" (", 1)[0] if r.runs_in_pass > 1 else r.label
+            out.append(
+                f"{name}: up to {counted(r.runs_in_pass, 'run')}; each strength's "
+                f"{r.repeats} repeats stop early for an image once a run changes it by less "
+                f"than {r.converge_below:g} (mean of 0-255 on a 64x64 thumbnail)"
+            )
+    return out
 
 
 def plan_as_dicts(runs: list[Run]) -> list[Mapping[str, Any]]:
@@ -498,6 +533,7 @@ def plan_as_dicts(runs: list[Run]) -> list[Mapping[str, Any]]:
                 else [{"box": list(c.box), "working": list(c.working)} for c in r.crops],
                 "steps_per_image": r.steps_per_image(),
                 "tiles": None if r.tiles is None else _tiles_dict(r),
+                "converge_below": r.converge_below,
             }
         )
     return out

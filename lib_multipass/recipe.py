@@ -23,6 +23,7 @@ from .fields import (
     MAX_LIST,
     MAX_NAME,
     MAX_NAMES,
+    MAX_PASSES,
     MAX_SIDE,
     MAX_TEXT,
     PASS_FIELDS,
@@ -30,8 +31,6 @@ from .fields import (
     SEP,
     Field,
 )
-
-MAX_PASSES = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,6 +366,12 @@ def _pass_checks(p: Any, where: str, problems: list[Problem]) -> None:
             "tile style 'ultimate')"
         )
         problems.append(Problem(where, "seams_fix", p.seams_fix, allowed))
+    if p.converge_below and p.repeats < 2:
+        allowed = (
+            "0 (off) with 1 repeat: convergence stops a strength's repeats early, so it needs "
+            "repeats of 2 or more"
+        )
+        problems.append(Problem(where, "converge_below", p.converge_below, allowed))
     if (p.working_width == 0) != (p.working_height == 0):
         problems.append(
             Problem(
@@ -443,7 +448,39 @@ def check_recipe(
             _pass_checks(p, where_pass(i), problems)
         passes.append(p if p is not None else Pass(enabled=False))
     head = head if head is not None else Recipe()
-    return dataclasses.replace(head, base=base, passes=tuple(passes)), problems
+    recipe = dataclasses.replace(head, base=base, passes=tuple(passes))
+    if not problems:
+        problems += chain_problems(recipe)
+    return recipe, problems
+
+
+def chain_problems(recipe: Any) -> list[Problem]:
+    """Where a job starts and stops in its chain: at passes that exist, in order, with an
+    enabled pass to run between them."""
+    problems: list[Problem] = []
+    _chain_checks(recipe, problems)
+    return problems
+
+
+def _chain_checks(recipe: Any, problems: list[Problem]) -> None:
+    n = len(recipe.passes)
+    start, stop = recipe.from_pass, recipe.stop_after
+    if start > max(n, 1):
+        problems.append(
+            Problem("recipe", "from_pass", start, f"a pass of this recipe: 1 to {max(n, 1)}")
+        )
+        return
+    if stop and not start <= stop <= n:
+        allowed = f"a pass from {start} (the start) to {n}, or 0 for the last pass"
+        if n < start:
+            allowed = "0 for the last pass: this recipe has no passes"
+        problems.append(Problem("recipe", "stop_after", stop, allowed))
+        return
+    chosen = recipe.passes[start - 1 : stop or n]
+    if any(p.enabled for p in recipe.passes) and not any(p.enabled for p in chosen):
+        field, value = ("from_pass", start) if start > 1 else ("stop_after", stop)
+        allowed = f"an enabled pass from pass {start} to pass {stop or n} (all are disabled)"
+        problems.append(Problem("recipe", field, value, allowed))
 
 
 MAX_RECIPE_BYTES = 64 * 1024 * 1024  # a recipe with inline base64 mask images stays far below

@@ -22,6 +22,7 @@ class RunOutput:
     seed: int
     skipped: bool = False
     detected: tuple[int, int] | None = None  # a detect pass: (found, inpainted) in this image
+    change: float | None = None  # how much the run changed the image (converge.change)
 
 
 def describe_run(run: Run) -> str:
@@ -43,6 +44,9 @@ class ImageAccount:
     stopped: str | None  # None, "cancelled" or "error"
     reason: str = ""
     found: tuple[tuple[int, str], ...] = ()  # detect passes: (pass index, "3 faces, 2 inpainted")
+    # each pass's change per run on this image, in order: (pass index, changes)
+    changes: tuple[tuple[int, tuple[float, ...]], ...] = ()
+    settled: tuple[Run, ...] = ()  # runs this image did not need: its repeats had settled
 
     @property
     def complete(self) -> bool:
@@ -87,6 +91,8 @@ class JobResult:
     stopped_run: Run | None = None  # the run during or before which the job stopped
     stopped_image: int = 0
     checkpoints_loaded: list[str] = field(default_factory=list)
+    # per image: the runs it left out because a strength's repeats had settled
+    settled: list[list[Run]] = field(default_factory=list)
 
     @classmethod
     def not_started(
@@ -107,7 +113,9 @@ class JobResult:
         """What happened to image `index` (0-based)."""
         outs = self.outputs[index][1:] if self.outputs[index] else []
         done = [o for o in outs if o.run is not None]
-        next_run = self.runs[len(done)] if len(done) < len(self.runs) else None
+        settled = self.settled[index] if index < len(self.settled) else []
+        taken = {o.run.number for o in done} | {r.number for r in settled}
+        next_run = next((r for r in self.runs if r.number not in taken), None)
         if self.stopped is None:
             next_run = None
         not_started = self.stopped is not None and not self.runs
@@ -118,8 +126,14 @@ class JobResult:
                 found[o.run.pass_index] = (
                     f"{how_many(o.detected[0], what)}, {o.detected[1]} inpainted"
                 )
+        changes: dict[int, list[float]] = {}
+        for o in done:
+            if o.change is not None:
+                changes.setdefault(o.run.pass_index, []).append(o.change)
         return ImageAccount(
             found=tuple(found.items()),
+            changes=tuple((k, tuple(v)) for k, v in changes.items()),
+            settled=tuple(settled),
             ran=tuple(o.run for o in done if not o.skipped),
             skipped=tuple(o.run for o in done if o.skipped),
             stopped_at=next_run,

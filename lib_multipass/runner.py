@@ -58,6 +58,10 @@ def make_job(
     if first == -1:
         first = random.randrange(2**32)
     count = len(inputs) if inputs else images or base.images
+    seeds = [(first + i) % 2**32 for i in range(count)]
+    if inputs and seed is None and recipe.from_pass > 1:
+        # a chain continued from its own images goes on with the seeds that made them
+        seeds = [s if i.seed is None else i.seed for s, i in zip(seeds, inputs, strict=True)]
     ctx = JobContext.from_base(base, recipe.step_mode)
     if drawn != (ctx.width, ctx.height):
         ctx = dataclasses.replace(ctx, box_space=drawn)  # the recipe's boxes scale with --size
@@ -66,7 +70,7 @@ def make_job(
     return Job(
         ctx=ctx,
         images=[i.image for i in inputs] if inputs else None,
-        seeds=[(first + i) % 2**32 for i in range(count)],
+        seeds=seeds,
         job_mask=job_mask,
         recipe_dir=recipe_dir,
         batch_size=batch_size,
@@ -100,6 +104,7 @@ def infotext(
     stage: str | None = None,
     found: dict[int, str] | None = None,
     given: str | None = None,
+    changes: dict[int, Any] | None = None,
 ) -> str:
     """A full WebUI infotext: prompt, negative prompt, and the params line with the passes that
     ran on this image and its result. An image the job was given (`given`: its file name) has
@@ -113,7 +118,7 @@ def infotext(
             "Size": f"{ctx.width}x{ctx.height}",
             "Multipass input": protect(given),
         }
-    params |= result_params(recipe, passes_ran, result, found)
+    params |= result_params(recipe, passes_ran, result, found, changes)
     if stage:
         params["Multipass stage"] = protect(stage)
     text = ctx.prompt
@@ -145,6 +150,18 @@ class Written:
     intermediates: list[Path]
     contact_sheet: Path | None
     recipe: Path
+    summary: Path | None = None  # result.json: what ran on each image, each run's change
+    animations: list[Path] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Animation:
+    """The chain animation a job writes per image: format ('none', 'webp', 'gif'), each
+    frame's duration and how many times it loops (0: forever)."""
+
+    fmt: str = "none"
+    frame_ms: int = 500
+    loop: int = 0
 
 
 MANIFEST = "multipass-files.txt"
@@ -165,7 +182,13 @@ def _clear_previous(out_dir: Path) -> None:
 
 
 def write_outputs(
-    result: JobResult, recipe: Any, job: Job, out_dir: Path, *, stages: bool = True
+    result: JobResult,
+    recipe: Any,
+    job: Job,
+    out_dir: Path,
+    *,
+    stages: bool = True,
+    animation: Animation = Animation(),
 ) -> Written:
     """Save finals, the contact sheet, the recipe and (with `stages`) every stage's image but
     the last, which is the final; whatever the job finished.
@@ -175,7 +198,16 @@ def write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir)
     written = _write(result, recipe, job, out_dir, stages)
-    files = [*written.finals, *written.intermediates, written.contact_sheet, written.recipe]
+    written.animations = _animations(result, job, written.finals, animation)
+    written.summary = _summary(result, written.finals, out_dir)
+    files = [
+        *written.finals,
+        *written.animations,
+        *written.intermediates,
+        written.contact_sheet,
+        written.recipe,
+        written.summary,
+    ]
     names = "\n".join(p.name for p in files if p is not None)
     (out_dir / MANIFEST).write_text(names + "\n", encoding="utf-8")
     return written
@@ -206,6 +238,7 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
                 account.text(),
                 found=dict(account.found),
                 given=given(i),
+                changes=dict(account.changes),
             )
             finals.append(_save(outputs[-1].image, path, text))
     for i, outputs in enumerate(result.outputs if stages else []):
@@ -229,49 +262,155 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
     return Written(finals, steps, sheet_path, recipe_path)
 
 
+def _animations(
+    result: JobResult, job: Job, finals: list[Path], animation: Animation
+) -> list[Path]:
+    """Each image's chain as an animation beside its final: 01-SEED-final.png has
+    01-SEED-chain.webp (or .gif)."""
+    from .animation import frames, save, stages_of
+
+    if animation.fmt == "none":
+        return []
+    first = "input" if job.names else "base"
+    out = []
+    for outputs, final in zip((o for o in result.outputs if o), finals, strict=True):
+        stem = final.name.rsplit("-", 1)[0]
+        path = final.with_name(f"{stem}-chain.{animation.fmt}")
+        out.append(
+            save(
+                frames(stages_of(outputs, first)),
+                path,
+                animation.fmt,
+                animation.frame_ms,
+                animation.loop,
+            )
+        )
+    return out
+
+
+def image_summary(result: JobResult, index: int) -> dict[str, Any]:
+    """What ran on image `index` as JSON: its seed, result, and each run with its change."""
+    account = result.image_account(index)
+    runs = []
+    for o in result.outputs[index][1:]:
+        if o.run is None:
+            continue
+        runs.append(
+            {
+                "run": o.run.number,
+                "pass": o.run.pass_index + 1,
+                "label": o.run.label,
+                "strength": o.run.strength,
+                "skipped": o.skipped,
+                "change": None if o.change is None else round(o.change, 4),
+            }
+        )
+    return {
+        "seed": result.seeds[index],
+        "result": account.text(),
+        "runs": runs,
+        "settled": [r.number for r in account.settled],
+    }
+
+
+def _summary(result: JobResult, finals: list[Path], out_dir: Path) -> Path:
+    """result.json: how the job ended and, per image, its file and what ran on it."""
+    images = []
+    for i, final in zip((i for i, o in enumerate(result.outputs) if o), finals, strict=True):
+        images.append({"file": final.name, **image_summary(result, i)})
+    path = out_dir / "result.json"
+    doc = {"result": result.summary(), "images": images}
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def plots_wanted(result: JobResult) -> bool:
+    """Whether a job's images get a change plot: some pass of it runs several times."""
+    return any(r.runs_in_pass > 1 or r.converge_below for r in result.runs)
+
+
+def _repeated(out: Any) -> bool:
+    """Whether a stage is a run of a pass of several runs, whose changes are plotted."""
+    run = out.run
+    return (
+        run is not None
+        and out.change is not None
+        and (run.runs_in_pass > 1 or bool(run.converge_below))
+    )
+
+
+def image_plot(result: JobResult, index: int) -> Image.Image:
+    """The change plot of image `index`: the change of each run of its passes of several
+    runs, in order, with the threshold of its converging passes (where they share one)."""
+    from .converge import change_plot
+
+    outs = [o for o in result.outputs[index] if _repeated(o)]
+    limits = {o.run.converge_below for o in outs} - {0.0}
+    threshold = limits.pop() if len(limits) == 1 else 0.0
+    names = dict.fromkeys(o.run.label.rsplit(" (", 1)[0] for o in outs)
+    title = f"{', '.join(names)}: change per run" if len(names) == 1 else "change per run"
+    return change_plot([o.change for o in outs], threshold, title=title)
+
+
 def contact_sheet(
     result: JobResult, thumb_height: int = THUMB_HEIGHT, first: str = "base"
 ) -> Image.Image | None:
     """A row per image, a column per stage (`first`: the base or the given input, then each
-    run), labelled."""
+    run; a run an image did not need, its repeats settled, left empty), labelled; and a last
+    column plotting each run's change, where a pass runs several times."""
     rows = [r for r in result.outputs if r]
     if not rows:
         return None
     font = ImageFont.load_default()
-    columns = max(len(r) for r in rows)
+    keys = sorted({_column(o) for row in rows for o in row})  # 0: the base, then run numbers
+    where = {k: c for c, k in enumerate(keys)}
+    columns = len(keys)
+    plots = (
+        [image_plot(result, i) for i, r in enumerate(result.outputs) if r]
+        if plots_wanted(result)
+        else []
+    )
 
     def thumb(image: Image.Image) -> Image.Image:
         width = max(1, round(image.width * thumb_height / image.height))
         return image.resize((width, thumb_height))
 
-    thumbs = [[thumb(o.image) for o in row] for row in rows]
-    col_w = [max(t[c].width for t in thumbs if c < len(t)) for c in range(columns)]
+    cells = [{where[_column(o)]: (o, thumb(o.image)) for o in row} for row in rows]
+    col_w = [max(cell[c][1].width for cell in cells if c in cell) for c in range(columns)]
     pad, head, side = 6, 34, 90
-    width = side + sum(col_w) + pad * (columns + 1)
-    height = head + len(rows) * (thumb_height + pad) + pad
+    plot_w = plots[0].width + pad if plots else 0
+    row_h = max(thumb_height, plots[0].height if plots else 0)
+    width = side + sum(col_w) + pad * (columns + 1) + plot_w
+    height = head + len(rows) * (row_h + pad) + pad
     sheet = Image.new("RGB", (width, height), (24, 24, 28))
     draw = ImageDraw.Draw(sheet)
-    labels = []
-    for c in range(columns):
-        out = next(r[c] for r in rows if c < len(r))
-        if out.run is None:
-            labels.append((first, ""))
-        else:
-            run = out.run
-            labels.append((run.label, f"{run.checkpoint} @ {run.strength:.2f}"))
     x = side + pad
-    for c, (title, sub) in enumerate(labels):
+    for c in range(columns):
+        out = next(cell[c][0] for cell in cells if c in cell)
+        title, sub = (
+            (first, "")
+            if out.run is None
+            else (out.run.label, f"{out.run.checkpoint} @ {out.run.strength:.2f}")
+        )
         draw.text((x, 4), title, fill=(235, 235, 235), font=font)
         draw.text((x, 18), sub, fill=(160, 160, 170), font=font)
         x += col_w[c] + pad
-    for r, row in enumerate(thumbs):
-        y = head + r * (thumb_height + pad)
+    for r, cell in enumerate(cells):
+        y = head + r * (row_h + pad)
         draw.text((pad, y + 4), f"image {r + 1}", fill=(235, 235, 235), font=font)
         draw.text((pad, y + 18), f"seed {result.seeds[r]}", fill=(160, 160, 170), font=font)
         x = side + pad
-        for c, thumb in enumerate(row):
-            sheet.paste(thumb, (x, y))
-            if result.outputs[r][c].skipped:
-                draw.text((x + 4, y + 4), "skipped", fill=(255, 80, 80), font=font)
+        for c in range(columns):
+            if c in cell:
+                out, small = cell[c]
+                sheet.paste(small, (x, y))
+                if out.skipped:
+                    draw.text((x + 4, y + 4), "skipped", fill=(255, 80, 80), font=font)
             x += col_w[c] + pad
+        if plots:
+            sheet.paste(plots[r], (width - plot_w, y))
     return sheet
+
+
+def _column(out: Any) -> int:
+    return 0 if out.run is None else out.run.number

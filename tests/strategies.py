@@ -91,6 +91,8 @@ def pass_dicts(draw: st.DrawFn) -> dict[str, Any]:
         out["tile_width"] = out["tile_height"] = 512
     if out.get("region") == "tiles" and out.get("tile_style") == "sd-upscale":
         out["seams_fix"] = "none"
+    if out.get("converge_below") and out.get("repeats", 1) < 2:
+        out["repeats"] = 2  # convergence stops repeats: it needs some
     return out
 
 
@@ -100,4 +102,11 @@ def recipe_dicts(draw: st.DrawFn) -> dict[str, Any]:
     out: dict[str, Any] = {"passes": draw(st.lists(pass_dicts(), max_size=4))}
     if draw(st.booleans()):
         out["step_mode"] = draw(st.sampled_from(["proportional", "fixed"]))
+    n = len(out["passes"])
+    if n and draw(st.booleans()):  # a chain started later, stopped early, or both
+        start = draw(st.integers(1, n))
+        stop = draw(st.sampled_from([0, *range(start, n + 1)]))
+        chosen = out["passes"][start - 1 : stop or n]
+        if any(p.get("enabled", True) for p in chosen):
+            out["from_pass"], out["stop_after"] = start, stop
     return out

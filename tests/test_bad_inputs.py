@@ -946,6 +946,97 @@ CASES = [
         ],
         files={R: recipe(), L: jsonl({"recipe": R})},
     ),
+    # -- chains: convergence, where a job starts and stops, animations --------------------------
+    Case(
+        "converge_below above 255",
+        ["run", R],
+        ["pass 1, field 'converge_below': got 300; allowed: a finite number from 0 to 255"],
+        files={R: recipe({"repeats": 3, "converge_below": 300})},
+    ),
+    Case(
+        "converge_below without repeats",
+        ["plan", R],
+        ["pass 1, field 'converge_below': got 2", "needs repeats of 2 or more"],
+        files={R: recipe({"converge_below": 2})},
+    ),
+    Case(
+        "converge_below as text",
+        ["run", R],
+        ["pass 1, field 'converge_below': got 'low'; allowed: a finite number"],
+        files={R: recipe({"repeats": 3, "converge_below": "low"})},
+    ),
+    Case(
+        "from_pass beyond the recipe",
+        ["run", R],
+        ["recipe, field 'from_pass': got 3; allowed: a pass of this recipe: 1 to 1"],
+        files={R: recipe(PASS, from_pass=3)},
+    ),
+    Case(
+        "stop_after before from_pass",
+        ["run", R],
+        ["recipe, field 'stop_after': got 1; allowed: a pass from 2 (the start) to 2"],
+        files={R: recipe(PASS, PASS, from_pass=2, stop_after=1)},
+    ),
+    Case(
+        "from_pass at disabled passes only",
+        ["plan", R],
+        ["recipe, field 'from_pass': got 2; allowed: an enabled pass from pass 2 to pass 2"],
+        files={R: recipe(PASS, {"enabled": False}, from_pass=2)},
+    ),
+    Case(
+        "stop_after 17",
+        ["plan", R],
+        ["recipe, field 'stop_after': got 17; allowed: a whole number from 1 to 16, or 0 for"],
+        files={R: recipe(PASS, stop_after=17)},
+    ),
+    Case(
+        "--from-pass 0",
+        ["run", R, "--from-pass", "0"],
+        ["command line, field '--from-pass': got 0; allowed: a whole number from 1 to 16"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--from-pass beyond the recipe",
+        ["run", R, "--from-pass", "4", "--init", "in.png"],
+        ["command line, field '--from-pass': got 4; allowed: a pass of this recipe: 1 to 1"],
+        files={R: recipe(), "in.png": photo_png(64, 64)},
+    ),
+    Case(
+        "--stop-after before --from-pass",
+        ["plan", R, "--from-pass", "2", "--stop-after", "1"],
+        ["command line, field '--stop-after': got 1; allowed: a pass from 2 (the start) to 2"],
+        files={R: recipe(PASS, PASS)},
+    ),
+    Case(
+        "--stop-after text",
+        ["plan", R, "--stop-after", "last"],
+        ["command line, field '--stop-after': got 'last'; allowed: a whole number"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--animation mp4",
+        ["run", R, "--animation", "mp4"],
+        ["command line, field '--animation': got 'mp4'; allowed: one of 'none', 'webp', 'gif'"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--frame-ms 5",
+        ["run", R, "--animation", "gif", "--frame-ms", "5"],
+        ["command line, field '--frame-ms': got 5; allowed: a whole number from 20 to 10000"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--loop -1",
+        ["run", R, "--animation", "webp", "--loop", "-1"],
+        ["command line, field '--loop': got -1; allowed: a whole number from 0 to 1000"],
+        files={R: recipe()},
+    ),
+    Case(
+        "--frame-ms without --animation",
+        ["run", R, "--frame-ms", "200"],
+        ["command line, field '--frame-ms': got 200; allowed: only with --animation webp or gif"],
+        files={R: recipe()},
+    ),
 ]
 
 

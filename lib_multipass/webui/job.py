@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from ..engine import Job, JobResult, Progress, run_job
-from ..infotext import KEY_RESULT, params_to_text, result_params
+from ..infotext import KEY_CHANGES_ALL, KEY_RESULT, params_to_text, result_params
 from ..plan import JobContext
 from ..recipe import Problem, RecipeError, check_recipe, parse_json_text
 from . import compat
@@ -364,7 +364,11 @@ def _tell(processed: Any, state: JobState, result: JobResult, first: int) -> Non
     for i in range(len(result.images)):
         account = result.image_account(i)
         params = result_params(
-            state.recipe, account.passes_ran, account.text(), dict(account.found)
+            state.recipe,
+            account.passes_ran,
+            account.text(),
+            dict(account.found),
+            dict(account.changes),
         )
         if first + i < len(infotexts):
             infotexts[first + i] = with_params(infotexts[first + i], params)
@@ -375,7 +379,14 @@ def _tell(processed: Any, state: JobState, result: JobResult, first: int) -> Non
         processed.info = infotexts[0]
     # a new dict: p's is shared with every XYZ cell's copy of p
     extra = dict(getattr(processed, "extra_generation_params", None) or {})
-    processed.extra_generation_params = extra | {KEY_RESULT: result.summary()}
+    extra[KEY_RESULT] = result.summary()
+    if any(o.change is not None for outs in result.outputs for o in outs):
+        # each image's change per run, 0-255 (infotext has them too, per pass of several runs)
+        extra[KEY_CHANGES_ALL] = [
+            [None if o.change is None else round(o.change, 3) for o in outs if o.run is not None]
+            for outs in result.outputs
+        ]
+    processed.extra_generation_params = extra
 
 
 def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int) -> None:
