@@ -415,8 +415,10 @@ def test_batched_tiles_equal_the_same_tiles_one_by_one(backend, style):
     tiles = {size: sorted(sent[size][2:], key=lambda r: r[:5]) for size in sent}
     for a, b in zip(tiles[1], tiles[4], strict=True):
         assert a[:5] == b[:5]  # each tile's seed, prompt, size and strength
-        if style == "sd-upscale":
-            assert a[5] == b[5]  # and its pixels: cut from the same canvas
+        if style == "sd-upscale":  # and its pixels: cut from the same canvas, whose base
+            # images batched and one by one may differ by 1 where torch's threads split the work
+            pa, pb = (np.frombuffer(x, np.uint8).astype(int) for x in (a[5], b[5]))
+            assert np.abs(pa - pb).max() <= 1
     for a, b in zip(one.images, four.images, strict=True):
         diff = np.abs(arr(a) - arr(b))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.001

@@ -381,7 +381,8 @@ class GridWork:
     found = None
 
     def __init__(self, canvas: Image.Image, plan: TileLayout, rounds: list[list[Piece]]) -> None:
-        self.canvas = canvas.convert("RGB")
+        # only read from (tiles are cropped out of it), so an RGB canvas is not copied
+        self.canvas = canvas if canvas.mode == "RGB" else canvas.convert("RGB")
         self.plan = plan
         self._rounds = rounds
         self.out = Image.new("RGB", plan.canvas)
