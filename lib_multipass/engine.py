@@ -323,6 +323,7 @@ class _JobRun:
             vae=run.vae,
             text_encoders=run.text_encoders,
             clip_skip=run.clip_skip,
+            controlnet=run.controlnet,
         )
 
     # -- progress -----------------------------------------------------------------------------

@@ -111,6 +111,81 @@ SEP = "[SEP]"  # between the prompts of a crop pass's crops (detections, boxes),
 PADDING_UNITS = ("px", "fraction")
 STEP_MODES = ("proportional", "fixed")
 ANIMATION_FORMATS = ("none", "webp", "gif")
+# ControlNet's three control modes (sd-webui-controlnet and Forge's built-in ControlNet:
+# ControlMode "Balanced", "My prompt is more important", "ControlNet is more important")
+CONTROL_MODES = ("balanced", "prompt", "controlnet")
+CONTROLNET_UNITS = 2  # ControlNet units a pass can have
+
+
+def controlnet_fields(n: int) -> tuple[Field, ...]:
+    """The fields of a pass's ControlNet unit `n` (from 1): flat, as every other field, so the
+    UI, API, schema, infotext, paste and XYZ all know them."""
+    k, label = f"controlnet_{n}_", f"ControlNet {n}"
+    return (
+        Field(
+            k + "model",
+            "str",
+            "",
+            f"{label} model",
+            f"controlnet {n} model",
+            help="A ControlNet model from the host's list (sd-webui-controlnet on A1111, "
+            "the built-in ControlNet on reForge, Forge 2 and Neo), of the pass "
+            "checkpoint's family; empty: no unit. Its control image is the pass's own "
+            "input: the whole image, each crop, or each tile.",
+        ),
+        Field(
+            k + "module",
+            "str",
+            "",
+            f"{label} preprocessor",
+            f"controlnet {n} module",
+            help="A preprocessor from the host's list; empty: none (the pass's input is "
+            "the control image as it is, as for tile models).",
+        ),
+        Field(
+            k + "weight",
+            "float",
+            1.0,
+            f"{label} weight",
+            f"controlnet {n} weight",
+            minimum=0.0,
+            maximum=2.0,
+            step=0.05,
+        ),
+        Field(
+            k + "guidance_start",
+            "float",
+            0.0,
+            f"{label} starting step",
+            f"controlnet {n} start",
+            minimum=0.0,
+            maximum=1.0,
+            step=0.01,
+            help="A fraction of the pass's steps.",
+        ),
+        Field(
+            k + "guidance_end",
+            "float",
+            1.0,
+            f"{label} ending step",
+            f"controlnet {n} end",
+            minimum=0.0,
+            maximum=1.0,
+            step=0.01,
+            help="A fraction of the pass's steps.",
+        ),
+        Field(
+            k + "control_mode",
+            "choice",
+            "balanced",
+            f"{label} control mode",
+            f"controlnet {n} mode",
+            choices=CONTROL_MODES,
+            help="balanced; prompt: my prompt is more important; controlnet: ControlNet is "
+            "more important.",
+        ),
+    )
+
 
 # fmt: off
 PASS_FIELDS: tuple[Field, ...] = (
@@ -273,6 +348,7 @@ PASS_FIELDS: tuple[Field, ...] = (
           maximum=1024, step=1, help="Pixels of context around each seams-fix piece."),
     Field("seams_fix_blur", "int", 4, "Seams fix mask blur", "seams fix blur", minimum=0,
           maximum=64, step=1, help="half-tile: blur of each piece's mask edge (bands: none)."),
+    *(f for n in range(1, CONTROLNET_UNITS + 1) for f in controlnet_fields(n)),
 )
 
 BASE_FIELDS: tuple[Field, ...] = (

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .controlnet import units_of
 from .detectors import what_from_name
 from .fields import MAX_PIXELS, MAX_SIDE, SEP
 from .geometry import FAMILY_SIDE, Crop, Size, upscaled_size
@@ -99,6 +100,7 @@ class Run:
     seams_count: StepCount | None = None  # a tile pass's seams fix: what its strength runs
     repeats: int = 1  # runs of each strength in a row (a strength's runs: repeat // repeats)
     converge_below: float = 0.0  # a strength's repeats stop for an image changed less than this
+    controlnet: tuple[Any, ...] = ()  # the pass's ControlNet units (controlnet.ControlUnit)
 
     def steps_per_image(self) -> int | None:
         """Sampling steps this run takes on each image, where known before the job (every
@@ -340,6 +342,7 @@ def plan_runs(
                     clip_skip=p.clip_skip or ctx.clip_skip,
                     repeats=p.repeats,
                     converge_below=p.converge_below,
+                    controlnet=units_of(p),
                 )
             )
     if len(runs) > MAX_RUNS:

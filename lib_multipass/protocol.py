@@ -44,6 +44,8 @@ class SampleRequest:
     vae: str = ""
     text_encoders: tuple[str, ...] = ()
     clip_skip: int = 1  # the WebUI's CLIP_stop_at_last_layers
+    # ControlNet units (controlnet.ControlUnit) whose control image is `image`
+    controlnet: tuple[Any, ...] = ()
 
 
 StepCallback = Callable[[int, int], None]

@@ -372,6 +372,9 @@ def _pass_checks(p: Any, where: str, problems: list[Problem]) -> None:
             "repeats of 2 or more"
         )
         problems.append(Problem(where, "converge_below", p.converge_below, allowed))
+    from .controlnet import unit_problems  # imports Problem from here
+
+    problems += unit_problems(p, where)
     if (p.working_width == 0) != (p.working_height == 0):
         problems.append(
             Problem(

@@ -41,6 +41,8 @@ class MultipassScript(scripts.Script):
             upscalers=compat.upscaler_names(),
             text_encoders=compat.text_encoder_names(),
             detectors=compat.detector_names(),
+            controlnet_models=compat.controlnet_model_names(),
+            controlnet_modules=compat.controlnet_module_names(),
         )
         enabled, state, paste, _ = ui.build(
             gr,

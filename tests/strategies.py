@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from lib_multipass.fields import MAX_SIDE, PASS_FIELDS, Field
+from lib_multipass.fields import CONTROLNET_UNITS, MAX_SIDE, PASS_FIELDS, Field
 
 TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",)),
@@ -93,6 +93,13 @@ def pass_dicts(draw: st.DrawFn) -> dict[str, Any]:
         out["seams_fix"] = "none"
     if out.get("converge_below") and out.get("repeats", 1) < 2:
         out["repeats"] = 2  # convergence stops repeats: it needs some
+    for n in range(1, CONTROLNET_UNITS + 1):  # a unit needs a model; it ends after it starts
+        k = f"controlnet_{n}_"
+        if out.get(k + "module") and not out.get(k + "model"):
+            out[k + "model"] = "control_sd15_tile"
+        start, end = out.get(k + "guidance_start", 0.0), out.get(k + "guidance_end", 1.0)
+        if out.get(k + "model") and start >= end:
+            out[k + "guidance_start"], out[k + "guidance_end"] = 0.0, 1.0
     return out
 
 

@@ -781,6 +781,51 @@ CASES = [
         ["pass 1, field 'tile_order': got 'spiral'", "one of 'chess', 'linear'"],
         files={R: recipe({"region": "tiles", "tile_order": "spiral"})},
     ),
+    # -- ControlNet units (WebUI only; every rule also at the API and the UI) -------------------
+    Case(
+        "a ControlNet unit headless",
+        ["run", R],
+        ["pass 1, field 'controlnet_1_model': got 'control_sd15_tile'", "runs in the WebUI"],
+        files={R: recipe({"controlnet_1_model": "control_sd15_tile"})},
+    ),
+    Case(
+        "a ControlNet unit headless, when planned",
+        ["plan", R],
+        ["pass 1, field 'controlnet_2_model'", "not headless"],
+        files={R: recipe({"controlnet_2_model": "tile"})},
+    ),
+    Case(
+        "a ControlNet preprocessor without a model",
+        ["plan", R],
+        ["pass 1, field 'controlnet_1_model': got ''", "a ControlNet model for preprocessor"],
+        files={R: recipe({"controlnet_1_module": "canny"})},
+    ),
+    Case(
+        "a ControlNet unit that ends before it starts",
+        ["plan", R],
+        ["pass 1, field 'controlnet_1_guidance_end': got 0.2", "after the starting step (0.5)"],
+        files={
+            R: recipe(
+                {
+                    "controlnet_1_model": "t",
+                    "controlnet_1_guidance_start": 0.5,
+                    "controlnet_1_guidance_end": 0.2,
+                }
+            )
+        },
+    ),
+    Case(
+        "a ControlNet weight above 2",
+        ["plan", R],
+        ["pass 1, field 'controlnet_1_weight': got 2.5", "from 0 to 2"],
+        files={R: recipe({"controlnet_1_model": "t", "controlnet_1_weight": 2.5})},
+    ),
+    Case(
+        "a ControlNet control mode as the WebUI words it",
+        ["plan", R],
+        ["field 'controlnet_2_control_mode'", "one of 'balanced', 'prompt', 'controlnet'"],
+        files={R: recipe({"controlnet_2_model": "t", "controlnet_2_control_mode": "Balanced"})},
+    ),
     Case(
         "a downscale below a quarter",
         ["run", R],

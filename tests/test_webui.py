@@ -33,6 +33,8 @@ def _purge():
             "modules",
             "modules_forge",
             "multipass_script",
+            "lib_controlnet",
+            "extensions",
         ) or name.startswith("lib_multipass.webui"):
             del sys.modules[name]
 
@@ -69,6 +71,9 @@ def webui(request, monkeypatch, tmp_path):
     spec.loader.exec_module(module)
     script = module.MultipassScript()
     runner = scripts.ScriptRunner()
+    controlnet = host_controlnet()
+    if controlnet is not None:  # loaded before Multipass, as its sorting priority says
+        runner.add_alwayson(controlnet, 3)
     runner.add_alwayson(script, 2)
     scripts.scripts_data.append(
         scripts.ScriptClassData(type(script), "scripts/multipass.py", str(ROOT), module)
@@ -86,6 +91,7 @@ def webui(request, monkeypatch, tmp_path):
             "processing": processing,
             "shared": shared,
             "sd_models": sd_models,
+            "controlnet": controlnet,
         },
     )
     # the user's settings were never written, not even for a moment, and never saved
@@ -94,6 +100,28 @@ def webui(request, monkeypatch, tmp_path):
     processing.calls.clear()
     processing.on_call.clear()
     _purge()
+
+
+def host_controlnet():
+    """The host's ControlNet script, as the host loads it (None where it has none): A1111's
+    from the sd-webui-controlnet extension, the others' built in."""
+    import os
+
+    if os.environ.get("MULTIPASS_STUB_CONTROLNET") == "0":
+        return None
+    if os.environ["MULTIPASS_STUB_FLAVOUR"] == "a1111":
+        ext = importlib.import_module("extensions.sd-webui-controlnet.scripts.external_code")
+        return ext.ControlNetScript()
+    return importlib.import_module("lib_controlnet.external_code").ControlNetForForgeOfficial()
+
+
+def disabled_units(webui):
+    """The ControlNet args of a job whose units are all off, as the UI sends them."""
+    cn = webui.controlnet
+    if webui.flavour == "a1111":
+        return [{"enabled": False}] * (cn.args_to - cn.args_from)
+    unit = importlib.import_module("lib_controlnet.external_code").ControlNetUnit
+    return [unit(enabled=False) for _ in range(cn.args_to - cn.args_from)]
 
 
 def make_p(webui, enabled=True, recipe=RECIPE, **kw):
@@ -115,6 +143,9 @@ def make_p(webui, enabled=True, recipe=RECIPE, **kw):
     args = [None] * len(webui.runner.inputs)
     args[webui.script.args_from] = enabled
     args[webui.script.args_from + 1] = recipe
+    if webui.controlnet is not None:
+        cn = webui.controlnet
+        args[cn.args_from : cn.args_to] = disabled_units(webui)
     p.script_args = tuple(args)
     return p
 
@@ -395,16 +426,17 @@ def test_xyz_axes_without_shared_state(webui):
     p = webui.processing.StableDiffusionProcessingTxt2Img(prompt="x")
     p.scripts = webui.runner
     shared_recipe = {"passes": [{"denoising_strength": 0.5}]}
-    p.script_args_value = (None, False, shared_recipe)
+    k = webui.script.args_from
+    p.script_args_value = (None,) * k + (False, shared_recipe)
     opt = next(o for o in xyz.axis_options if o.label == "[Multipass] Pass 1 denoising strength")
     cells = []
     for x in (0.3, 0.7):
         pc = copy(p)
         opt.apply(pc, x, [0.3, 0.7])
         cells.append(pc.script_args)
-    assert [c[2]["passes"][0]["denoising_strength"] for c in cells] == [0.3, 0.7]
-    assert all(c[1] is True for c in cells)
-    assert shared_recipe == {"passes": [{"denoising_strength": 0.5}]} and p.script_args[1] is False
+    assert [c[k + 1]["passes"][0]["denoising_strength"] for c in cells] == [0.3, 0.7]
+    assert all(c[k] is True for c in cells)
+    assert shared_recipe == {"passes": [{"denoising_strength": 0.5}]} and p.script_args[k] is False
 
 
 def test_settings_section(webui):
@@ -412,7 +444,9 @@ def test_settings_section(webui):
 
     from lib_multipass.webui import settings
 
-    settings.register(webui.shared, SimpleNamespace(Slider="Slider", Radio="Radio"))
+    settings.register(
+        webui.shared, SimpleNamespace(Slider="Slider", Radio="Radio", Dropdown="Dropdown")
+    )
     labels = webui.shared.opts.data_labels
     assert {"multipass_passes", "multipass_save_intermediates", "multipass_padding_unit"} <= set(
         labels

@@ -670,6 +670,12 @@ class DiffusersBackend:
         if run.upscaler is not None and run.upscaler not in UPSCALERS:
             allowed = "one of " + ", ".join(UPSCALERS)
             problems.append(Problem(where, "upscaler", run.upscaler, allowed))
+        for unit in run.controlnet:
+            allowed = (
+                "'' here: ControlNet per pass runs in the WebUI (sd-webui-controlnet on A1111, "
+                "the built-in ControlNet on reForge, Forge 2 and Neo), not headless"
+            )
+            problems.append(Problem(where, unit.field("model"), unit.model, allowed))
         return problems
 
     def _prediction_problems(self, run: Run, where: str) -> list[Problem]:

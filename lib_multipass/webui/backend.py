@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image
 
 from ..checkpoints import checkpoint_problem, family_or_default
+from ..controlnet import model_family
 from ..geometry import Size
 from ..plan import Run
 from ..protocol import Cancelled, Control, SampleRequest, Skipped, StepCallback
@@ -51,10 +52,12 @@ class WebUIBackend:
         outpath_samples: str = "",
         outpath_grids: str = "",
         inherit: dict[str, Any] | None = None,
+        scripts: compat.JobScripts | None = None,
     ) -> None:
         self.outpath_samples = outpath_samples
         self.outpath_grids = outpath_grids
         self.inherit = dict(inherit or {})  # job fields nested passes keep (compat.inherited)
+        self.scripts = scripts  # the job's scripts: those chosen run in passes, and ControlNet
         self._families: dict[str, str] = {}
         self._file_problems: dict[str, str | None] = {}
         self._models: compat.PassModels | None = None
@@ -144,6 +147,45 @@ class WebUIBackend:
             if unknown:
                 allowed = "names from " + _listed(encoders)
                 problems.append(Problem(where, "text_encoders", unknown, allowed))
+        return problems + self._controlnet_problems(run, where)
+
+    def _controlnet_problems(self, run: Run, where: str) -> list[Problem]:
+        """A pass's ControlNet units against the host's ControlNet: there at all, its models
+        and preprocessors, its unit count, and each model's family against the pass's."""
+        if not run.controlnet:
+            return []
+        host = compat.controlnet_host()
+        if host is None:
+            allowed = (
+                "'' here: this WebUI has no ControlNet (on A1111 install sd-webui-controlnet; "
+                "reForge, Forge 2 and Neo have it built in)"
+            )
+            return [Problem(where, u.field("model"), u.model, allowed) for u in run.controlnet]
+        problems = []
+        count = compat.controlnet_unit_count()
+        if len(run.controlnet) > count:
+            u = run.controlnet[-1]
+            allowed = f"at most {count} units (the host's ControlNet unit count setting)"
+            problems.append(Problem(where, u.field("model"), u.model, allowed))
+        family = self.checkpoint_family(run.checkpoint)
+        modules = host.modules()
+        for u in run.controlnet:
+            model = host.find_model(u.model)
+            if model is None:
+                allowed = _listed(host.models()) + f" (a model {host.what} lists)"
+                problems.append(Problem(where, u.field("model"), u.model, allowed))
+            else:
+                made_for = model_family(host.model_file(model) or "")
+                if made_for and family and made_for != family:
+                    on = repr(run.checkpoint) if run.checkpoint else "the current checkpoint"
+                    allowed = (
+                        f"a ControlNet model for {family} checkpoints: {u.model!r} is for "
+                        f"{made_for}, and the pass runs on {on} ({family})"
+                    )
+                    problems.append(Problem(where, u.field("model"), u.model, allowed))
+            if u.module and u.module not in modules:
+                allowed = _listed(modules) + " or '' (no preprocessor)"
+                problems.append(Problem(where, u.field("module"), u.module, allowed))
         return problems
 
     def generate(
@@ -155,6 +197,8 @@ class WebUIBackend:
         groups: dict[Any, list[int]] = {}
         for k, r in enumerate(requests):
             key = None if r.mask is None else (r.mask.size, r.mask.tobytes())
+            if r.controlnet:  # the host's ControlNet takes one control image per job
+                key = ("controlnet", k)
             groups.setdefault(key, []).append(k)
         if len(groups) > 1:
             out: list[Image.Image | None] = [None] * len(requests)
@@ -211,8 +255,14 @@ class WebUIBackend:
             args["scheduler"] = first.scheduler
         args |= {k: v for k, v in self.inherit.items() if k in fields}
         p = cls(**args)
-        p.scripts = compat.empty_script_runner()
-        p.script_args = []
+        units = []
+        if first.controlnet:
+            host = compat.controlnet_host()
+            if host is None:
+                raise compat.HostError("this WebUI has no ControlNet")
+            units = [host.unit(u, first.image) for u in first.controlnet]
+        scripts = self.scripts or compat.JobScripts(None, (), ())
+        p.scripts, p.script_args = scripts.for_pass(units)
         try:
             with self.models.running(info, first.vae, first.text_encoders):
                 processed = processing.process_images(p)

@@ -25,6 +25,7 @@ and Neo name it by its diffusion engine's class (Flux and newer have no flag).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import re
@@ -460,6 +461,223 @@ def empty_script_runner() -> Any:
     return host_module("modules.scripts").ScriptRunner()
 
 
+def script_name(script: Any) -> str:
+    """A script's name as the API keys it and the setting lists it: its title, lower case."""
+    try:
+        return str(script.title()).lower()
+    except Exception:  # a script whose title() fails is named by nothing
+        return ""
+
+
+CONTROLNET = "controlnet"  # the ControlNet script's name on every host (title "ControlNet")
+MULTIPASS = "multipass"
+
+
+@dataclasses.dataclass
+class JobScripts:
+    """The job's always-on scripts and their args, and which of them run in passes."""
+
+    runner: Any
+    args: tuple[Any, ...]
+    chosen: tuple[str, ...]  # names (lower-case titles) from the setting
+
+    def alwayson(self) -> list[Any]:
+        return list(getattr(self.runner, "alwayson_scripts", None) or [])
+
+    def find(self, name: str) -> Any | None:
+        return next((s for s in self.alwayson() if script_name(s) == name), None)
+
+    def for_pass(self, units: list[Any]) -> tuple[Any, list[Any]]:
+        """A ScriptRunner for a nested pass and its script args: the chosen scripts with the
+        job's args at the same places, and ControlNet (only for a pass with units) with the
+        pass's units in its place, padded with disabled units to the place's size, so no
+        script's args move (sd-webui-controlnet's update_cn_script keeps the same rule)."""
+        runner = empty_script_runner()
+        chosen = set(self.chosen) - {MULTIPASS, CONTROLNET}
+        picked = [s for s in self.alwayson() if script_name(s) in chosen]
+        args = list(self.args or ())
+        if units:
+            cn = self.find(CONTROLNET)
+            if cn is None:
+                raise HostError("ControlNet's script is not among the job's scripts")
+            size = cn.args_to - cn.args_from
+            if len(units) > size:
+                raise HostError(
+                    f"the job's ControlNet takes {size} units; this pass has {len(units)}"
+                )
+            host = controlnet_host()
+            pad = [host.disabled_unit() for _ in range(size - len(units))] if host else []
+            args += [None] * max(0, cn.args_to - len(args))
+            args[cn.args_from : cn.args_to] = [*units, *pad]
+            picked = [s for s in self.alwayson() if s in picked or s is cn]
+        runner.alwayson_scripts = picked
+        runner.scripts = list(picked)
+        return runner, args
+
+
+def job_scripts(p: Any, chosen: tuple[str, ...]) -> JobScripts:
+    """The job's scripts, for its passes."""
+    return JobScripts(
+        getattr(p, "scripts", None), tuple(getattr(p, "script_args", ()) or ()), chosen
+    )
+
+
+def alwayson_script_names() -> list[str]:
+    """The host's always-on scripts (for the setting's choices), Multipass and ControlNet
+    left out: a pass's ControlNet comes from its own units."""
+    scripts = host_module("modules.scripts")
+    names: list[str] = []
+    for runner in (
+        getattr(scripts, "scripts_txt2img", None),
+        getattr(scripts, "scripts_img2img", None),
+    ):
+        for s in getattr(runner, "alwayson_scripts", None) or []:
+            name = script_name(s)
+            if name and name not in (MULTIPASS, CONTROLNET) and name not in names:
+                names.append(name)
+    return names
+
+
+# -- ControlNet ---------------------------------------------------------------------------------
+
+# ControlMode values (sd-webui-controlnet scripts/enums.py ControlMode; Forge's
+# lib_controlnet/external_code.py ControlMode): the same three strings on every host
+CONTROL_MODES = {
+    "balanced": "Balanced",
+    "prompt": "My prompt is more important",
+    "controlnet": "ControlNet is more important",
+}
+
+
+@dataclasses.dataclass
+class ControlNetHost:
+    """The host's ControlNet: its model and preprocessor lists and its unit type.
+
+    reForge, Forge 2 and Neo have it built in (extensions-builtin/sd_forge_controlnet:
+    lib_controlnet/global_state.py get_all_controlnet_names, get_controlnet_filename,
+    get_all_preprocessor_names; external_code.py ControlNetUnit). A1111 has it from the
+    sd-webui-controlnet extension, through its documented external API (scripts/
+    external_code.py: get_models, get_modules, ControlNetUnit; the script reads units as
+    dicts, as the API sends them: internal_controlnet/external_code.py to_processing_unit).
+    """
+
+    what: str
+    external_code: Any
+    global_state: Any = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.global_state is not None
+
+    def models(self) -> list[str]:
+        if self.builtin:
+            return [m for m in self.global_state.get_all_controlnet_names() if m != "None"]
+        models = list(self.external_code.get_models())
+        return models or list(self.external_code.get_models(update=True))
+
+    def find_model(self, name: str) -> str | None:
+        """The listed model `name` means: as listed, or without its ' [hash]'."""
+        models = self.models()
+        if name in models:
+            return name
+        return next((m for m in models if _CHECKSUM.sub("", m) == name), None)
+
+    def model_file(self, name: str) -> str | None:
+        try:
+            if self.builtin:
+                return str(self.global_state.get_controlnet_filename(name))
+            state = getattr(self.external_code, "global_state", None)
+            return str(getattr(state, "cn_models", {})[name])
+        except (KeyError, AttributeError, TypeError):
+            return None
+
+    def modules(self) -> list[str]:
+        if self.builtin:
+            return list(self.global_state.get_all_preprocessor_names())
+        return list(self.external_code.get_modules())
+
+    @property
+    def no_module(self) -> str:
+        return "None" if self.builtin else "none"
+
+    def unit(self, u: Any, image: Any) -> Any:
+        """The host's unit for a Multipass unit with its control image (PIL)."""
+        import numpy as np
+
+        values = {
+            "enabled": True,
+            "module": u.module or self.no_module,
+            "model": self.find_model(u.model) or u.model,
+            "weight": float(u.weight),
+            "image": np.asarray(image.convert("RGB")),
+            "resize_mode": "Just Resize",
+            "guidance_start": float(u.guidance_start),
+            "guidance_end": float(u.guidance_end),
+            "pixel_perfect": True,
+            "control_mode": CONTROL_MODES[u.control_mode],
+            "save_detected_map": False,
+        }
+        if self.builtin:
+            return self.external_code.ControlNetUnit(**values)
+        return values  # sd-webui-controlnet reads dicts with ControlNetUnit.from_dict
+
+    def disabled_unit(self) -> Any:
+        return (
+            self.external_code.ControlNetUnit(enabled=False) if self.builtin else {"enabled": False}
+        )
+
+
+def _controlnet_extension() -> Any | None:
+    """sd-webui-controlnet's scripts/external_code, imported as other extensions import it
+    (extensions.<folder>.scripts.external_code), if the extension is active."""
+    try:
+        extensions = host_module("modules.extensions").active()
+    except (ImportError, AttributeError):
+        return None
+    for ext in extensions:
+        path = Path(getattr(ext, "path", "") or "")
+        if "controlnet" in path.name.lower() and (path / "scripts" / "external_code.py").is_file():
+            try:
+                return host_module(f"{path.parent.name}.{path.name}.scripts.external_code")
+            except ImportError:
+                return None
+    return None
+
+
+def controlnet_host() -> ControlNetHost | None:
+    """The host's ControlNet, or None where it has none."""
+    try:
+        return ControlNetHost(
+            "the built-in ControlNet",
+            host_module("lib_controlnet.external_code"),
+            host_module("lib_controlnet.global_state"),
+        )
+    except ImportError:
+        pass
+    ext = _controlnet_extension()
+    return ControlNetHost("sd-webui-controlnet", ext) if ext is not None else None
+
+
+def controlnet_unit_count() -> int:
+    """How many units the job's ControlNet takes (the setting both ControlNets read)."""
+    try:
+        return int(_shared().opts.data.get("control_net_unit_count", 3))
+    except (AttributeError, TypeError, ValueError):
+        return 3
+
+
 def allow_pickles() -> bool:
     """Whether the user started the WebUI with --multipass-allow-ckpt."""
     return bool(getattr(_shared().cmd_opts, "multipass_allow_ckpt", False))
+
+
+def controlnet_model_names() -> list[str] | None:
+    """The host's ControlNet models for the dropdowns; None where it has no ControlNet."""
+    host = controlnet_host()
+    return host.models() if host is not None else None
+
+
+def controlnet_module_names() -> list[str]:
+    """The host's preprocessors ('None'/'none', no preprocessor, is the dropdown's own)."""
+    host = controlnet_host()
+    return [m for m in host.modules() if m.lower() != "none"] if host is not None else []

@@ -20,7 +20,7 @@ from ..engine import Job, JobResult, Progress, run_job
 from ..infotext import KEY_CHANGES_ALL, KEY_RESULT, params_to_text, result_params
 from ..plan import JobContext
 from ..recipe import Problem, RecipeError, check_recipe, parse_json_text
-from . import compat
+from . import compat, settings
 from .backend import WebUIBackend, WebUIControl
 
 log = logging.getLogger("multipass")
@@ -254,7 +254,8 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         batch_size=max(1, int(getattr(p, "batch_size", 1) or 1)),  # as the job's own batches
         detectors=compat.detectors(),
     )
-    backend = WebUIBackend(p.outpath_samples, p.outpath_grids, compat.inherited(p))
+    scripts = compat.job_scripts(p, settings.pass_scripts())
+    backend = WebUIBackend(p.outpath_samples, p.outpath_grids, compat.inherited(p), scripts)
     shared.state.job_count = max(shared.state.job_count, 0) + state.runs * len(images)
 
     def progress(pr: Progress) -> None:

@@ -9,6 +9,18 @@ from . import compat
 SECTION = ("multipass", "Multipass")
 DEFAULT_PASSES = 3
 MAX_PASSES_SHOWN = 16
+# always-on scripts that shape sampling and keep working on a pass's own image, by their names
+# (lower-case titles) in A1111/reForge extensions and Forge 2/Neo built-ins; Multipass itself
+# never runs in its passes, and a pass's ControlNet comes from its own units
+DEFAULT_PASS_SCRIPTS = (
+    "soft inpainting",
+    "dynamic thresholding (cfg scale fix)",
+    "dynamicthresholding (cfg-fix) integrated",
+    "freeu",
+    "freeu integrated (sd 1.x, sd 2.x, sdxl)",
+    "selfattentionguidance integrated (sd 1.x, sd 2.x, sdxl)",
+    "perturbedattentionguidance integrated",
+)
 
 
 def register(shared: Any, gr: Any) -> None:
@@ -29,6 +41,17 @@ def register(shared: Any, gr: Any) -> None:
         option(False, "Also save the base image and every pass's image", section=SECTION),
     )
     shared.opts.add_option(
+        "multipass_pass_scripts",
+        option(
+            list(DEFAULT_PASS_SCRIPTS),
+            "The job's scripts that also run in every pass, with the job's settings "
+            "(Multipass itself never does; a pass's ControlNet comes from its own units)",
+            gr.Dropdown,
+            _pass_script_choices,
+            section=SECTION,
+        ),
+    )
+    shared.opts.add_option(
         "multipass_padding_unit",
         option(
             "px",
@@ -38,6 +61,23 @@ def register(shared: Any, gr: Any) -> None:
             section=SECTION,
         ),
     )
+
+
+def _pass_script_choices() -> dict[str, Any]:
+    """The setting's choices: the host's always-on scripts, with the defaults it has not."""
+    names = compat.alwayson_script_names()
+    return {
+        "choices": [*names, *(n for n in DEFAULT_PASS_SCRIPTS if n not in names)],
+        "multiselect": True,
+    }
+
+
+def pass_scripts() -> tuple[str, ...]:
+    """The job's always-on scripts that also run in every pass, with the job's args."""
+    value = _opt("multipass_pass_scripts", list(DEFAULT_PASS_SCRIPTS))
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    return tuple(str(v).lower() for v in value or () if str(v).strip())
 
 
 def _opt(name: str, default: Any) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fields import PASS_FIELDS, Field
+from ..fields import CONTROLNET_UNITS, PASS_FIELDS, Field
 from ..infotext import KEY_PASSES, has_recipe, recipe_from_params
 from ..recipe import RecipeError, coerce, plain, record_to_dict
 from ..schedule import img2img_steps, pass_strengths
@@ -26,7 +26,15 @@ SAME = {
     "sampler": "Use same sampler",
     "scheduler": "Use same scheduler",
 }
+# empty ControlNet fields as their dropdowns show them
+for _n in range(1, CONTROLNET_UNITS + 1):
+    SAME[f"controlnet_{_n}_model"] = "None (no unit)"
+    SAME[f"controlnet_{_n}_module"] = "None (no preprocessor)"
 DETECT_SECTION = "Detect (used when region is crop and mask source is detect)"
+CONTROLNET_SECTION = (
+    "ControlNet: units for this pass, each given the pass's own image (the whole image, "
+    "each crop or each tile)"
+)
 # where each field goes: rows of the pass's main part, then rows of its folded sections
 LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
     (
@@ -75,6 +83,23 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
         ),
     ),
 )
+LAYOUT += (
+    (
+        CONTROLNET_SECTION,
+        tuple(
+            row
+            for n in range(1, CONTROLNET_UNITS + 1)
+            for row in (
+                (f"controlnet_{n}_model", f"controlnet_{n}_module", f"controlnet_{n}_weight"),
+                (
+                    f"controlnet_{n}_guidance_start",
+                    f"controlnet_{n}_guidance_end",
+                    f"controlnet_{n}_control_mode",
+                ),
+            )
+        ),
+    ),
+)
 PREVIEW_SECTION = DETECT_SECTION
 
 
@@ -89,6 +114,8 @@ class Choices:
     upscalers: list[str] = field(default_factory=list)
     text_encoders: list[str] | None = None  # None: the host cannot change them per pass
     detectors: list[str] = field(default_factory=list)
+    controlnet_models: list[str] | None = None  # None: the host has no ControlNet
+    controlnet_modules: list[str] = field(default_factory=list)
 
 
 def elem_id(tab: str, index: int, name: str) -> str:
@@ -428,6 +455,16 @@ def _make_widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices
     common: dict[str, Any] = {"label": f.label, "elem_id": eid}
     if f.name in ("prompt", "padding"):
         common["info"] = f.help
+    if f.name.startswith("controlnet_") and f.name.endswith(("_model", "_module")):
+        offered = (
+            choices.controlnet_models if f.name.endswith("_model") else (choices.controlnet_modules)
+        )
+        return gr.Dropdown(
+            choices=[SAME[f.name], *(offered or [])],
+            value=value,
+            allow_custom_value=True,  # a pasted name from another WebUI stays as typed
+            **common,
+        )
     if f.name in lists:
         return gr.Dropdown(choices=[SAME[f.name], *lists[f.name]], value=value, **common)
     if f.name == "text_encoders":

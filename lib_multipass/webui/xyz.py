@@ -26,6 +26,9 @@ AXIS_FIELDS = (
     "prompt",
     "tile_overlap",
     "seams_fix_strength",
+    "controlnet_1_model",
+    "controlnet_1_weight",
+    "controlnet_1_guidance_end",
 )
 LABEL = "[Multipass] Pass {n} {label}"
 
@@ -84,6 +87,8 @@ def axis_options(xyz: Any, n_passes: int) -> list[Any]:
                 kwargs["choices"] = compat.checkpoint_titles
             if name == "sampler":
                 kwargs["choices"] = compat.sampler_names
+            if name == "controlnet_1_model":
+                kwargs["choices"] = lambda: compat.controlnet_model_names() or []
             out.append(
                 xyz.AxisOption(
                     axis_label(i, name), kinds.get(f.kind, str), _apply(i, name), **kwargs

@@ -21,7 +21,8 @@ FLUX_KEYS = [
 
 def header_only(path: Path, keys, metadata=None) -> None:
     """A .safetensors file with these tensor names and no data: enough for every header read."""
-    header = {k: {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]} for k in keys}
+    shapes = keys if isinstance(keys, dict) else dict.fromkeys(keys, [0])
+    header = {k: {"dtype": "F16", "shape": s, "data_offsets": [0, 0]} for k, s in shapes.items()}
     if metadata:
         header["__metadata__"] = metadata
     raw = json.dumps(header).encode()
@@ -30,7 +31,8 @@ def header_only(path: Path, keys, metadata=None) -> None:
 
 
 def lay_out_models(root: Path) -> Path:
-    """toon, photo (SD1), xl (SDXL), flux, a pickle, a VAE and a text encoder under `root`."""
+    """toon, photo (SD1), xl (SDXL), flux, a pickle, a VAE, a text encoder and two
+    ControlNet models (SD1 tile, SDXL canny) under `root`."""
     sd = Path(root) / "Stable-diffusion"
     header_only(sd / "toon.safetensors", SD1_KEYS)
     header_only(sd / "photo.safetensors", SD1_KEYS)
@@ -41,4 +43,9 @@ def lay_out_models(root: Path) -> Path:
     (sd / "old.ckpt").write_bytes(b"PK")
     header_only(Path(root) / "VAE" / "vae-ft-mse.safetensors", ["decoder.conv_in.weight"])
     header_only(Path(root) / "text_encoder" / "t5xxl.safetensors", ["encoder.block.0.layer.0.x"])
+    # ControlNet models whose headers say their family (the cross-attention width)
+    cn = Path(root) / "ControlNet"
+    to_k = "control_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+    header_only(cn / "control_sd15_tile.safetensors", {to_k: [320, 768]})
+    header_only(cn / "control_sdxl_canny.safetensors", {to_k: [640, 2048]})
     return Path(root)

@@ -6,3 +6,6 @@ FLAVOUR = os.environ.get("MULTIPASS_STUB_FLAVOUR", "a1111")
 if FLAVOUR not in ("a1111", "reforge", "forge", "neo"):
     raise ValueError(f"unknown stub flavour {FLAVOUR!r}")
 FORGE = FLAVOUR in ("forge", "neo")  # models load through modules_forge
+# the host's ControlNet (A1111: the sd-webui-controlnet extension; the others: built in);
+# MULTIPASS_STUB_CONTROLNET=0 stands for a host without it
+CONTROLNET = os.environ.get("MULTIPASS_STUB_CONTROLNET", "1") != "0"

@@ -359,9 +359,12 @@ def process_images_inner(p):
 
                 "scripts": p.scripts,
                 "inpaint_full_res": getattr(p, "inpaint_full_res", None),
+                # what the host's ControlNet read from p in its process() (stand-in)
+                "controlnet": list(getattr(p, "stub_controlnet", [])),
             }
             if hasattr(p, "init_images"):
                 init = p.init_images[i if len(p.init_images) > 1 else 0].convert("RGB").resize(size)
+                call["init"] = init
                 blended = Image.blend(init, out, p.denoising_strength)
                 mask = getattr(p, "image_mask", None)
                 out = Image.composite(blended, init, mask.convert("L")) if mask is not None else blended

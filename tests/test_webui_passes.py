@@ -1,0 +1,265 @@
+"""What passes keep of the WebUI's other tools, on every stand-in flavour: ControlNet units per
+pass (the host's ControlNet: sd-webui-controlnet on A1111, built in on reForge, Forge 2 and
+Neo) and the job's always-on scripts chosen in the settings."""
+
+import json
+
+import numpy as np
+import pytest
+import test_webui
+from test_webui import asgi_call, make_p, txt2img
+
+webui = test_webui.webui  # the stand-in WebUI fixture, on every flavour
+
+TILE = {
+    "controlnet_1_model": "control_sd15_tile",
+    "controlnet_1_module": "tile_resample",
+    "controlnet_1_weight": 0.6,
+    "controlnet_1_guidance_start": 0.1,
+    "controlnet_1_guidance_end": 0.8,
+    "controlnet_1_control_mode": "controlnet",
+}
+
+
+@pytest.fixture
+def no_controlnet(monkeypatch):
+    """A host without ControlNet (A1111 without the extension); before `webui` in a test's
+    arguments, so the stand-in starts without it."""
+    monkeypatch.setenv("MULTIPASS_STUB_CONTROLNET", "0")
+
+
+def _passes(webui):
+    return [c for c in webui.processing.calls if c["kind"] == "img2img"]
+
+
+def _model(webui, name):
+    """The name the host lists a model under (sd-webui-controlnet adds ' [hash]')."""
+    from lib_multipass.webui import compat
+
+    return compat.controlnet_host().find_model(name)
+
+
+def test_a_unit_reaches_the_hosts_controlnet_with_the_pass_image_and_settings(webui):
+    recipe = {"passes": [{"denoising_strength": 0.4, **TILE}, {"denoising_strength": 0.3}]}
+    _p, processed = txt2img(webui, recipe=recipe, batch_size=2)
+    first, second = _passes(webui)[:2], _passes(webui)[2:]
+    # one image per nested job (the host's ControlNet takes one control image a job)
+    assert [c["batch"] for c in first] == [1, 1]
+    for call in first:
+        (unit,) = call["controlnet"]
+        assert unit["model"] == _model(webui, "control_sd15_tile")
+        assert unit["module"] == "tile_resample"
+        assert (unit["weight"], unit["guidance_start"], unit["guidance_end"]) == (0.6, 0.1, 0.8)
+        assert unit["control_mode"] == "ControlNet is more important"
+        # the control image is the pass's own input
+        assert np.array_equal(np.asarray(unit["image"]), np.asarray(call["init"]))
+    # a pass without units: nothing reaches ControlNet, which is not even among its scripts
+    assert [c["controlnet"] for c in second] == [[], []]
+    assert all(webui.controlnet not in c["scripts"].alwayson_scripts for c in second)
+    assert [c["batch"] for c in second] == [2, 2]  # one job for both images
+    assert "Multipass 1 controlnet 1 model: control_sd15_tile" in processed.infotexts[-1]
+    assert "Multipass 2 controlnet" not in processed.infotexts[-1]
+
+
+def test_a_tile_pass_gives_each_tile_to_controlnet(webui):
+    tiles = {
+        "region": "tiles",
+        "tile_style": "sd-upscale",
+        "tile_width": 64,
+        "tile_height": 64,
+        "tile_overlap": 16,
+        "upscale_by": 2,
+        "denoising_strength": 0.4,
+        **TILE,
+    }
+    txt2img(webui, recipe={"passes": [tiles]})
+    calls = _passes(webui)
+    assert len(calls) == 9 and {c["size"] for c in calls} == {(64, 64)}
+    for call in calls:
+        (unit,) = call["controlnet"]
+        assert unit["image"].size == (64, 64)  # the tile, never the 128x128 canvas
+        assert np.array_equal(np.asarray(unit["image"]), np.asarray(call["init"]))
+
+
+def test_a_crop_pass_gives_its_crop_and_two_units_go_together(webui):
+    crop = {
+        "region": "crop",
+        "mask_source": "boxes",
+        "boxes": [[8, 8, 40, 40]],
+        "working_width": 64,
+        "working_height": 64,
+        **TILE,
+        "controlnet_2_model": "control_sd15_tile",
+        "controlnet_2_weight": 1.5,
+    }
+    txt2img(webui, recipe={"passes": [crop]})
+    (call,) = _passes(webui)
+    one, two = call["controlnet"]
+    assert np.array_equal(np.asarray(one["image"]), np.asarray(call["init"]))
+    assert one["image"].size == (64, 64)
+    assert two["weight"] == 1.5 and two["module"] in ("None", "none")  # '' : no preprocessor
+    assert two["control_mode"] == "Balanced"
+
+
+def test_a_host_without_controlnet_refuses_a_unit_before_anything_runs(no_controlnet, webui):
+    assert webui.controlnet is None
+    _p, processed = txt2img(webui, recipe={"passes": [TILE]})
+    assert webui.processing.calls == []
+    assert "nothing was generated" in processed.comments
+    assert "field 'controlnet_1_model'" in processed.comments
+    assert "this WebUI has no ControlNet" in processed.comments
+    webui.processing.calls.clear()
+    txt2img(webui, recipe={"passes": [{"denoising_strength": 0.3}]})  # passes without run
+    assert len(_passes(webui)) == 1
+
+
+def test_a_model_of_another_family_is_refused_by_name(webui):
+    recipe = {"passes": [{"checkpoint": "xl", **TILE}]}
+    _p, processed = txt2img(webui, recipe=recipe)
+    assert webui.processing.calls == []
+    assert "field 'controlnet_1_model'" in processed.comments
+    assert "a ControlNet model for sdxl checkpoints" in processed.comments
+    assert "is for sd1" in processed.comments
+    webui.processing.calls.clear()
+    canny = {"controlnet_1_model": "control_sdxl_canny", "controlnet_1_module": "canny"}
+    txt2img(webui, recipe={"passes": [{"checkpoint": "xl", **canny}]})
+    assert _passes(webui)[0]["controlnet"][0]["module"] == "canny"
+
+
+def test_the_api_names_bad_controlnet_settings_before_the_job(webui):
+    from lib_multipass.webui import api, job
+
+    check = api.RecipeCheck(lambda *a: None, job.validate_request)
+    bad = {
+        "controlnet_1_model": "nope",
+        "controlnet_1_module": "sharpen",
+        "controlnet_2_model": "control_sd15_tile",
+        "controlnet_2_guidance_start": 0.5,
+        "controlnet_2_guidance_end": 0.5,
+    }
+    body = {"alwayson_scripts": {"multipass": {"args": [True, {"passes": [bad]}]}}}
+    sent = asgi_call(check, body)
+    assert sent[0]["status"] == 422
+    detail = json.loads(sent[1]["body"])["detail"]
+    # every problem at once: the unit's own rule and the host's lists
+    assert [(d["field"], d["value"]) for d in detail] == [
+        ("controlnet_2_guidance_end", 0.5),
+        ("controlnet_1_model", "nope"),
+        ("controlnet_1_module", "sharpen"),
+    ]
+    assert "an ending step after the starting step (0.5)" in detail[0]["allowed"]
+    assert "control_sd15_tile" in detail[1]["allowed"]
+    assert "tile_resample" in detail[2]["allowed"]
+    weight = {"controlnet_1_model": "control_sd15_tile", "controlnet_1_weight": 3}
+    body = {"alwayson_scripts": {"multipass": {"args": [True, {"passes": [weight]}]}}}
+    detail = json.loads(asgi_call(check, body)[1]["body"])["detail"]
+    assert [d["field"] for d in detail] == ["controlnet_1_weight"]
+    assert "from 0 to 2" in detail[0]["allowed"]
+    mode = {"controlnet_1_model": "control_sd15_tile", "controlnet_1_control_mode": "Balanced"}
+    body = {"alwayson_scripts": {"multipass": {"args": [True, {"passes": [mode]}]}}}
+    detail = json.loads(asgi_call(check, body)[1]["body"])["detail"]
+    assert "'balanced', 'prompt', 'controlnet'" in detail[0]["allowed"]
+
+
+# -- the job's scripts in passes -------------------------------------------------------------
+
+
+def _recording_script(title):
+    from modules import scripts
+
+    class Recording(scripts.Script):
+        def __init__(self):
+            self.seen = []
+
+        def title(self):
+            return title
+
+        def show(self, is_img2img):
+            return scripts.AlwaysVisible
+
+        def process(self, p, *args):
+            self.seen.append((type(p).__name__, args))
+
+    return Recording()
+
+
+def _job_with_scripts(webui, recipe):
+    """A job whose runner also holds Soft Inpainting and another script, each with args."""
+    soft, other = _recording_script("Soft Inpainting"), _recording_script("Other Script")
+    webui.runner.add_alwayson(soft, 2)
+    webui.runner.add_alwayson(other, 1)
+    p = make_p(webui, recipe=recipe)
+    args = list(p.script_args)
+    args[soft.args_from : soft.args_to] = [True, 0.5]
+    args[other.args_from : other.args_to] = ["x"]
+    p.script_args = tuple(args)
+    webui.processing.process_images(p)
+    return soft, other
+
+
+def test_a_chosen_script_runs_in_passes_with_the_jobs_args(webui):
+    soft, other = _job_with_scripts(webui, {"passes": [{"denoising_strength": 0.3}]})
+    # soft inpainting is among the default choices: it runs in the job and in the pass
+    assert soft.seen == [
+        ("StableDiffusionProcessingTxt2Img", (True, 0.5)),
+        ("StableDiffusionProcessingImg2Img", (True, 0.5)),
+    ]
+    assert other.seen == [("StableDiffusionProcessingTxt2Img", ("x",))]
+    (call,) = _passes(webui)
+    names = [s.title() for s in call["scripts"].alwayson_scripts]
+    assert names == ["Soft Inpainting"]  # never Multipass, never the job's ControlNet
+
+
+def test_the_setting_chooses_which_scripts_run_in_passes(webui):
+    webui.shared.opts.data["multipass_pass_scripts"] = ["other script"]
+    soft, other = _job_with_scripts(webui, {"passes": [{"denoising_strength": 0.3}]})
+    assert [kind for kind, _ in soft.seen] == ["StableDiffusionProcessingTxt2Img"]
+    assert other.seen[1:] == [("StableDiffusionProcessingImg2Img", ("x",))]
+    webui.shared.opts.data["multipass_pass_scripts"] = []
+    soft.seen.clear(), other.seen.clear()
+    webui.processing.calls.clear()
+    p = make_p(webui, recipe={"passes": [{"denoising_strength": 0.3}]})
+    webui.processing.process_images(p)
+    assert _passes(webui)[0]["scripts"].alwayson_scripts == []
+
+
+def test_a_pass_with_units_and_chosen_scripts_gets_both(webui):
+    soft, _ = _job_with_scripts(webui, {"passes": [TILE]})
+    (call,) = _passes(webui)
+    assert [s.title() for s in call["scripts"].alwayson_scripts] == [
+        "ControlNet",
+        "Soft Inpainting",
+    ]
+    assert call["controlnet"][0]["model"] == _model(webui, "control_sd15_tile")
+    assert soft.seen[-1] == ("StableDiffusionProcessingImg2Img", (True, 0.5))
+
+
+def test_the_ui_hint_names_a_bad_unit_as_the_job_would():
+    from lib_multipass.webui import ui
+
+    text = ui.hint({"controlnet_1_module": "canny"}, 20)
+    assert text.startswith("⚠") and "field 'controlnet_1_model'" in text
+    text = ui.hint({"controlnet_2_model": "t", "controlnet_2_guidance_end": 0.0}, 20)
+    assert "field 'controlnet_2_guidance_end': got 0" in text
+
+
+def test_an_xyz_axis_sets_a_units_weight_per_cell(webui):
+    from copy import copy
+
+    from lib_multipass.webui import xyz
+
+    class AxisOption:
+        def __init__(self, label, type, apply, **kwargs):
+            self.label, self.apply = label, apply
+
+    xyz_module = type("XYZ", (), {"AxisOption": AxisOption})
+    options = {o.label: o for o in xyz.axis_options(xyz_module, 1)}
+    apply = options["[Multipass] Pass 1 controlnet 1 weight"].apply
+    p = make_p(webui, recipe={"passes": [TILE]})
+    cells = []
+    for w in (0.5, 1.5):
+        pc = copy(p)
+        apply(pc, w, [0.5, 1.5])
+        cells.append(pc.script_args[webui.script.args_from + 1]["passes"][0])
+    assert [c["controlnet_1_weight"] for c in cells] == [0.5, 1.5]
+    assert all(c["controlnet_1_model"] == "control_sd15_tile" for c in cells)
