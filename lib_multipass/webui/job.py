@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -123,11 +124,41 @@ def validate(
         if problems:
             raise RecipeError(problems)
         return None, 0
+    if recipe.from_pass > 1:  # a chain continued from the image sent to img2img: its size
+        size = sent_size(p) or size
     ctx = context(p, *size, has_mask=has_mask)
     mask = mask_of() if has_mask else None
     job = Job(ctx, images=[], seeds=[], job_mask=mask, detectors=compat.detectors())
     runs, _ = prepare(recipe, job, WebUIBackend(), problems)
     return recipe, len(runs)
+
+
+def sent_size(p: Any) -> tuple[int, int] | None:
+    """The size of the first image sent to img2img (a PIL image, or an API request's base64
+    data), or None where there is none (txt2img) or it cannot be read (the host says so)."""
+    images = getattr(p, "init_images", None)
+    if not isinstance(images, (list, tuple)) or not images:
+        return None
+    first = images[0]
+    if isinstance(first, Image.Image):
+        return first.size
+    if isinstance(first, str):
+        from ..imaging import open_mask_image
+
+        try:
+            return open_mask_image(first).size
+        except ValueError:
+            return None
+    return None
+
+
+def continued_images(p: Any, count: int) -> list[Image.Image] | None:
+    """The images a continued chain starts from in img2img: the ones sent there, as they
+    are (the host's own img2img of them is not a pass of the chain), one per job image."""
+    sent = getattr(p, "init_images", None)
+    if not isinstance(sent, (list, tuple)) or not sent:
+        return None
+    return [sent[i % len(sent)].convert("RGB") for i in range(count)]
 
 
 @dataclass
@@ -241,6 +272,8 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
     if not images:
         return None
     seeds = seeds[: len(images)]
+    if state.recipe.from_pass > 1:
+        images = continued_images(p, len(images)) or images
     ctx = context(p, *images[0].size, has_mask=state.job_mask is not None)
     prompts = list(getattr(processed, "all_prompts", None) or [])[: len(images)]
     negatives = list(getattr(processed, "all_negative_prompts", None) or [])[: len(images)]
@@ -395,12 +428,16 @@ def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int
     opts = compat.host_module("modules.shared").opts
     infotexts = list(getattr(processed, "infotexts", None) or [])
     fmt = getattr(opts, "samples_format", "png")
+    saved: list[str | None] = [None] * len(result.images)
     for i, image in enumerate(result.images):
         info = infotexts[first + i] if first + i < len(infotexts) else processed.info
         seed = result.seeds[i]
         prompt = processed.all_prompts[i] if getattr(processed, "all_prompts", None) else p.prompt
         if state.save_samples:
-            images.save_image(image, p.outpath_samples, "", seed, prompt, fmt, info=info, p=p)
+            done = images.save_image(
+                image, p.outpath_samples, "", seed, prompt, fmt, info=info, p=p
+            )
+            saved[i] = done[0] if isinstance(done, tuple) and done else None
         if state.save_samples and getattr(opts, "multipass_save_intermediates", False):
             for k, out in enumerate(result.outputs[i][:-1]):
                 suffix = "-multipass-base" if out.run is None else f"-multipass-{k}"
@@ -415,6 +452,15 @@ def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int
                     p=p,
                     suffix=suffix,
                 )
+    _grid(p, processed, state, result, first, infotexts)
+    _extras(processed, state, result, first, saved)
+
+
+def _grid(
+    p: Any, processed: Any, state: JobState, result: JobResult, first: int, infotexts: list[str]
+) -> None:
+    images = compat.host_module("modules.images")
+    opts = compat.host_module("modules.shared").opts
     # the host made no grid (process() turned it off); make it from the finished images
     if state.save_grid and len(result.images) > 1:
         grid = images.image_grid(result.images, p.batch_size)
@@ -437,3 +483,40 @@ def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int
                 p=p,
                 grid=True,
             )
+
+
+def _extras(
+    processed: Any, state: JobState, result: JobResult, first: int, saved: list[str | None]
+) -> None:
+    """What the settings ask for besides the images, after them in the gallery: each image's
+    change plot, and its chain as an animation saved beside it (the gallery shows the saved
+    file, so it moves)."""
+    from . import settings
+
+    plot, animation = settings.change_plot(), settings.animation()
+    if not plot and animation.fmt == "none":
+        return
+    from ..animation import frames, save, stages_of
+    from ..runner import image_plot, plots_wanted
+
+    infotexts = list(getattr(processed, "infotexts", None) or [])
+    start = getattr(processed, "index_of_first_image", 0)
+    extra: list[tuple[Image.Image, str]] = []
+    for i in range(len(result.images)):
+        info = infotexts[start + i] if start + i < len(infotexts) else processed.info
+        if plot and plots_wanted(result):
+            extra.append((image_plot(result, i), info))
+        if animation.fmt != "none" and saved[i]:
+            made = frames(stages_of(result.outputs[i]))
+            stem = saved[i].rsplit(".", 1)[0]
+            path = Path(f"{stem}-chain.{animation.fmt}")
+            save(made, path, animation.fmt, animation.frame_ms, animation.loop)
+            shown = made[-1]
+            shown.already_saved_as = str(path)  # the gallery serves this file: the animation
+            extra.append((shown, info))
+    for image, info in extra:
+        processed.images.append(image)
+        if infotexts:
+            infotexts.append(info)
+    if infotexts:
+        processed.infotexts = infotexts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..fields import OUTPUT_FIELDS, field_map
 from . import compat
 
 SECTION = ("multipass", "Multipass")
@@ -40,6 +41,7 @@ def register(shared: Any, gr: Any) -> None:
         "multipass_save_intermediates",
         option(False, "Also save the base image and every pass's image", section=SECTION),
     )
+    register_chain(shared, gr)
     shared.opts.add_option(
         "multipass_pass_scripts",
         option(
@@ -80,6 +82,48 @@ def pass_scripts() -> tuple[str, ...]:
     return tuple(str(v).lower() for v in value or () if str(v).strip())
 
 
+def register_chain(shared: Any, gr: Any) -> None:
+    """The options of chains: the change plot and the chain animation, with the bounds the
+    command line's flags have (fields.OUTPUT_FIELDS)."""
+    option = shared.OptionInfo
+    f = field_map(OUTPUT_FIELDS)
+    shared.opts.add_option(
+        "multipass_change_plot",
+        option(
+            False,
+            "Show a plot of each image's change per run in the gallery (passes of several runs)",
+            section=SECTION,
+        ),
+    )
+    anim = f["animation"]
+    shared.opts.add_option(
+        "multipass_animation",
+        option(
+            anim.default,
+            "Save each image's chain (base, each run, final) as an animation beside it, and "
+            "show it in the gallery",
+            gr.Radio,
+            {"choices": list(anim.choices)},
+            section=SECTION,
+        ),
+    )
+    for name, key in (
+        ("frame_ms", "multipass_animation_frame_ms"),
+        ("loop", "multipass_animation_loop"),
+    ):
+        field = f[name]
+        shared.opts.add_option(
+            key,
+            option(
+                field.default,
+                field.label + (f" ({field.help})" if field.help else ""),
+                gr.Slider,
+                {"minimum": field.minimum, "maximum": field.maximum, "step": field.step},
+                section=SECTION,
+            ),
+        )
+
+
 def _opt(name: str, default: Any) -> Any:
     return getattr(compat.host_module("modules.shared").opts, name, default)
 
@@ -91,3 +135,27 @@ def passes_shown() -> int:
 def padding_unit() -> str:
     value = _opt("multipass_padding_unit", "px")
     return value if value in ("px", "fraction") else "px"
+
+
+def change_plot() -> bool:
+    return bool(_opt("multipass_change_plot", False))
+
+
+def animation() -> Any:
+    """The chain animation the settings ask for (runner.Animation); a value out of bounds (a
+    hand-edited config) falls back to the default."""
+    from ..recipe import _Bad, coerce
+    from ..runner import Animation
+
+    f = field_map(OUTPUT_FIELDS)
+    values = {}
+    for name, key in (
+        ("animation", "multipass_animation"),
+        ("frame_ms", "multipass_animation_frame_ms"),
+        ("loop", "multipass_animation_loop"),
+    ):
+        try:
+            values[name] = coerce(f[name], _opt(key, f[name].default), lenient=True)
+        except _Bad:
+            values[name] = f[name].default
+    return Animation(values["animation"], values["frame_ms"], values["loop"])

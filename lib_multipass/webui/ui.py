@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fields import CONTROLNET_UNITS, PASS_FIELDS, Field
+from ..fields import CONTROLNET_UNITS, PASS_FIELDS, RECIPE_FIELDS, Field
 from ..infotext import KEY_PASSES, has_recipe, recipe_from_params
 from ..recipe import RecipeError, coerce, plain, record_to_dict
 from ..schedule import img2img_steps, pass_strengths
@@ -50,7 +50,7 @@ LAYOUT: tuple[tuple[str | None, tuple[tuple[str, ...], ...]], ...] = (
         (
             ("negative_prompt", "negative_prompt_mode"),
             ("sampler", "scheduler", "steps", "cfg_scale"),
-            ("schedule", "strengths", "repeats"),
+            ("schedule", "strengths", "repeats", "converge_below"),
             ("curve", "curve_final", "curve_passes"),
             ("seed", "seed_offset", "name"),
             ("vae", "text_encoders", "clip_skip"),
@@ -118,9 +118,16 @@ class Choices:
     controlnet_modules: list[str] = field(default_factory=list)
 
 
-def elem_id(tab: str, index: int, name: str) -> str:
-    """The elem_id of a pass widget, e.g. 'multipass_txt2img_p1_checkpoint'."""
+def elem_id(tab: str, index: int | None, name: str) -> str:
+    """The elem_id of a pass widget, e.g. 'multipass_txt2img_p1_checkpoint', or of a
+    job-wide one (index None), e.g. 'multipass_img2img_from_pass'."""
+    if index is None:
+        return f"multipass_{tab}_{name}"
     return f"multipass_{tab}_p{index + 1}_{name}"
+
+
+# where a job starts and stops in its chain: job-wide widgets above the passes
+CHAIN_FIELDS = tuple(f for f in RECIPE_FIELDS if f.name in ("from_pass", "stop_after"))
 
 
 def default_pass(index: int, padding_unit: str = "px") -> dict[str, Any]:
@@ -227,7 +234,7 @@ def _first_hint(
 
 
 def collect_state(
-    slots: list[tuple[int, Field]], values: list[Any], previous: dict[str, Any] | None
+    slots: list[tuple[int | None, Field]], values: list[Any], previous: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The state dict from every widget's value at once (a new dict; `previous` is untouched).
 
@@ -236,13 +243,14 @@ def collect_state(
     that does not parse is kept as typed, never replaced by an older one: the pass's hint
     names it, and a job started with it generates nothing and says why, as the API does.
     """
-    n = 1 + max((i for i, _ in slots), default=-1)
-    new = {"passes": [default_pass(i) for i in range(n)]}
+    n = 1 + max((i for i, _ in slots if i is not None), default=-1)
+    new: dict[str, Any] = {"passes": [default_pass(i) for i in range(n)]}
     for (i, f), value in zip(slots, values, strict=True):
+        into = new if i is None else new["passes"][i]  # None: a job-wide field
         try:
-            new["passes"][i][f.name] = from_widget(f, value)
+            into[f.name] = from_widget(f, value)
         except Exception:
-            new["passes"][i][f.name] = copy.deepcopy(value)
+            into[f.name] = copy.deepcopy(value)
     return new
 
 
@@ -273,8 +281,35 @@ def paste_value(
     return read
 
 
-def recipe_state_from_params(params: dict[str, Any], n_passes: int) -> dict[str, Any] | None:
-    """The state dict for pasted infotext (None when it holds no recipe)."""
+def chain_start(recipe: Any, continuing: bool) -> dict[str, int]:
+    """Where a pasted chain starts and stops. Pasted into img2img (`continuing`), the image
+    of a chain stopped after pass K goes on at pass K + 1 to the end; elsewhere (txt2img, to
+    make it again) the chain starts and stops where its infotext says."""
+    if continuing and recipe.stop_after:
+        return {"from_pass": recipe.stop_after + 1, "stop_after": 0}
+    return {"from_pass": recipe.from_pass, "stop_after": recipe.stop_after}
+
+
+def chain_paste(f: Field, continuing: bool) -> Callable[[dict[str, Any]], Any]:
+    """A paste callback of a job-wide chain widget (start, stop), as chain_start says."""
+
+    def read(params: dict[str, Any]) -> Any:
+        if not has_recipe(params):
+            return None
+        try:
+            recipe = recipe_from_params(params)
+        except RecipeError:
+            return None
+        return chain_start(recipe, continuing)[f.name]
+
+    return read
+
+
+def recipe_state_from_params(
+    params: dict[str, Any], n_passes: int, continuing: bool = False
+) -> dict[str, Any] | None:
+    """The state dict for pasted infotext (None when it holds no recipe); `continuing`: pasted
+    into img2img, where a stopped chain goes on (chain_start)."""
     if not has_recipe(params):
         return None
     recipe = recipe_from_params(params)
@@ -283,7 +318,7 @@ def recipe_state_from_params(params: dict[str, Any], n_passes: int) -> dict[str,
         extra = default_pass(len(passes))
         extra["enabled"] = False
         passes.append(extra)
-    return {"passes": passes}
+    return {"passes": passes, **chain_start(recipe, continuing)}
 
 
 def build(
@@ -304,14 +339,21 @@ def build(
     state_value = default_state(n_passes, padding_unit)
     widgets: dict[str, Any] = {}
     paste: list[tuple[Any, Any]] = []
-    slots: list[tuple[int, Field]] = []
+    slots: list[tuple[int | None, Field]] = []
     hints: list[Any] = []
+    continuing = tab == "img2img"
     with input_accordion(False, label="Multipass", elem_id=f"multipass_{tab}") as enabled:
         state = gr.State(value=state_value)
         gr.HTML(
             "<p class='multipass-note'>Passes run after the generation, each on the output of "
             "the one before, over every image of the job.</p>"
         )
+        with gr.Row():
+            for f in CHAIN_FIELDS:
+                widget = _chain_widget(gr, f, tab, continuing)
+                widgets[elem_id(tab, None, f.name)] = widget
+                slots.append((None, f))
+                paste.append((widget, chain_paste(f, continuing)))
         for i in range(n_passes):
             with gr.Accordion(
                 label=f"Pass {i + 1}", open=i == 0, elem_id=f"multipass_{tab}_p{i + 1}"
@@ -344,8 +386,32 @@ def build(
     paste.append((enabled, lambda params: True if KEY_PASSES in params else None))
     # the state too: the API's "infotext" field fills script args only from paste targets
     # that are script inputs, which the visible widgets are not
-    paste.append((state, lambda params: _state_or_none(params, n_passes)))
+    paste.append((state, lambda params: _state_or_none(params, n_passes, continuing)))
     return enabled, state, paste, widgets
+
+
+def _chain_widget(gr: Any, f: Field, tab: str, continuing: bool) -> Any:
+    """A job-wide chain widget: where the job starts (in img2img, from the image sent there)
+    and where it stops."""
+    info = (
+        "The image sent here is the output of the pass before this one"
+        if f.name == "from_pass" and continuing
+        else "Stop here, pick the best image, Send to img2img: it goes on at the next pass"
+        if f.name == "stop_after"
+        else "Passes before this one are skipped"
+    )
+    lo = f.special if f.special is not None else f.minimum
+    widget = gr.Slider(
+        minimum=lo,
+        maximum=f.maximum,
+        step=1,
+        value=f.default,
+        label=f.label + (" (0: the last)" if f.special is not None else ""),
+        info=info,
+        elem_id=elem_id(tab, None, f.name),
+    )
+    widget.do_not_save_to_config = True
+    return widget
 
 
 def _preview_row(gr: Any, tab: str, index: int, state: Any, preview: Callable) -> None:
@@ -377,9 +443,11 @@ def _preview_row(gr: Any, tab: str, index: int, state: Any, preview: Callable) -
     button.click(fn=on_click, inputs=[state, source], outputs=[shown, note])
 
 
-def _state_or_none(params: dict[str, Any], n_passes: int) -> dict[str, Any] | None:
+def _state_or_none(
+    params: dict[str, Any], n_passes: int, continuing: bool = False
+) -> dict[str, Any] | None:
     try:
-        return recipe_state_from_params(params, n_passes)
+        return recipe_state_from_params(params, n_passes, continuing)
     except RecipeError:
         return None
 

@@ -29,6 +29,8 @@ AXIS_FIELDS = (
     "controlnet_1_model",
     "controlnet_1_weight",
     "controlnet_1_guidance_end",
+    "repeats",
+    "converge_below",
 )
 LABEL = "[Multipass] Pass {n} {label}"
 
