@@ -557,7 +557,7 @@ def _chain(recipe: Any, args: argparse.Namespace, problems: list[Problem]) -> An
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .engine import Job
-    from .plan import JobContext, format_plan, plan_as_dicts, plan_recipe
+    from .plan import JobContext, chain_note, format_plan, plan_as_dicts, plan_recipe
 
     problems: list[Problem] = []
     size = _size(args.size, problems)
@@ -592,6 +592,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(f"{args.recipe}:")
         print(format_plan(runs, ctx, batch_size))
+        if chain_note(recipe):
+            print(chain_note(recipe))
         if note:
             print(note)
     return EXIT_OK

@@ -361,6 +361,24 @@ def chain_span(recipe: Any) -> tuple[int, int]:
     return start, min(stop, n)
 
 
+def chain_note(recipe: Any) -> str:
+    """What a plan says of a chain started later or stopped early ('' for a whole chain)."""
+    n = len(recipe.passes)
+    parts = []
+    if recipe.from_pass > 1:
+        k = recipe.from_pass
+        parts.append(
+            f"starts at pass {k}: the job's images are pass {k - 1}'s output (--init), and the "
+            "passes before it only give what they set (checkpoint, VAE)"
+        )
+    if recipe.stop_after and recipe.stop_after < n:
+        k = recipe.stop_after
+        parts.append(
+            f"stops after pass {k} of {n}: continue a picked image with --from-pass {k + 1}"
+        )
+    return "chain: " + "; ".join(parts) if parts else ""
+
+
 def _tiles(
     p: Any, index: int, size: Size, family: str, checkpoint: str, problems: list[Problem]
 ) -> Any:

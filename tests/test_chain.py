@@ -18,7 +18,7 @@ from lib_multipass.animation import CAPTION, frames, save, stages_of
 from lib_multipass.converge import _DOT, THUMB, change, plot_points, threshold_y
 from lib_multipass.engine import Job, SampleRequest, run_job
 from lib_multipass.infotext import parse_params_line, recipe_from_infotext
-from lib_multipass.plan import JobContext, format_plan, plan_recipe
+from lib_multipass.plan import JobContext, chain_note, format_plan, plan_recipe
 from lib_multipass.recipe import parse_recipe
 from lib_multipass.runner import contact_sheet, image_plot, image_summary
 from lib_multipass.schedule import img2img_steps
@@ -142,6 +142,13 @@ def test_the_plan_says_up_to():
     assert "up to 4 runs, at most" in text
     assert "pass 1: up to 4 runs; each strength's 4 repeats stop early" in text
     assert "less than 2.5 (mean of 0-255 on a 64x64 thumbnail)" in text
+    assert chain_note(recipe) == ""
+    three = parse_recipe({"from_pass": 2, "stop_after": 2, "passes": [{}, {}, {}]})
+    assert chain_note(three) == (
+        "chain: starts at pass 2: the job's images are pass 1's output (--init), and the passes "
+        "before it only give what they set (checkpoint, VAE); stops after pass 2 of 3: continue "
+        "a picked image with --from-pass 3"
+    )
 
 
 def test_the_plot_draws_the_recorded_changes():
@@ -342,3 +349,54 @@ def test_stopped_after_pass_1_and_continued_equals_the_whole_chain(tiny_models, 
     with Image.open(anim) as a:
         runs = len(summary["images"][0]["runs"])
         assert a.n_frames == 1 + runs
+
+
+# -- every new field at every door ------------------------------------------------------------
+
+
+def test_every_new_field_is_at_every_door():
+    import jsonschema
+
+    from lib_multipass.cli import FLAG_FIELDS, build_parser
+    from lib_multipass.docs import fields_markdown
+    from lib_multipass.infotext import params_to_text, recipe_to_params
+    from lib_multipass.plan import plan_as_dicts
+    from lib_multipass.recipe import positional_names, recipe_to_dict
+    from lib_multipass.schema import recipe_schema
+    from lib_multipass.webui import ui, xyz
+
+    data = {
+        "from_pass": 2,
+        "stop_after": 3,
+        "passes": [{}, {"repeats": 4, "converge_below": 1.5}, {"denoising_strength": 0.3}],
+    }
+    recipe = parse_recipe(data)
+    # schema (the API's and recipe files')
+    schema = recipe_schema()
+    jsonschema.validate(data, schema)
+    assert {"from_pass", "stop_after"} <= set(schema["properties"])
+    assert "converge_below" in schema["properties"]["passes"]["items"]["properties"]
+    # infotext, both ways
+    params = recipe_to_params(recipe)
+    assert params["Multipass from pass"] == "2" and params["Multipass stop after"] == "3"
+    assert params["Multipass 2 converge below"] == "1.5"
+    assert recipe_from_infotext("p\n" + params_to_text(params)) == dataclasses.replace(
+        recipe, base=None
+    )
+    # recipe files written back, the plan, positional args, the field reference
+    assert parse_recipe(recipe_to_dict(recipe)) == recipe
+    runs = plan_recipe(recipe, CTX)
+    assert [r["pass"] for r in plan_as_dicts(runs)] == [2, 2, 2, 2, 3]
+    assert plan_as_dicts(runs)[0]["converge_below"] == 1.5
+    assert "pass2.converge_below" in positional_names(2)
+    reference = fields_markdown()
+    for name in ("from_pass", "stop_after", "converge_below"):
+        assert f"| `{name}` |" in reference
+    # the command line, the UI, XYZ
+    parsers = build_parser()
+    for flag in ("--from-pass", "--stop-after", "--animation", "--frame-ms", "--loop"):
+        assert flag in FLAG_FIELDS and flag in parsers["run"]._option_string_actions
+    assert "--from-pass" in parsers["plan"]._option_string_actions
+    assert "converge_below" in [n for _, rows in ui.LAYOUT for row in rows for n in row]
+    assert [f.name for f in ui.CHAIN_FIELDS] == ["from_pass", "stop_after"]
+    assert "converge_below" in xyz.AXIS_FIELDS
