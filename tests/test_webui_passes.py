@@ -263,3 +263,69 @@ def test_an_xyz_axis_sets_a_units_weight_per_cell(webui):
         cells.append(pc.script_args[webui.script.args_from + 1]["passes"][0])
     assert [c["controlnet_1_weight"] for c in cells] == [0.5, 1.5]
     assert all(c["controlnet_1_model"] == "control_sd15_tile" for c in cells)
+
+
+# -- the host's progress ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"passes": [{"denoising_strength": 0.5}, {"denoising_strength": 0.3, **TILE}]},
+        {
+            "passes": [
+                {
+                    "region": "tiles",
+                    "tile_style": "sd-upscale",
+                    "tile_width": 64,
+                    "tile_height": 64,
+                    "tile_overlap": 16,
+                    "upscale_by": 2,
+                    "denoising_strength": 0.4,
+                },
+                {"region": "crop", "mask_source": "boxes", "boxes": [[8, 8, 40, 40]]},
+            ]
+        },
+    ],
+    ids=["whole", "tiles and crop"],
+)
+def test_the_hosts_bar_and_console_total_cover_the_passes(webui, recipe):
+    """The WebUI's bar is job_no / job_count (+ the job's step fraction): while the passes run
+    it never passes the end, and it ends at the jobs run; the console's total bar counts the
+    passes' steps, so it ends at its total (it ran to 13 of 8 before)."""
+    webui.shared.total_tqdm.clear()
+    totals = []
+    webui.processing.on_call.append(
+        lambda call: (
+            call["kind"] == "img2img" and totals.append(webui.shared.total_tqdm._tqdm.total)
+        )
+    )
+    txt2img(webui, recipe=recipe, batch_size=2, n_iter=2)
+    calls = webui.processing.calls
+    state = webui.shared.state
+    assert all(c["job_no"] < c["job_count"] for c in calls)
+    passes = [c for c in calls if c["kind"] == "img2img"]
+    # the count was right from the passes' first job: it never had to grow on the way
+    assert len({c["job_count"] for c in passes}) == 1
+    assert state.job_no == state.job_count
+    bar = webui.shared.total_tqdm._tqdm
+    assert set(totals) == {bar.n}  # known from the passes' first step, and right
+
+
+def test_the_count_follows_a_detect_pass_and_never_falls_behind(webui):
+    """Faces are found per image, so a detect pass is counted one crop an image: here none is
+    found, and both bars still end where they are; a job the count did not foresee grows it
+    before it runs."""
+    from lib_multipass.webui import compat
+
+    detect = {"region": "crop", "mask_source": "detect", "detector": "opencv-face"}
+    webui.shared.total_tqdm.clear()
+    txt2img(webui, recipe={"passes": [detect, {"denoising_strength": 0.3}]}, n_iter=2)
+    state = webui.shared.state
+    assert all(c["job_no"] < c["job_count"] for c in webui.processing.calls)
+    assert state.job_no == state.job_count == 4  # 2 base jobs, 2 whole-image pass jobs
+    bar = webui.shared.total_tqdm._tqdm
+    assert bar.n == bar.total
+    state.job_no, state.job_count = 7, 7
+    compat.before_nested_job()
+    assert state.job_count == 8

@@ -265,6 +265,7 @@ class WebUIBackend:
         p.scripts, p.script_args = scripts.for_pass(units)
         try:
             with self.models.running(info, first.vae, first.text_encoders):
+                compat.before_nested_job()
                 processed = processing.process_images(p)
         finally:
             if hasattr(p, "close"):

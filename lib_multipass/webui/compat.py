@@ -681,3 +681,52 @@ def controlnet_module_names() -> list[str]:
     """The host's preprocessors ('None'/'none', no preprocessor, is the dropdown's own)."""
     host = controlnet_host()
     return [m for m in host.modules() if m.lower() != "none"] if host is not None else []
+
+
+# -- the host's progress -----------------------------------------------------------------------
+
+
+class HostProgress:
+    """The host's progress bar, ETA and console bar cover the passes, as its own hires fix
+    makes them cover its second pass (processing.py, txt2img init: the job count grows, the
+    console's total grows by the second pass's steps).
+
+    The WebUI's bar is job_no / job_count plus the current job's step fraction
+    (modules/progress.py), each nested pass job counting one job: the count grows by the
+    passes' nested jobs when they start, never falls behind the jobs really run (a detect
+    pass finds its crops on the way), and ends at the jobs run. The console's "Total progress"
+    bar (shared.total_tqdm; newest Neo has none) grows by the passes' sampling steps and ends
+    where it counted."""
+
+    def __init__(self, jobs: int, steps: int) -> None:
+        state = _shared().state
+        state.job_count = max(int(state.job_count), int(state.job_no)) + jobs
+        self.tqdm = getattr(_shared(), "total_tqdm", None)
+        total = _tqdm_total(self.tqdm)
+        if total is not None:
+            self._set_total(total + steps)
+
+    def _set_total(self, total: int) -> None:
+        with contextlib.suppress(Exception):
+            self.tqdm.updateTotal(total)
+
+    def finish(self) -> None:
+        state = _shared().state
+        state.job_count = max(int(state.job_no), 1)
+        inner = getattr(self.tqdm, "_tqdm", None)
+        done = getattr(inner, "n", None)
+        if isinstance(done, int) and done != _tqdm_total(self.tqdm):
+            self._set_total(done)  # a detect pass found more or fewer crops than counted
+
+
+def _tqdm_total(bar: Any) -> int | None:
+    inner = getattr(bar, "_tqdm", None)  # the hosts keep their tqdm in _tqdm
+    total = getattr(inner, "total", None)
+    return int(total) if isinstance(total, (int, float)) else None
+
+
+def before_nested_job() -> None:
+    """A nested job starts: the job count never falls behind the jobs run."""
+    state = _shared().state
+    if state.job_no >= state.job_count:
+        state.job_count = state.job_no + 1

@@ -9,7 +9,9 @@ instance: XYZ plot copies `p` for every cell and each copy is its own job.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from ..engine import Job, JobResult, Progress, run_job
 from ..infotext import KEY_CHANGES_ALL, KEY_RESULT, params_to_text, result_params
 from ..plan import JobContext
 from ..recipe import Problem, RecipeError, check_recipe, parse_json_text
+from ..regions import Regions
 from . import compat, settings
 from .backend import WebUIBackend, WebUIControl
 
@@ -36,7 +39,8 @@ class JobState:
     save_samples: bool
     save_grid: bool
     job_mask: Image.Image | None = None
-    runs: int = 0
+    runs: list[Any] = dataclasses.field(default_factory=list)  # plan.Run, as validated
+    masks: dict[int, Any] = dataclasses.field(default_factory=dict)  # the passes' mask images
 
 
 _jobs: dict[int, JobState] = {}
@@ -112,25 +116,25 @@ def validate(
     has_mask: bool,
     p: Any,
     mask_of: Callable[[], Image.Image | None] = lambda: None,
-) -> tuple[Any, int]:
-    """The recipe and its number of runs, checked against the host's lists and the job's
-    inpaint mask (`mask_of`, read only when a recipe with enabled passes has one); raises
-    RecipeError naming every problem. A recipe with no enabled pass is (None, 0): Multipass
-    is off."""
+) -> tuple[Any, list[Any], dict[int, Any]]:
+    """The recipe, its runs and its passes' mask images, checked against the host's lists and
+    the job's inpaint mask (`mask_of`, read only when a recipe with enabled passes has one);
+    raises RecipeError naming every problem. A recipe with no enabled pass is (None, [], {}):
+    Multipass is off."""
     from ..preflight import prepare
 
     recipe, problems = check_args(enabled, recipe_arg)
     if recipe is None or not any(p.enabled for p in recipe.passes):
         if problems:
             raise RecipeError(problems)
-        return None, 0
+        return None, [], {}
     if recipe.from_pass > 1:  # a chain continued from the image sent to img2img: its size
         size = sent_size(p) or size
     ctx = context(p, *size, has_mask=has_mask)
     mask = mask_of() if has_mask else None
     job = Job(ctx, images=[], seeds=[], job_mask=mask, detectors=compat.detectors())
-    runs, _ = prepare(recipe, job, WebUIBackend(), problems)
-    return recipe, len(runs)
+    runs, masks = prepare(recipe, job, WebUIBackend(), problems)
+    return recipe, list(runs), dict(masks or {})
 
 
 def sent_size(p: Any) -> tuple[int, int] | None:
@@ -226,7 +230,7 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
     _jobs.pop(id(p), None)
     mask = job_mask(p)
     try:
-        recipe, runs = validate(
+        recipe, runs, masks = validate(
             enabled, recipe_arg, final_size(p), mask is not None, p, lambda: mask
         )
         if recipe is None:
@@ -244,10 +248,40 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
         save_grid=not p.do_not_save_grid,
         job_mask=mask,
         runs=runs,
+        masks=masks,
     )
     # the recipe goes into each image's infotext after the passes, saying what really ran
     p.do_not_save_samples = True  # the finished images are saved after the passes
     p.do_not_save_grid = True
+
+
+def nested_work(
+    runs: list[Any], planned: Callable[[Any], Any], images: int, batch: int
+) -> tuple[int, int]:
+    """How many nested jobs the passes will run over `images` images in batches of `batch`,
+    and how many sampling steps those jobs take, as the engine and backend run them: each
+    round's pieces (`planned(run)`, the engine's own plan) grouped by how they are sampled, in
+    jobs of the batch size; a run with ControlNet units one job a piece. A detect pass counts
+    one crop an image until its finds are known (the count then grows as jobs come)."""
+    jobs = steps = 0
+    batches = [min(batch, images - k) for k in range(0, images, max(1, batch))]
+    for run in runs:
+        if run.count.run == 0:
+            continue
+        rounds = planned(run)
+        alone = bool(run.controlnet) or rounds is None  # detections: a mask each
+        for k in batches:
+            for pieces in rounds or [[None]]:
+                groups: dict[Any, int] = {}
+                for piece in pieces:
+                    key = (piece.working, piece.seams) if piece is not None else None
+                    groups[key] = groups.get(key, 0) + 1
+                for key, n in groups.items():
+                    seams = key is not None and key[1]
+                    count = run.seams_count if seams and run.seams_count else run.count
+                    made = n * k if alone else math.ceil(n * k / batch)
+                    jobs, steps = jobs + made, steps + made * count.run
+    return jobs, steps
 
 
 _last_images: dict[str, Image.Image] = {}  # per tab: the last image a job made, for previews
@@ -289,7 +323,17 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
     )
     scripts = compat.job_scripts(p, settings.pass_scripts())
     backend = WebUIBackend(p.outpath_samples, p.outpath_grids, compat.inherited(p), scripts)
-    shared.state.job_count = max(shared.state.job_count, 0) + state.runs * len(images)
+    regions = Regions(
+        state.recipe,
+        masks=state.masks,
+        job_mask=state.job_mask,
+        boxes_drawn_on=ctx.boxes_drawn_on,
+    )
+
+    def planned(run: Any) -> Any:
+        return regions.planned(run, backend.checkpoint_family(run.checkpoint))
+
+    bar = compat.HostProgress(*nested_work(state.runs, planned, len(images), job.batch_size))
 
     def progress(pr: Progress) -> None:
         shared.state.textinfo = f"{PREFIX}: {pr.label}, image {pr.image + 1} of {pr.images}"
@@ -306,6 +350,7 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         result = JobResult.not_started(images, seeds, e)
     finally:
         backend.close()
+        bar.finish()
         _set_model(p, getattr(shared, "sd_model", None))
 
     if not result.complete:

@@ -263,6 +263,23 @@ def _tint(checkpoint_file, vae, seed, size):
     return Image.new("RGB", size, tuple(hashlib.sha256(key.encode()).digest()[:3]))
 
 
+def _sample_steps(p):
+    """The sampler's progress (sd_samplers_common.py:271-278): sampling_steps is the steps
+    it runs (img2img: int(strength * steps) + 1 as A1111 counts t_enc), every step updates the
+    console's total bar. A batch is sampled once: only its first image steps."""
+    if getattr(p, "_stub_sampled", None) == shared.state.job_no:
+        return
+    p._stub_sampled = shared.state.job_no
+    steps = p.steps
+    if hasattr(p, "init_images"):
+        steps = min(int(p.denoising_strength * p.steps) + 1, p.steps)
+    shared.state.sampling_steps = steps
+    for step in range(steps):
+        shared.state.sampling_step = step
+        if shared.total_tqdm is not None:
+            shared.total_tqdm.update()
+
+
 def manage_model_and_prompt_cache(p):
     global need_global_unload
     p.sd_model, just_reloaded = sd_models.forge_model_reload()
@@ -311,6 +328,8 @@ def process_images(p):
 def process_images_inner(p):
     if p.scripts is not None:
         p.scripts.process(p)
+    if shared.state.job_count == -1:  # A1111 processing.py:921, Forge :921
+        shared.state.job_count = p.n_iter
     images, seeds, prompts, infotexts = [], [], [], []
     base_seed = p.seed if p.seed != -1 else 1000
     total = p.n_iter * p.batch_size
@@ -338,7 +357,10 @@ def process_images_inner(p):
             vae = model.modules if FORGE else sd_vae.get_loaded_vae_name()
             size = (p.width, p.height)
             out = _tint(model.sd_checkpoint_info.filename, vae, seed, size)
+            _sample_steps(p)
             call = {
+                "job_no": shared.state.job_no,
+                "job_count": shared.state.job_count,
                 "kind": "img2img" if hasattr(p, "init_images") else "txt2img",
                 "checkpoint": title,
                 "file": os.path.basename(model.sd_checkpoint_info.filename),

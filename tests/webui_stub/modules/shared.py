@@ -43,6 +43,7 @@ opts = Options(
 opts.data.writes.clear()
 config_filename = "config.json"
 state = State()
+total_tqdm = None  # set below, as shared_init.py sets it
 sd_upscalers = []
 
 
@@ -63,3 +64,7 @@ class Shared(sys.modules[__name__].__class__):
 
 
 sys.modules[__name__].__class__ = Shared
+
+from modules.shared_total_tqdm import TotalTQDM  # noqa: E402
+
+total_tqdm = TotalTQDM()
