@@ -33,7 +33,19 @@ _FAMILY_KEYS = (
 # a UNet-only file: the cross-attention width tells SD1 (768), SD2 (1024), SDXL (2048, 1280)
 _CONTEXT_KEY = "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
 _CONTEXT_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl"}
-FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "chroma", "qwen", "wan")
+FAMILIES = (
+    "sd1",
+    "sd2",
+    "sdxl",
+    "sd3",
+    "flux",
+    "chroma",
+    "qwen",
+    "wan",
+    "flux2",
+    "zimage",
+    "lumina2",
+)
 
 
 @dataclass(frozen=True)
@@ -149,9 +161,28 @@ def _pickle_problem(path: Path) -> str | None:
     return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
 
 
+def _nextdit_family(keys: list[str] | dict) -> str | None:
+    """Lumina-2 and Z-Image share NextDiT's layout (cap_embedder...); the caption features'
+    width tells them apart: Gemma-2 2B's 2304 (Lumina-2, Neta) or Qwen3 4B's 2560 (Z-Image)."""
+    names = [k for k in keys if "cap_embedder." in k]
+    if not names:
+        return None
+    if isinstance(keys, dict):
+        for name in names:
+            shape = (keys[name] or {}).get("shape") if isinstance(keys[name], dict) else None
+            if name.endswith("cap_embedder.1.weight") and shape and len(shape) == 2:
+                return "zimage" if shape[1] == 2560 else "lumina2"
+    return "lumina2"
+
+
 def family_from_keys(keys: list[str] | dict) -> str | None:
     """The family (one of FAMILIES) of a single-file checkpoint from its tensor names (and, in
     a header dict, shapes); None if it is none of them."""
+    if "double_stream_modulation_img" in " ".join(k for k in keys if "modulation" in k):
+        return "flux2"  # Flux.2 (Klein): shared modulation, before Flux's double_blocks mark
+    nextdit = _nextdit_family(keys)
+    if nextdit:
+        return nextdit
     for mark, family in _FAMILY_MARKS:
         if any(mark in k for k in keys):
             return family

@@ -24,7 +24,14 @@ FAMILY_SIDE = {
     "flux": 1024,
     "chroma": 1024,
     "qwen": 1328,
+    # the newest Forge Neo's image families (Flux.2 Klein, Z-Image, Lumina-2/Neta, Anima)
+    "flux2": 1024,
+    "zimage": 1024,
+    "lumina2": 1024,
+    "anima": 1024,
 }
+# families a host runs that Multipass cannot size by itself, and why
+UNSIZED = {"wan": "a video model (Wan), with no one native frame size"}
 MAX_AUTO_ASPECT = 3.0  # automatic working sizes stay within 1:3 .. 3:1
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from .controlnet import units_of
 from .detectors import what_from_name
 from .fields import MAX_PIXELS, MAX_SIDE, SEP
-from .geometry import FAMILY_SIDE, Crop, Size, upscaled_size
+from .geometry import FAMILY_SIDE, UNSIZED, Crop, Size, upscaled_size
 from .recipe import BASE_INDEX, Problem, RecipeError, where_pass
 from .schedule import StepCount, img2img_steps, pass_strengths
 
@@ -283,7 +283,7 @@ def plan_runs(
         family = family_of(checkpoint)
         if p.region == "crop" and not p.working_width and family not in FAMILY_SIDE:
             known = ", ".join(FAMILY_SIDE)
-            what = f"a {family} checkpoint" if family else "of no family Multipass knows"
+            what = _family_words(family)
             problems.append(
                 Problem(
                     where,
@@ -352,6 +352,14 @@ def plan_runs(
     return runs, problems
 
 
+def _family_words(family: str) -> str:
+    """How a refusal names a checkpoint's family Multipass cannot size, with why."""
+    if not family:
+        return "of no family Multipass knows"
+    why = UNSIZED.get(family)
+    return f"a {family} checkpoint" + (f", {why}" if why else "")
+
+
 def chain_span(recipe: Any) -> tuple[int, int]:
     """The passes a job runs, as a range of pass indexes [start, stop): from its `from_pass`
     to its `stop_after` (or the last pass)."""
@@ -390,7 +398,7 @@ def _tiles(
     where = where_pass(index)
     if not p.tile_width and family not in FAMILY_SIDE:
         known = ", ".join(FAMILY_SIDE)
-        what = f"a {family} checkpoint" if family else "of no family Multipass knows"
+        what = _family_words(family)
         problems.append(
             Problem(
                 where,

@@ -13,7 +13,7 @@ from conftest import ROOT
 from PIL import Image
 
 STUB = ROOT / "tests" / "webui_stub"
-FLAVOURS = ["a1111", "reforge", "forge", "neo"]
+FLAVOURS = ["a1111", "reforge", "forge", "neo", "neo2026"]
 RECIPE = {
     "passes": [
         {"checkpoint": "photo", "denoising_strength": 0.5},
@@ -53,7 +53,7 @@ def webui(request, monkeypatch, tmp_path):
 
     sd_models.list_models()
     sd_vae.refresh_vae_list()
-    if request.param in ("forge", "neo"):
+    if request.param in ("forge", "neo", "neo2026"):
         from modules_forge import main_entry
 
         main_entry.refresh_models()
@@ -83,7 +83,7 @@ def webui(request, monkeypatch, tmp_path):
         (),
         {
             "flavour": request.param,
-            "forge": request.param in ("forge", "neo"),
+            "forge": request.param in ("forge", "neo", "neo2026"),
             "user": shared.opts.sd_model_checkpoint,
             "runner": runner,
             "script": script,

@@ -293,13 +293,13 @@ def test_the_hosts_bar_and_console_total_cover_the_passes(webui, recipe):
     """The WebUI's bar is job_no / job_count (+ the job's step fraction): while the passes run
     it never passes the end, and it ends at the jobs run; the console's total bar counts the
     passes' steps, so it ends at its total (it ran to 13 of 8 before)."""
-    webui.shared.total_tqdm.clear()
+    console = getattr(webui.shared, "total_tqdm", None)  # the newest Neo has none
     totals = []
-    webui.processing.on_call.append(
-        lambda call: (
-            call["kind"] == "img2img" and totals.append(webui.shared.total_tqdm._tqdm.total)
+    if console is not None:
+        console.clear()
+        webui.processing.on_call.append(
+            lambda call: call["kind"] == "img2img" and totals.append(console._tqdm.total)
         )
-    )
     txt2img(webui, recipe=recipe, batch_size=2, n_iter=2)
     calls = webui.processing.calls
     state = webui.shared.state
@@ -308,8 +308,8 @@ def test_the_hosts_bar_and_console_total_cover_the_passes(webui, recipe):
     # the count was right from the passes' first job: it never had to grow on the way
     assert len({c["job_count"] for c in passes}) == 1
     assert state.job_no == state.job_count
-    bar = webui.shared.total_tqdm._tqdm
-    assert set(totals) == {bar.n}  # known from the passes' first step, and right
+    if console is not None:
+        assert set(totals) == {console._tqdm.n}  # known from the passes' first step, and right
 
 
 def test_the_count_follows_a_detect_pass_and_never_falls_behind(webui):
@@ -319,13 +319,104 @@ def test_the_count_follows_a_detect_pass_and_never_falls_behind(webui):
     from lib_multipass.webui import compat
 
     detect = {"region": "crop", "mask_source": "detect", "detector": "opencv-face"}
-    webui.shared.total_tqdm.clear()
+    console = getattr(webui.shared, "total_tqdm", None)
+    if console is not None:
+        console.clear()
     txt2img(webui, recipe={"passes": [detect, {"denoising_strength": 0.3}]}, n_iter=2)
     state = webui.shared.state
     assert all(c["job_no"] < c["job_count"] for c in webui.processing.calls)
     assert state.job_no == state.job_count == 4  # 2 base jobs, 2 whole-image pass jobs
-    bar = webui.shared.total_tqdm._tqdm
-    assert bar.n == bar.total
+    if console is not None:
+        assert console._tqdm.n == console._tqdm.total
     state.job_no, state.job_count = 7, 7
     compat.before_nested_job()
     assert state.job_count == 8
+
+
+# -- the newest Forge Neo (mid-2026) ----------------------------------------------------------
+
+
+def _checkpoint(webui, name, keys):
+    from pathlib import Path
+
+    from layout import header_only
+
+    header_only(Path(webui.sd_models.model_path) / f"{name}.safetensors", keys)
+    webui.sd_models.list_models()
+
+
+def test_the_newest_neo_stand_in_has_its_sources_signatures(webui):
+    """Neo's newest sources: modules/sd_models.py has no reload_model_weights / load_model
+    stubs; modules_forge/main_entry.py's refresh_model_loading_parameters(*, refresh=True) and
+    checkpoint_change(ckpt_name, preset, save=True, refresh=True); processing.opt_f follows the
+    loaded VAE. Multipass starts on it (check_host asks Forge for neither stub)."""
+    import inspect
+
+    if webui.flavour != "neo2026":
+        pytest.skip("the newest Neo's own signatures")
+    from modules_forge import main_entry
+
+    from lib_multipass.webui import compat
+
+    assert not hasattr(webui.sd_models, "reload_model_weights")
+    assert not hasattr(webui.sd_models, "load_model")
+    params = inspect.signature(main_entry.refresh_model_loading_parameters).parameters
+    assert params["refresh"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert list(inspect.signature(main_entry.checkpoint_change).parameters) == [
+        "ckpt_name",
+        "preset",
+        "save",
+        "refresh",
+    ]
+    assert not hasattr(webui.shared, "total_tqdm")
+    compat.check_host()  # no HostError
+
+
+D = "model.diffusion_model."
+NEW_FAMILIES = {  # tensor names and shapes as the families' single files have them
+    "klein": {
+        D + "double_blocks.0.img_attn.qkv.weight": [9216, 3072],
+        D + "double_stream_modulation_img.lin.weight": [18432, 3072],
+    },
+    "zimage": {D + "cap_embedder.1.weight": [3840, 2560]},  # Qwen3 4B captions
+    "neta": {D + "cap_embedder.1.weight": [2304, 2304]},  # Lumina-2: Gemma-2 2B captions
+}
+
+
+@pytest.mark.parametrize("name", NEW_FAMILIES)
+def test_a_crop_pass_sizes_itself_for_the_newest_neos_families(webui, name):
+    if webui.flavour != "neo2026":
+        pytest.skip("families of the newest Neo")
+    _checkpoint(webui, name, NEW_FAMILIES[name])
+    crop = {"checkpoint": name, "region": "crop", "mask_source": "boxes", "boxes": [[8, 8, 40, 40]]}
+    _p, processed = txt2img(webui, recipe={"passes": [crop]})
+    (call,) = _passes(webui)
+    assert call["file"] == f"{name}.safetensors"
+    assert call["size"] == (1024, 1024)  # the family's native area, as for SDXL and Flux
+    assert "Multipass result: complete" in processed.infotexts[-1]
+
+
+def test_a_pass_on_a_16x_vae_is_sampled_on_its_latent_grid(webui):
+    """Wan 2.2's TI2V VAE makes the newest Neo's opt_f 16: a 72x72 pass (on the 8-pixel grid,
+    not on 16) is sampled at 80x80 and comes back at 72x72; elsewhere nothing changes."""
+    if webui.flavour != "neo2026":
+        pytest.skip("opt_f follows the VAE on the newest Neo only")
+    wan22 = {D + "head.modulation": [1, 6, 3072], D + "patch_embedding.weight": [3072, 48, 1, 2, 2]}
+    _checkpoint(webui, "wan22", wan22)
+    recipe = {"passes": [{"checkpoint": "wan22", "upscale_by": 1.125, "denoising_strength": 0.4}]}
+    _p, processed = txt2img(webui, recipe=recipe)
+    (call,) = _passes(webui)
+    assert call["size"] == (80, 80) and call["file"] == "wan22.safetensors"
+    first = processed.index_of_first_image
+    assert processed.images[first].size == (72, 72)
+    webui.processing.calls.clear()
+    crop = {
+        "checkpoint": "wan22",
+        "region": "crop",
+        "mask_source": "boxes",
+        "boxes": [[8, 8, 40, 40]],
+    }
+    _p, processed = txt2img(webui, recipe={"passes": [crop]})
+    assert webui.processing.calls == []
+    assert "field 'working_width'" in processed.comments
+    assert "a video model (Wan), with no one native frame size" in processed.comments

@@ -22,6 +22,20 @@ def _shared() -> Any:
     return compat.host_module("modules.shared")
 
 
+def _on_latent_grid(args: dict[str, Any], factor: int) -> dict[str, Any]:
+    """A nested job's args with its size rounded up to whole latent cells of `factor` pixels
+    (its init images and mask resized to it); unchanged where it is on the grid already."""
+    w, h = args["width"], args["height"]
+    size = (-(-w // factor) * factor, -(-h // factor) * factor)
+    if size == (w, h):
+        return args
+    out = dict(args, width=size[0], height=size[1])
+    out["init_images"] = [i.resize(size, Image.LANCZOS) for i in args["init_images"]]
+    if args.get("mask") is not None:
+        out["mask"] = args["mask"].resize(size, Image.NEAREST)
+    return out
+
+
 class WebUIControl(Control):
     """Interrupt and Skip as the WebUI's buttons set them."""
 
@@ -254,7 +268,6 @@ class WebUIBackend:
         if first.scheduler and "scheduler" in fields:
             args["scheduler"] = first.scheduler
         args |= {k: v for k, v in self.inherit.items() if k in fields}
-        p = cls(**args)
         units = []
         if first.controlnet:
             host = compat.controlnet_host()
@@ -262,13 +275,19 @@ class WebUIBackend:
                 raise compat.HostError("this WebUI has no ControlNet")
             units = [host.unit(u, first.image) for u in first.controlnet]
         scripts = self.scripts or compat.JobScripts(None, (), ())
-        p.scripts, p.script_args = scripts.for_pass(units)
+        p = None
         try:
             with self.models.running(info, first.vae, first.text_encoders):
+                # the pass's model decides its latent grid (the newest Neo's opt_f follows
+                # its VAE): a size off that grid is sampled on it and resized back
+                compat.load_pass_model()
+                args = _on_latent_grid(args, compat.latent_factor())
+                p = cls(**args)
+                p.scripts, p.script_args = scripts.for_pass(units)
                 compat.before_nested_job()
                 processed = processing.process_images(p)
         finally:
-            if hasattr(p, "close"):
+            if p is not None and hasattr(p, "close"):
                 p.close()
         del p  # nothing of ours keeps the model alive past the pass
         state = shared.state
@@ -285,6 +304,8 @@ class WebUIBackend:
         on_step(first.steps, first.steps)
         first_image = getattr(processed, "index_of_first_image", 0)
         images = list(processed.images[first_image : first_image + len(requests)])
+        wanted = (first.width, first.height)
+        images = [i if i.size == wanted else i.resize(wanted, Image.LANCZOS) for i in images]
         if len(images) != len(requests):
             raise RuntimeError(
                 f"the WebUI returned {len(images)} images for a Multipass pass of {len(requests)}"

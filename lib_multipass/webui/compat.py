@@ -45,7 +45,13 @@ ENGINE_FAMILIES = {
     "Flux": "flux",
     "Chroma": "chroma",
     "QwenImage": "qwen",
+    "QwenImage21": "qwen",
     "Wan": "wan",
+    # the newest Neo (mid-2026): Flux.2 Klein, Z-Image, Lumina-2 (Neta), Anima
+    "Flux2": "flux2",
+    "ZImage": "zimage",
+    "Lumina2": "lumina2",
+    "Anima": "anima",
 }
 _CHECKSUM = re.compile(r"\s*\[[^]]+]\s*$")
 
@@ -73,7 +79,9 @@ def is_forge() -> bool:
 def check_host() -> None:
     """Fail with a clear message on a WebUI too old for Multipass."""
     sd_models = host_module("modules.sd_models")
-    needed = ["checkpoint_aliases", "reload_model_weights", "select_checkpoint"]
+    needed = ["checkpoint_aliases", "select_checkpoint"]
+    if not is_forge():  # the newest Neo has no reload_model_weights, nor needs it
+        needed.append("reload_model_weights")
     missing = [n for n in needed if not hasattr(sd_models, n)]
     try:
         host_module("modules.ui_components").InputAccordion  # noqa: B018 - 1.6+
@@ -730,3 +738,24 @@ def before_nested_job() -> None:
     state = _shared().state
     if state.job_no >= state.job_count:
         state.job_count = state.job_no + 1
+
+
+def latent_factor() -> int:
+    """Pixels per latent cell of the loaded model: processing.opt_f, 8 on most hosts; the
+    newest Neo sets it from the loaded VAE's upscale ratio (16 for Wan 2.2's TI2V VAE)."""
+    try:
+        value = int(getattr(host_module("modules.processing"), "opt_f", 8) or 8)
+    except (ImportError, TypeError, ValueError):
+        return 8
+    return value if value > 0 else 8
+
+
+def load_pass_model() -> None:
+    """The newest Neo: load what the loading parameters name now, as process_images does first
+    thing (forge_model_reload skips a model already loaded), so the pass's own model sets
+    opt_f (its VAE's ratio) before its job is sized. Known by what it lacks: Forge 2 and the
+    October 2025 Neo still have the empty reload_model_weights, and a fixed opt_f of 8, so
+    their models load in process_images as before; A1111/reForge load at the switch."""
+    sd_models = host_module("modules.sd_models")
+    if is_forge() and not hasattr(sd_models, "reload_model_weights"):
+        sd_models.forge_model_reload()

@@ -19,6 +19,8 @@ from modules import sd_models, sd_vae, shared
 calls = []  # every sampling call: dict(kind, checkpoint, seed, prompt, strength, size, ...)
 on_call = []  # test hooks, each called with the call dict before it returns (may raise)
 need_global_unload = False
+opt_C = 4
+opt_f = 8  # the latent's downscale; the newest Neo sets it from the loaded VAE's ratio
 
 
 def quote(text):
@@ -276,7 +278,7 @@ def _sample_steps(p):
     shared.state.sampling_steps = steps
     for step in range(steps):
         shared.state.sampling_step = step
-        if shared.total_tqdm is not None:
+        if hasattr(shared, "total_tqdm"):  # the newest Neo has none
             shared.total_tqdm.update()
 
 
@@ -355,7 +357,7 @@ def process_images_inner(p):
             model = shared.sd_model
             title = model.sd_checkpoint_info.title
             vae = model.modules if FORGE else sd_vae.get_loaded_vae_name()
-            size = (p.width, p.height)
+            size = (p.width // opt_f * opt_f, p.height // opt_f * opt_f)  # whole latents
             out = _tint(model.sd_checkpoint_info.filename, vae, seed, size)
             _sample_steps(p)
             call = {

@@ -9,7 +9,7 @@ import os
 import re
 import struct
 
-from modules import FLAVOUR, FORGE, paths, script_callbacks, shared
+from modules import FLAVOUR, NEO, FORGE, paths, script_callbacks, shared
 
 model_path = os.path.abspath(os.path.join(paths.models_path, "Stable-diffusion"))
 checkpoints_list = {}
@@ -36,7 +36,7 @@ class CheckpointInfo:
         self.model_name = os.path.splitext(name.replace("/", "_").replace("\\", "_"))[0]
         self.hash = hashlib.sha1(name.encode()).hexdigest()[:8]
         # A1111 and Forge 2 here have the hashes cached; Neo hashes a file at its first load
-        self.sha256 = _sha256(filename) if FLAVOUR != "neo" or filename in hashed else None
+        self.sha256 = _sha256(filename) if not NEO or filename in hashed else None
         self.shorthash = self.sha256[0:4] if self.sha256 else None
         self.title = name if self.shorthash is None else f"{name} [{self.shorthash}]"
         self.short_title = (
@@ -122,20 +122,45 @@ def select_checkpoint():
 
 
 def read_keys(filename):
-    """The tensor names of a .safetensors file (its header only)."""
+    """The tensor names and shapes of a .safetensors file (its header only)."""
     if not filename.endswith(".safetensors") or not os.path.exists(filename):
-        return []
+        return {}
     with open(filename, "rb") as fh:
         (n,) = struct.unpack("<Q", fh.read(8))
-        return list(json.loads(fh.read(n)))
+        return {k: v.get("shape") for k, v in json.loads(fh.read(n)).items() if k != "__metadata__"}
 
 
 def family_of_keys(keys):
     if any(k.startswith("conditioner.embedders.") for k in keys):
         return "sdxl"
+    if any("double_stream_modulation_img" in k for k in keys):  # Flux.2 (Klein)
+        return "flux2"
     if any("double_blocks." in k for k in keys):
         return "flux"
+    if any("cap_embedder." in k for k in keys):  # NextDiT: Lumina-2 (Gemma-2), Z-Image (Qwen3)
+        widths = [s[1] for k, s in keys.items() if k.endswith("cap_embedder.1.weight") and s]
+        return "zimage" if widths == [2560] else "lumina2"
+    if any("head.modulation" in k for k in keys):  # Wan: 2.2 TI2V-5B's VAE takes 48 channels
+        shapes = [s for k, s in keys.items() if k.endswith("patch_embedding.weight") and s]
+        return "wan22" if shapes and shapes[0][1] == 48 else "wan"
     return "sd1"
+
+
+# Neo's diffusion engines (backend/diffusion_engine/*.py, mid-2026): Flux2 (flux2.py),
+# ZImage (zimage.py), Lumina2 (lumina.py), Wan (wan.py); no StableDiffusion2/3 any more
+ENGINES = {
+    "sd1": "StableDiffusion",
+    "sdxl": "StableDiffusionXL",
+    "flux": "Flux",
+    "flux2": "Flux2",
+    "zimage": "ZImage",
+    "lumina2": "Lumina2",
+    "wan": "Wan",
+    "wan22": "Wan",
+}
+# the VAE's upscale ratio, which the newest Neo's processing.opt_f follows (Wan 2.2's TI2V-5B
+# VAE: 16; every other here: 8)
+VAE_RATIO = {"wan22": 16}
 
 
 class FakeModel:
@@ -151,14 +176,14 @@ class FakeModel:
         family = family_of_keys(read_keys(info.filename))
         self.is_sd1 = family == "sd1"
         self.is_sdxl = family == "sdxl"
-        if FLAVOUR == "neo":  # backend/diffusion_engine/base.py: no is_sd2/is_sd3 meaning, is_wan
+        self.vae_ratio = VAE_RATIO.get(family, 8)
+        names = ENGINES
+        if NEO:  # backend/diffusion_engine/base.py: no is_sd2/is_sd3 meaning, is_wan
             self.is_sd2 = False
-            self.is_wan = False
-            names = {"sd1": "StableDiffusion", "sdxl": "StableDiffusionXL", "flux": "Flux"}
+            self.is_wan = family.startswith("wan")
         else:
             self.is_sd2 = False
             self.is_sd3 = False
-            names = {"sd1": "StableDiffusion", "sdxl": "StableDiffusionXL", "flux": "Flux"}
         if FORGE:
             self.__class__ = type(names[family], (FakeModel,), {})
         elif FLAVOUR == "a1111":
@@ -201,6 +226,10 @@ def _check_loadable(info):
 
 def _load(info, modules=()):
     model_data.set_sd_model(FakeModel(info, modules))
+    if FLAVOUR == "neo2026":  # processing.opt_f follows the loaded VAE's upscale ratio
+        from modules import processing
+
+        processing.opt_f = shared.sd_model.vae_ratio
     loads.append(info.name)
     script_callbacks.model_loaded_callback(shared.sd_model)
 
@@ -210,11 +239,13 @@ if FORGE:
     def SkipWritingToConfig():
         return contextlib.nullcontext()
 
-    def reload_model_weights(sd_model=None, info=None, forced_reload=False):
-        pass
+    if FLAVOUR != "neo2026":  # the newest Neo dropped these empty stubs (sd_models.py, 2026)
 
-    def load_model(checkpoint_info=None, already_loaded_state_dict=None):
-        pass
+        def reload_model_weights(sd_model=None, info=None, forced_reload=False):
+            pass
+
+        def load_model(checkpoint_info=None, already_loaded_state_dict=None):
+            pass
 
     def forge_model_reload():
         current_hash = str(model_data.forge_loading_parameters)
@@ -223,7 +254,7 @@ if FORGE:
         if model_data.sd_model:
             # the previous model is freed before the next loads: Forge 2 sets it to None,
             # Neo deletes the attribute (sd_models.py:453); a failed load leaves it so
-            if FLAVOUR == "neo":
+            if NEO:
                 del model_data.sd_model
             else:
                 model_data.sd_model = None

@@ -2,7 +2,7 @@ import os
 import sys
 from types import SimpleNamespace
 
-from modules import FLAVOUR, FORGE, paths
+from modules import FLAVOUR, NEO, FORGE, paths
 from modules.options import OptionInfo, Options  # noqa: F401 - the real shared re-exports it
 from modules.shared_state import State
 
@@ -16,7 +16,7 @@ cmd_opts = SimpleNamespace(
     text_encoder_dirs=[],
     vae_path=None,
 )
-_user = "toon.safetensors" if FLAVOUR == "neo" else "toon.safetensors [aaaa]"
+_user = "toon.safetensors" if NEO else "toon.safetensors [aaaa]"
 opts = Options(
     {
         "sd_model_checkpoint": _user,
@@ -35,15 +35,14 @@ opts = Options(
             if FORGE
             else {}
         ),
-        **({"forge_preset": "sd"} if FLAVOUR == "neo" else {}),
+        **({"forge_preset": "sd"} if NEO else {}),
         # Neo's default is a folder nothing creates (ui_tempdir.py); the others' is gradio's
-        "temp_dir": os.path.join(paths.data_path, "tmp") if FLAVOUR == "neo" else "",
+        "temp_dir": os.path.join(paths.data_path, "tmp") if NEO else "",
     }
 )
 opts.data.writes.clear()
 config_filename = "config.json"
 state = State()
-total_tqdm = None  # set below, as shared_init.py sets it
 sd_upscalers = []
 
 
@@ -65,6 +64,7 @@ class Shared(sys.modules[__name__].__class__):
 
 sys.modules[__name__].__class__ = Shared
 
-from modules.shared_total_tqdm import TotalTQDM  # noqa: E402
+if FLAVOUR != "neo2026":  # the newest Neo has no console total bar
+    from modules.shared_total_tqdm import TotalTQDM
 
-total_tqdm = TotalTQDM()
+    total_tqdm = TotalTQDM()

@@ -1,6 +1,6 @@
 """Forge 2 sysinfo.py:218-260 / Neo :209-251 set_config (overrides and the options API)."""
 
-from modules import FLAVOUR, FORGE
+from modules import FLAVOUR, NEO, FORGE
 
 if not FORGE:
     raise ImportError("set_config lives in modules.sysinfo only in Forge 2 and Neo")
@@ -10,7 +10,7 @@ def set_config(req, is_api=False, run_callbacks=True, save_config=True):
     from modules import sd_models, shared
     from modules_forge import main_entry
 
-    preset = {"preset": None} if FLAVOUR == "neo" else {}
+    preset = {"preset": None} if NEO else {}
     should_refresh = False
     for k, v in req.items():
         if v == shared.opts.data.get(k):

@@ -3,7 +3,7 @@ settings say which checkpoint and modules; forge_model_reload() loads what they 
 
 import os
 
-from modules import FLAVOUR, FORGE, paths, processing, sd_models, shared, shared_items
+from modules import FLAVOUR, NEO, FORGE, paths, processing, sd_models, shared, shared_items
 
 if not FORGE:
     raise ImportError("modules_forge exists only in Forge")
@@ -23,7 +23,7 @@ def refresh_models():
     return sorted(ckpt_list), sorted(module_list)
 
 
-def refresh_model_loading_parameters():
+def _refresh_model_loading_parameters():
     checkpoint_info = sd_models.select_checkpoint()
     sd_models.model_data.forge_loading_parameters = dict(
         checkpoint_info=checkpoint_info,
@@ -31,6 +31,18 @@ def refresh_model_loading_parameters():
         unet_storage_dtype=None,
     )
     processing.need_global_unload = True
+
+
+if FLAVOUR == "neo2026":  # main_entry.py (mid-2026): refresh is a keyword, and may say no
+
+    def refresh_model_loading_parameters(*, refresh: bool = True):
+        if refresh:
+            _refresh_model_loading_parameters()
+
+else:
+
+    def refresh_model_loading_parameters():
+        _refresh_model_loading_parameters()
 
 
 def _checkpoint_change(ckpt_name, preset, save, refresh):
@@ -44,7 +56,7 @@ def _checkpoint_change(ckpt_name, preset, save, refresh):
     if save:
         shared.opts.save(shared.config_filename)
     if refresh:
-        refresh_model_loading_parameters()
+        _refresh_model_loading_parameters()
     return True
 
 
@@ -62,11 +74,11 @@ def _modules_change(module_values, preset, save, refresh):
     if save:
         shared.opts.save(shared.config_filename)
     if refresh:
-        refresh_model_loading_parameters()
+        _refresh_model_loading_parameters()
     return True
 
 
-if FLAVOUR == "neo":
+if NEO:
 
     def checkpoint_change(ckpt_name: str, preset: str, save=True, refresh=True) -> bool:
         return _checkpoint_change(ckpt_name, preset, save, refresh)
