@@ -2,8 +2,11 @@
 still take a strength's repeats, and a small plot of the changes.
 
 A run's change is the mean absolute difference between the image before and after it, both
-reduced to a fixed 64x64 thumbnail (box filter, RGB), in 0-255 units: the same measure at any
-image size, cheap next to a sampling step, and blind to noise finer than the thumbnail's pixels.
+cut to the area the run changed (the bounding box of the pixels that differ: a crop pass's
+crop, not the whole picture, where the sizes match) and reduced to a fixed 64x64 thumbnail (box
+filter, RGB), in 0-255 units: the same measure at any image size, a detail crop's change not
+diluted by the picture around it, cheap next to a sampling step, and blind to noise finer than
+the thumbnail's pixels.
 A pass with `converge_below` set stops each strength's repeats for an image once one of its
 runs changed it by less than that; never more runs than the repeats ask for.
 """
@@ -20,12 +23,29 @@ THUMB = 64  # side of the thumbnail a change is measured on
 
 def thumbnail(image: Image.Image) -> Image.Image:
     """The image as changes are measured: RGB, THUMB x THUMB, box-filtered."""
-    return image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BOX)
+    return _rgb(image).resize((THUMB, THUMB), Image.Resampling.BOX)
+
+
+def changed_box(before: Image.Image, after: Image.Image) -> tuple[int, int, int, int] | None:
+    """The bounding box of the pixels a run changed (None: none did); the whole image where
+    the run changed its size (an upscale)."""
+    if before.size != after.size:
+        return (0, 0, *after.size)
+    return ImageChops.difference(_rgb(before), _rgb(after)).getbbox()
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def change(before: Image.Image, after: Image.Image) -> float:
-    """How much a run changed an image: the mean absolute difference of the two thumbnails,
-    over every pixel and channel, from 0 (the same) to 255."""
+    """How much a run changed an image: the mean absolute difference of the two thumbnails of
+    the area it changed, over every pixel and channel, from 0 (the same) to 255."""
+    box = changed_box(before, after)
+    if box is None:
+        return 0.0
+    if before.size == after.size:
+        before, after = before.crop(box), after.crop(box)
     diff = ImageChops.difference(thumbnail(before), thumbnail(after))
     means = ImageStat.Stat(diff).mean
     return sum(means) / len(means)

@@ -242,8 +242,9 @@ PASS_FIELDS: tuple[Field, ...] = (
     Field("converge_below", "float", 0.0, "Stop repeats below change", "converge below",
           minimum=0.0, maximum=255.0, step=0.1,
           help="Stop a strength's repeats early, per image, once a run changes the image by "
-               "less than this: the mean absolute difference of a 64x64 thumbnail before and "
-               "after the run, in 0-255 units; never more runs than the repeats; 0: off."),
+               "less than this: the mean absolute difference before and after the run over "
+               "the area it changed, on a 64x64 thumbnail, in 0-255 units; never more runs "
+               "than the repeats; 0: off."),
     Field("upscale_by", "float", 1.0, "Upscale by", "upscale by", minimum=0.25, maximum=8.0,
           step=0.05, help="Applied once before the pass; sizes are rounded to multiples of 8. "
                           "Below 1 it downscales (with a Lanczos filter, whatever the upscaler)."),

@@ -83,9 +83,17 @@ def test_change_is_the_mean_absolute_difference_of_thumbnails():
     b = Image.new("RGB", (512, 768), (100, 130, 100))
     assert change(a, b) == pytest.approx(10.0)  # one channel of three moved by 30
     assert change(a, a) == 0.0
+    # a detail crop's change is measured where it changed, not diluted by the rest
+    crop = a.copy()
+    crop.paste((255, 255, 255), (100, 200, 164, 264))  # 1% of the image, by 155 everywhere
+    assert change(a, crop) == pytest.approx(155.0)
     half = a.copy()
-    half.paste((255, 255, 255), (0, 0, 256, 768))  # half the image, by 155 in every channel
-    assert change(a, half) == pytest.approx(77.5)
+    half.paste((160, 160, 160), (0, 0, 256, 768))  # half of the area it spans, by 60
+    half.paste((100, 100, 100), (0, 0, 1, 1))
+    half.paste((130, 130, 130), (511, 767, 512, 768))  # a corner: the box is the whole image
+    assert change(a, half) == pytest.approx(30.0, abs=0.1)
+    # an upscale's run: the whole image, at thumbnail size
+    assert change(a, a.resize((768, 1152))) == 0.0
     assert THUMB == 64
 
 
