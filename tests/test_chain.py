@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from lib_multipass.animation import CAPTION, frames, save, stages_of
@@ -408,3 +410,20 @@ def test_every_new_field_is_at_every_door():
     assert "converge_below" in [n for _, rows in ui.LAYOUT for row in rows for n in row]
     assert [f.name for f in ui.CHAIN_FIELDS] == ["from_pass", "stop_after"]
     assert "converge_below" in xyz.AXIS_FIELDS
+
+
+@settings(max_examples=60)
+@given(
+    steps=st.lists(st.integers(0, 30), min_size=1, max_size=8),
+    threshold=st.floats(0.5, 30),
+)
+def test_a_strength_runs_until_a_change_falls_below_the_threshold_never_more(steps, threshold):
+    backend = Shrinking({1: steps})
+    recipe = converging(repeats=max(2, len(steps)), converge_below=threshold)
+    padded = steps + [99] * (recipe.passes[0].repeats - len(steps))
+    backend.steps[1] = padded
+    result = run_job(recipe, Job(CTX, seeds=[1]), backend)
+    below = [k for k, c in enumerate(padded) if c < threshold]
+    want = padded[: below[0] + 1] if below else padded
+    assert [o.change for o in result.outputs[0][1:]] == want
+    assert len(result.settled[0]) == len(padded) - len(want)
