@@ -276,3 +276,42 @@ def test_cancel_stops_after_the_current_step_and_resume_finishes(home, tmp_path)
     entries = read_manifest(out)
     assert [e["job"] for e in entries[2:]] == [2, 3, 4]
     assert all(len(finals(out / e["folder"])) == 2 for e in entries[2:])
+
+
+def test_ctrl_c_on_the_command_keeps_what_is_done(home, tmp_path):
+    """A real SIGINT to `multipass jobs`: the running job stops after its current step and is
+    written and marked cancelled, the finished ones stay, exit 3; the next run does the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = {"base": {**BASE, "checkpoint": "tiny-toon", "steps": 10, "images": 2}, "passes": []}
+    slow["passes"] = [{"checkpoint": "tiny-photo", "denoising_strength": 0.9}]
+    (tmp_path / "l.jsonl").write_text(lines({"recipe": slow, "seeds": "1-3"}))
+    env = {**os.environ, "MULTIPASS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "lib_multipass", "jobs", "l.jsonl", "--out", "o"]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    manifest = tmp_path / "o" / MANIFEST_NAME
+    end = time.monotonic() + 600
+    while not (manifest.exists() and manifest.read_text().count("\n") >= 1):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < end, "the first job never ended"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=600)
+    said = out.decode() + err.decode()
+    assert proc.returncode == 3, said
+    assert "stopping after the current step" in said and "Traceback" not in said
+    statuses = [e["status"] for e in read_manifest(tmp_path / "o")]
+    # the signal stops the job that runs (cancelled) or, between jobs, the next one's start
+    assert set(statuses[:-1]) <= {"done"} and statuses[-1] in ("done", "cancelled")
+    assert len(statuses) <= 3 and statuses.count("done") < 3
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, check=False)
+    assert again.returncode == 0, again.stderr.decode()
+    entries = read_manifest(tmp_path / "o")
+    done = [e["job"] for e in entries if e["status"] == "done"]
+    assert sorted(done) == [1, 2, 3] and len(done) == 3  # nothing ran twice

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import Job
+from ..recipe import RecipeError
 from .workers import DiffusersRunner, Outcome, Task, WorkerLost
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # where lib_multipass is importable from
@@ -109,7 +110,12 @@ def ray_workers(
 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    count = count or gpus or max(1, int(resources.get("CPU", 1)))
+    slots = gpus or max(1, int(resources.get("CPU", 1)))
+    if count is not None and count > slots:  # Ray would wait for the missing slots forever
+        what = f"{gpus} GPUs" if gpus else f"{slots} CPUs"
+        allowed = f"at most one worker per GPU, or per CPU where there is none (Ray has {what})"
+        raise RecipeError.single("command line", "--workers", count, allowed)
+    count = count or slots
     actor = ray.remote(JobActor).options(
         num_cpus=0 if gpus else 1,
         num_gpus=1 if gpus else 0,
