@@ -189,3 +189,14 @@ def test_xyz_has_convergence_axes(webui):
 
     assert xyz.axis_label(0, "converge_below") == "[Multipass] Pass 1 stop repeats below change"
     assert "converge_below" in xyz.AXIS_FIELDS and "repeats" in xyz.AXIS_FIELDS
+
+
+def test_pass_hints_say_which_passes_this_job_leaves_out():
+    from lib_multipass.webui import ui
+
+    state = {"from_pass": 2, "stop_after": 3, "passes": [{}, {}, {}, {}]}
+    said = [ui.chain_hint(state, i) for i in range(4)]
+    assert said[0].startswith("Ran before: this job starts at pass 2")
+    assert said[1] == said[2] == ""
+    assert said[3].startswith("After the stop: this job stops after pass 3")
+    assert ui.chain_hint({"from_pass": "x"}, 0) == ""

@@ -390,6 +390,21 @@ def build(
     return enabled, state, paste, widgets
 
 
+def chain_hint(state: dict[str, Any], index: int) -> str:
+    """What a pass's hint says first when the job does not run it: a pass before the start
+    made the image this job goes on from; a pass after the stop is for a later job."""
+    try:
+        start = int(state.get("from_pass", 1) or 1)
+        stop = int(state.get("stop_after", 0) or 0)
+    except (TypeError, ValueError):
+        return ""
+    if index + 1 < start:
+        return f"Ran before: this job starts at pass {start}, from the image it is given. "
+    if stop and index + 1 > stop:
+        return f"After the stop: this job stops after pass {stop}; a later job goes on here. "
+    return ""
+
+
 def _chain_widget(gr: Any, f: Field, tab: str, continuing: bool) -> Any:
     """A job-wide chain widget: where the job starts (in img2img, from the image sent there)
     and where it stops."""
@@ -490,7 +505,10 @@ def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progr
         steps = values[len(slots)] if extra else None
         new = collect_state(slots, widget_values, previous)
         base = int(steps) if steps else None
-        hints = (hint_html(p, base, step_mode(), i) for i, p in enumerate(new["passes"]))
+        hints = (
+            chain_hint(new, i) + hint_html(p, base, step_mode(), i)
+            for i, p in enumerate(new["passes"])
+        )
         return [new, *hints]
 
     options: dict[str, Any] = {"show_progress": no_progress}
