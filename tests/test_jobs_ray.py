@@ -126,3 +126,39 @@ def test_a_worker_killed_mid_job_loses_nothing(local_ray, home, tmp_path):
     assert all(e["attempts"] == 1 for n, e in entries.items() if n != number)
     for w in workers:
         ray.kill(w.actor)
+
+
+def test_cancel_stops_every_ray_worker_after_its_step(local_ray, home, tmp_path):
+    """Ctrl-C with Ray workers: each actor stops its job after the current step; both jobs
+    come back cancelled with what they finished, and the waiting jobs are left for later."""
+    from lib_multipass.backends.diffusers_backend import DiffusersBackend
+    from lib_multipass.cli import backend_settings, build_parser, registry_settings
+    from lib_multipass.jobs.driver import ListRun, make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.ray_workers import ray_workers
+
+    slow = recipe("tiny-toon", "tiny-photo", steps=12)
+    listed = write_list(tmp_path, {"recipe": slow, "seeds": "1-4", "images": 2})
+    args = build_parser()["jobs"].parse_args([str(listed)])
+    settings = backend_settings(args, 200)
+    tasks = make_tasks(
+        read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
+    )
+    workers = ray_workers(2, settings, registry_settings(args))
+    asked = []
+
+    def cancel_when_both_sample(run):
+        for w in run.workers:
+            w.status()
+        if not asked and len(run.busy) == 2 and all(w.progress()[0] >= 1 for w in run.workers):
+            asked.append(True)
+            run.cancel()
+
+    summary = ListRun(tasks, workers, tmp_path / "out", observer=cancel_when_both_sample).run()
+    assert asked
+    assert (summary.done, summary.cancelled, summary.not_started) == (0, 2, 2)
+    entries = read_manifest(tmp_path / "out")
+    assert sorted(e["status"] for e in entries) == ["cancelled", "cancelled"]
+    assert all("cancelled" in e["reason"] for e in entries)
+    for w in workers:
+        ray.kill(w.actor)

@@ -116,3 +116,28 @@ def test_a_host_that_dies_mid_list_has_its_jobs_moved(hosts, tmp_path):
     assert not workers[1].alive
     # once gone, the host gets no more jobs: everything after ran on the steady one
     assert all(len(list((out / e["folder"]).glob("*-final.png"))) == 1 for e in entries.values())
+
+
+def test_cancel_interrupts_the_host_and_the_job_is_not_counted_done(hosts, tmp_path):
+    """Ctrl-C with a WebUI worker: the host is interrupted (POST /sdapi/v1/interrupt), what it
+    finished comes back and is written, and the job is cancelled, so a second run redoes it."""
+    from lib_multipass.jobs.driver import ListRun, make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.webui_workers import WebUIWorker
+
+    host = hosts(delay=0.4)
+    listed = write_list(tmp_path, {"recipe": TWO_PASSES, "images": 4}, {"recipe": TWO_PASSES})
+    tasks = make_tasks(read_job_list(listed), None, default_checkpoint="")
+    asked = []
+
+    def cancel_once_busy(run):
+        if not asked and run.busy:
+            asked.append(True)
+            run.cancel()
+
+    out = tmp_path / "out"
+    summary = ListRun(tasks, [WebUIWorker(host.url, "h")], out, observer=cancel_once_busy).run()
+    assert (summary.done, summary.cancelled, summary.not_started) == (0, 1, 1)
+    (entry,) = read_manifest(out)
+    assert entry["status"] == "cancelled" and entry["job"] == 1
+    assert len(entry["files"]) < 4  # the host stopped early; what it made is kept

@@ -83,6 +83,7 @@ class WebUIWorker:
         self.task: Task | None = None
         self._held: set[str] = set()
         self._loaded = ""
+        self.cancelled = False  # the current job was asked to stop (its answer may not say)
 
     def _post(self, path: str, body: dict[str, Any], timeout: float) -> tuple[int, Any]:
         data = json.dumps(body).encode()
@@ -103,6 +104,7 @@ class WebUIWorker:
         import time
 
         self.task = task
+        self.cancelled = False
         started = time.monotonic()
         try:
             status, answer = self._post("/sdapi/v1/txt2img", request_body(task), self.timeout)
@@ -119,12 +121,9 @@ class WebUIWorker:
             reason = f"the host refused the job ({status}): {_detail(answer)}"
             return Outcome(status="failed", reason=reason, seconds=seconds)
         pictures, result = _pictures(answer)
-        first = task.need.first
         self._held |= set(task.need.checkpoints)
-        self._loaded = first
-        status_, reason = ("done", "") if result in ("", "complete") else ("failed", result)
-        if "cancelled" in result:
-            status_ = "cancelled"
+        self._loaded = task.need.first
+        status_, reason = ended(result, len(pictures), len(task.job.seeds), self.cancelled)
         return Outcome(pictures=pictures, status=status_, reason=reason, seconds=seconds)
 
     def status(self) -> str:
@@ -135,11 +134,25 @@ class WebUIWorker:
         return 0, 0
 
     def cancel(self) -> None:
+        self.cancelled = True
         with contextlib.suppress(OSError):
             self._post("/sdapi/v1/interrupt", {}, 10)
 
     def held(self) -> tuple[set[str], str]:
         return set(self._held), self._loaded
+
+
+def ended(result: str, got: int, wanted: int, cancelled: bool) -> tuple[str, str]:
+    """A host's answer as the manifest says it: done only with every image and Multipass's
+    result complete (or absent, for a recipe with no pass that ran); a job the driver stopped
+    is cancelled unless it really finished, whatever the host's answer says."""
+    complete = result in ("", "complete") and got == wanted
+    if complete:
+        return "done", ""
+    why = result or f"the host sent back {got} of {wanted} images"
+    if cancelled or "cancelled" in result:
+        return "cancelled", why
+    return "failed", why
 
 
 def _detail(answer: Any) -> str:
