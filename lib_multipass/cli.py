@@ -774,7 +774,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         _checked_job(recipe, job, backend, problems)
         if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):
             print(TINY_NOTE)
+        _chain_notes(recipe, inputs or [])
         return _execute(recipe, job, backend, out, interrupts, args.stages, animation)
+
+
+def _chain_notes(recipe: Any, inputs: list[Any]) -> None:
+    """A continued chain's images made by another chain (their infotext tells): said, since
+    the result is then not the whole chain's; the job runs all the same."""
+    from .runner import other_chain
+
+    if recipe.from_pass < 2:
+        return
+    for given in inputs:
+        if other_chain(recipe, given.infotext):
+            print(
+                f"note: {given.name} was made by other passes than this recipe's before pass "
+                f"{recipe.from_pass} (its infotext says so): the result is not what the "
+                "whole chain makes in one go"
+            )
 
 
 def _animation(args: argparse.Namespace, problems: list[Problem]) -> Any:

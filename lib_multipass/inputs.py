@@ -39,6 +39,7 @@ class Input:
     name: str
     image: Image.Image
     seed: int | None = None  # the Seed its own infotext names (a Multipass or WebUI image)
+    infotext: str | None = None  # its own WebUI infotext (PNG "parameters"), if it has one
 
 
 def _files(path: Path) -> list[Path]:
@@ -60,17 +61,22 @@ def _files(path: Path) -> list[Path]:
     return found
 
 
-def _seed_of(path: Path) -> int | None:
-    """The seed in an image's WebUI infotext ('Seed: N' on its parameters line), if any: the
-    seed a chain continued from this image goes on with."""
-    from .infotext import parse_params_line
-
+def _infotext_of(path: Path) -> str | None:
+    """An image's WebUI infotext (its PNG "parameters" text), if it has one."""
     try:
         with Image.open(path) as img:
             text = img.info.get("parameters")
     except (OSError, Image.DecompressionBombError):
         return None
-    if not isinstance(text, str) or not text.strip():
+    return text if isinstance(text, str) and text.strip() else None
+
+
+def _seed_in(text: str | None) -> int | None:
+    """The seed an infotext names ('Seed: N' on its parameters line): the seed a chain
+    continued from its image goes on with."""
+    from .infotext import parse_params_line
+
+    if text is None:
         return None
     seed = parse_params_line(text.strip().split("\n")[-1]).get("Seed", "")
     return int(seed) if seed.isdigit() and int(seed) < 2**32 else None
@@ -95,7 +101,10 @@ def _open(path: Path) -> Image.Image:
 
 def read_inputs(path: Path) -> list[Input]:
     """The images at `path` (a file, or a folder's images by name), all of one size."""
-    inputs = [Input(p.name, _open(p), _seed_of(p)) for p in _files(path)]
+    inputs = []
+    for p in _files(path):
+        text = _infotext_of(p)
+        inputs.append(Input(p.name, _open(p), _seed_in(text), text))
     first = inputs[0]
     for other in inputs[1:]:
         if other.image.size != first.image.size:

@@ -79,6 +79,27 @@ def make_job(
     )
 
 
+def other_chain(recipe: Any, text: str | None) -> bool:
+    """Whether an image continued at `recipe.from_pass` was made by another chain than the
+    recipe's passes before it, as its infotext tells (False where it tells nothing)."""
+    from .infotext import recipe_from_infotext
+    from .recipe import RecipeError
+
+    try:
+        made = recipe_from_infotext(text) if text else None
+    except RecipeError:
+        return False
+    if made is None:
+        return False
+    before = [p for p in recipe.passes[: recipe.from_pass - 1] if p.enabled]
+    made_by = made.passes[: made.stop_after or len(made.passes)]  # every pass that ran on it
+
+    def same(p: Any) -> Any:
+        return dataclasses.replace(p, mask_image="")  # mask images are not in infotext
+
+    return [same(p) for p in before] != [same(p) for p in made_by]
+
+
 def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
     """The WebUI's own infotext items for the base generation."""
     params = {"Steps": str(ctx.steps), "Sampler": ctx.sampler}

@@ -339,7 +339,7 @@ def test_stopped_after_pass_1_and_continued_equals_the_whole_chain(tiny_models, 
         str(tmp_path / "rest"),
         home=home,
     )
-    assert "finished" in done.stdout
+    assert "finished" in done.stdout and "note: 02-22-final.png" not in done.stdout
     (final,) = (tmp_path / "rest").glob("*-final.png")
     assert np.array_equal(pixels(final), pixels(tmp_path / "whole" / "02-22-final.png"))
 
@@ -427,3 +427,22 @@ def test_a_strength_runs_until_a_change_falls_below_the_threshold_never_more(ste
     want = padded[: below[0] + 1] if below else padded
     assert [o.change for o in result.outputs[0][1:]] == want
     assert len(result.settled[0]) == len(padded) - len(want)
+
+
+def test_an_image_of_another_chain_is_named_when_continued():
+    from lib_multipass.infotext import params_to_text, result_params
+    from lib_multipass.runner import other_chain
+
+    whole = parse_recipe(
+        {"passes": [{"checkpoint": "a", "denoising_strength": 0.3}, {"denoising_strength": 0.2}]}
+    )
+    stopped = dataclasses.replace(whole, stop_after=1)
+    text = "p\n" + params_to_text(result_params(stopped, [0], "complete"))
+    going_on = dataclasses.replace(whole, from_pass=2)
+    assert not other_chain(going_on, text)
+    assert not other_chain(going_on, None) and not other_chain(going_on, "a photo\nSteps: 20")
+    changed = parse_recipe({"from_pass": 2, "passes": [{"denoising_strength": 0.6}, {}]})
+    assert other_chain(changed, text)
+    # the finished image of the whole chain is pass 2's output, not pass 1's
+    done = "p\n" + params_to_text(result_params(whole, [0, 1], "complete"))
+    assert other_chain(going_on, done)
