@@ -46,6 +46,9 @@ class SampleRequest:
     clip_skip: int = 1  # the WebUI's CLIP_stop_at_last_layers
     # ControlNet units (controlnet.ControlUnit) whose control image is `image`
     controlnet: tuple[Any, ...] = ()
+    subseed: int = -1  # the WebUI's variation seed, mixed in at subseed_strength
+    subseed_strength: float = 0.0
+    rng: str = "CPU"  # the WebUI's random number source: CPU, GPU or NV
 
 
 StepCallback = Callable[[int, int], None]

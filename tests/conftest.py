@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from PIL import Image
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # any hidden model-hub access fails loudly
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
@@ -64,6 +65,114 @@ def by_hand_pipeline(cls, models: Path, name: str):
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+class ByHandWebUI:
+    """The WebUI's process by hand on a plain diffusers pipeline's parts: the pipeline's own
+    prompt encoding, the WebUI's noise for each seed (backends.rng), its sigmas and img2img
+    slice (backends.sigmas), k-diffusion's sampler (backends.sampling), VAE mean in, decode
+    out truncated to bytes, and a masked image put back outside its mask. What Multipass's
+    runs must equal pixel for pixel, for batches, passes and crops."""
+
+    def __init__(self, models: Path, name: str, pipe=None) -> None:
+        from diffusers import StableDiffusionPipeline
+
+        self.pipe = pipe or by_hand_pipeline(StableDiffusionPipeline, models, name)
+        self.xl = getattr(self.pipe, "text_encoder_2", None) is not None
+
+    def __call__(
+        self,
+        prompts,
+        negative_prompts,
+        seeds,
+        *,
+        steps,
+        cfg_scale=7.0,
+        width=64,
+        height=64,
+        sampler="Euler a",
+        images=None,
+        masks=None,
+        strength=1.0,
+    ):
+        import numpy as np
+        import torch
+
+        from lib_multipass.backends import rng, sampling
+        from lib_multipass.backends import sigmas as S
+        from lib_multipass.backends.conditioning import Conds
+
+        pipe = self.pipe
+        scale = pipe.vae.config.scaling_factor
+        with torch.inference_mode():
+            pooled = unpooled = time_ids = None
+            if self.xl:
+                cond, uncond, pooled, unpooled = pipe.encode_prompt(
+                    list(prompts), None, "cpu", 1, True, list(negative_prompts)
+                )
+                time_ids = torch.tensor([height, width, 0, 0, height, width], dtype=torch.float32)
+            else:
+                cond, uncond = pipe.encode_prompt(
+                    list(prompts), "cpu", 1, True, list(negative_prompts)
+                )
+            model = S.ModelSigmas.from_config(pipe.scheduler.config)
+            xl = self.xl
+            noise = rng.ImageNoise((4, height // 8, width // 8), seeds)
+            init = mask = None
+            if images is None:
+                levels = S.sampler_sigmas(sampler, "", steps, model, xl=xl)
+            else:
+                levels = S.img2img_sigmas(sampler, "", steps, strength, model, xl=xl)
+                latents = []
+                for image in images:
+                    x = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+                    x = torch.from_numpy(np.moveaxis(x, 2, 0))[None] * 2 - 1
+                    latents.append(pipe.vae.encode(x).latent_dist.mean * scale)
+                init = torch.cat(latents)
+            if masks is not None:
+                rows = []
+                for m in masks:
+                    small = m.convert("L").convert("RGB").resize((width // 8, height // 8))
+                    keep = 1 - np.around(np.asarray(small, dtype=np.float32)[:, :, 0] / 255)
+                    rows.append(torch.from_numpy(keep)[None, None].repeat(1, 4, 1, 1))
+                mask = torch.cat(rows)
+            denoiser = sampling.Denoiser(
+                pipe.unet,
+                model,
+                lambda k: Conds(cond, uncond, pooled, unpooled),
+                cfg_scale,
+                time_ids=time_ids,
+                init_latent=init,
+                mask=mask,
+            )
+            out = sampling.sample(
+                sampler, denoiser, noise.next(), levels, noise.next, lambda k: None, init
+            )
+            made = []
+            for k in range(out.shape[0]):
+                x = pipe.vae.decode(out[k : k + 1] / scale).sample[0]
+                x = torch.clamp((x + 1) / 2, 0, 1)
+                made.append(
+                    Image.fromarray((255.0 * np.moveaxis(x.numpy(), 0, 2)).astype(np.uint8))
+                )
+        if masks is None:
+            return made
+        return [_overlay(a, b, m) for a, b, m in zip(made, images, masks, strict=True)]
+
+
+def _overlay(made, init, mask):
+    """The WebUI's overlay (processing.py): the init image pasted into a premultiplied RGBa
+    image through the inverted, doubled mask, alpha-composited over what was made."""
+    import numpy as np
+
+    doubled = np.clip(np.asarray(mask.convert("L"), dtype=np.float32) * 2, 0, 255)
+    masked = Image.new("RGBa", made.size)
+    masked.paste(
+        init.convert("RGBA").convert("RGBa"), mask=Image.fromarray(255 - doubled.astype(np.uint8))
+    )
+    out = made.convert("RGBA")
+    out.alpha_composite(masked.convert("RGBA"))
+    return out.convert("RGB")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Batched runs: a run samples a batch of images in one call, each with its own seed, prompts
-and init image, and equals the same batched generations by hand in plain diffusers, pixel for
-pixel, for whole-image and crop passes; cancel, skip and faults keep every finished image."""
+and init image, and equals the same batched generations made by hand as the WebUI makes them
+(on plain diffusers parts), pixel for pixel, for whole-image and crop passes; cancel, skip and
+faults keep every finished image."""
 
 from __future__ import annotations
 
@@ -8,16 +9,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import by_hand_pipeline
+from conftest import ByHandWebUI
 from PIL import Image
 
 torch = pytest.importorskip("torch")
-
-from diffusers import (  # noqa: E402
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionPipeline,
-)
 
 from lib_multipass.backends.diffusers_backend import (  # noqa: E402
     BackendError,
@@ -46,9 +41,6 @@ def arr(img):
     return np.asarray(img.convert("RGB"))
 
 
-by_hand = by_hand_pipeline
-
-
 def gens(seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]
 
@@ -60,35 +52,35 @@ def test_a_batched_job_equals_the_same_batches_by_hand(backend, tiny_models):
     result = run_job(recipe, job, backend)
     assert result.complete, result.account()
 
-    # by hand: two batches of two, per-image prompts and seeds; the base (no per-image prompts
-    # in a headless job) uses the job's prompt for every image
-    toon = by_hand(StableDiffusionPipeline, tiny_models, "tiny-toon")
-    photo = by_hand(StableDiffusionImg2ImgPipeline, tiny_models, "tiny-photo")
+    # by hand, as the WebUI makes them (conftest.ByHandWebUI): two batches of two, per-image
+    # prompts and seeds; the base (no per-image prompts in a headless job) uses the job's
+    # prompt for every image
+    toon, photo = ByHandWebUI(tiny_models, "tiny-toon"), ByHandWebUI(tiny_models, "tiny-photo")
     bases, finals = [], []
     for k in (0, 2):
         batch = SEEDS[k : k + 2]
-        base = toon(
-            ["a red fox"] * 2,
-            negative_prompt=["blurry"] * 2,
-            num_inference_steps=6,
-            guidance_scale=7.0,
-            height=64,
-            width=64,
-            generator=gens(batch),
-        ).images
+        base = toon(["a red fox"] * 2, ["blurry"] * 2, batch, steps=6)
         bases += base
         finals += photo(
-            prompts[k : k + 2],
-            negative_prompt=["blurry"] * 2,
-            image=base,
-            strength=4 / 6,
-            num_inference_steps=6,
-            guidance_scale=7.0,
-            generator=gens(batch),
-        ).images
+            prompts[k : k + 2], ["blurry"] * 2, batch, steps=6, images=base, strength=0.5
+        )
     for i in range(4):
         assert np.array_equal(arr(result.outputs[i][0].image), arr(bases[i])), i
         assert np.array_equal(arr(result.images[i]), arr(finals[i])), i
+
+
+def test_an_image_is_the_same_alone_or_in_a_batch(backend):
+    """As in the WebUI: each image's noise comes from its own seed's generator, ancestral
+    steps included, so batching changes nothing but speed (and the last bits of the UNet's
+    batched arithmetic: a level or two here and there, where another seed is another image)."""
+    recipe = parse_recipe({"passes": [{"denoising_strength": 0.5}]})
+    together = run_job(recipe, Job(CTX, seeds=SEEDS[:2], batch_size=2), backend)
+    alone = run_job(recipe, Job(CTX, seeds=SEEDS[1:2], batch_size=1), backend)
+    other = run_job(recipe, Job(CTX, seeds=SEEDS[2:3], batch_size=1), backend)
+    diff = np.abs(arr(together.images[1]).astype(int) - arr(alone.images[0]).astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 4, (diff.mean(), diff.max())
+    far = np.abs(arr(other.images[0]).astype(int) - arr(alone.images[0]).astype(int))
+    assert far.mean() > 5
 
 
 def test_a_batched_crop_pass_equals_the_same_batch_by_hand(backend, tiny_models):
@@ -110,19 +102,16 @@ def test_a_batched_crop_pass_equals_the_same_batch_by_hand(backend, tiny_models)
 
     (planned,) = box_crops((64, 64), (64, 64), recipe.passes[0].boxes, recipe.passes[0])
     cut = [cut_crop(image, planned) for image in images]
-    inpaint = by_hand(StableDiffusionInpaintPipeline, tiny_models, "tiny-toon")
+    inpaint = ByHandWebUI(tiny_models, "tiny-toon")
     made = inpaint(
         ["a red fox"] * 3,
-        negative_prompt=["blurry"] * 3,
-        image=[r for r, _ in cut],
-        mask_image=[m for _, m in cut],
-        height=64,
-        width=64,
-        strength=4.5 / 6,
-        num_inference_steps=6,
-        guidance_scale=7.0,
-        generator=gens(SEEDS[:3]),
-    ).images
+        ["blurry"] * 3,
+        SEEDS[:3],
+        steps=6,
+        images=[r for r, _ in cut],
+        masks=[m for _, m in cut],
+        strength=0.6,
+    )
     for i in range(3):
         want = paste_back(images[i], made[i], planned)
         assert np.array_equal(arr(result.images[i]), arr(want)), i

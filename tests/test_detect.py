@@ -333,3 +333,21 @@ def test_an_opencv_that_does_not_import_is_named_not_a_crash(tmp_path):
         " ".join(done.stdout.split())
     )
     assert done.stdout.rstrip().endswith("or ultralytics or mediapipe for their models.")
+
+
+def test_progress_ends_at_its_total_when_fewer_faces_are_found_than_counted(backend):
+    """A detect pass counts steps for the faces it may find; on an image with none (and one
+    with a face, then a blank one) the last report is still done == total: no bar stuck at
+    33%."""
+    recipe = parse_recipe({"passes": [DETECT, {"denoising_strength": 0.3}]})
+    blank = Image.new("RGB", astronaut().size, (128, 128, 128))
+    seen = []
+    result = run_job(
+        recipe,
+        Job(CTX, images=[blank, astronaut()], seeds=[5, 6], detectors=Registry()),
+        backend,
+        progress=seen.append,
+    )
+    assert result.complete, result.account()
+    assert seen[-1].done == seen[-1].total
+    assert all(p.done <= p.total for p in seen)

@@ -5,15 +5,10 @@ import socket
 
 import numpy as np
 import pytest
-from conftest import NetworkAccess, by_hand_pipeline
+from conftest import ByHandWebUI, NetworkAccess
 from PIL import Image
 
 torch = pytest.importorskip("torch")
-
-from diffusers import (  # noqa: E402
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionPipeline,
-)
 
 from lib_multipass.engine import Control, Job, run_job  # noqa: E402
 from lib_multipass.imaging import box_crops  # noqa: E402
@@ -59,40 +54,32 @@ def test_one_go_equals_by_hand(backend, tiny_models):
     result = run_job(TWO_PASSES, job(), backend)
     assert result.complete, result.account()
 
-    # the same three generations one after another, in plain diffusers, same seeds.
-    # The WebUI runs int(d * 8) + 1 of 8 steps: 5 for 0.5 and 7 for 0.75; diffusers runs
-    # int(8 * strength) steps, so by hand those are strengths 5/8 and 7/8.
+    # the same three generations one after another, as the WebUI makes them, by hand on plain
+    # diffusers parts (conftest.ByHandWebUI), same seeds: the WebUI's img2img runs
+    # int(d * 8) + 1 of 8 steps, 5 for 0.5 and 7 for 0.75
     seed = 11
-    toon = by_hand_pipeline(StableDiffusionPipeline, tiny_models, "tiny-toon")
-    base = toon(
-        "a red fox in snow",
-        negative_prompt="blurry",
-        num_inference_steps=8,
-        guidance_scale=7.0,
-        height=64,
-        width=64,
-        generator=torch.Generator().manual_seed(seed),
-    ).images[0]
-    photo = by_hand_pipeline(StableDiffusionImg2ImgPipeline, tiny_models, "tiny-photo")
-    first = photo(
-        "a red fox in snow",
-        negative_prompt="blurry",
-        image=base.resize((96, 96), Image.Resampling.LANCZOS),
-        strength=5 / 8,
-        num_inference_steps=8,
-        guidance_scale=7.0,
-        generator=torch.Generator().manual_seed(seed),
-    ).images[0]
-    toon2 = by_hand_pipeline(StableDiffusionImg2ImgPipeline, tiny_models, "tiny-toon")
-    second = toon2(
-        "a red fox in snow, photo",
-        negative_prompt="blurry",
-        image=first,
-        strength=7 / 8,
-        num_inference_steps=8,
-        guidance_scale=7.0,
-        generator=torch.Generator().manual_seed(seed),
-    ).images[0]
+    toon, photo = ByHandWebUI(tiny_models, "tiny-toon"), ByHandWebUI(tiny_models, "tiny-photo")
+    (base,) = toon(["a red fox in snow"], ["blurry"], [seed], steps=8)
+    (first,) = photo(
+        ["a red fox in snow"],
+        ["blurry"],
+        [seed],
+        steps=8,
+        width=96,
+        height=96,
+        images=[base.resize((96, 96), Image.Resampling.LANCZOS)],
+        strength=0.5,
+    )
+    (second,) = toon(
+        ["a red fox in snow, photo"],
+        ["blurry"],
+        [seed],
+        steps=8,
+        width=96,
+        height=96,
+        images=[first],
+        strength=0.75,
+    )
 
     stages = [o.image for o in result.outputs[0]]
     assert np.array_equal(arr(stages[0]), arr(base))

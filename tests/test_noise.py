@@ -11,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_multipass.backends import rng
+from lib_multipass.backends import rng, sampling
 from lib_multipass.backends import sigmas as S
 from lib_multipass.schedule import img2img_steps
-from tests.data.a1111_noise import REF
+from tests.data.a1111_noise import REF, SAMPLED
 
 
 def flat(t: torch.Tensor) -> list[float]:
@@ -151,3 +151,25 @@ def test_img2img_runs_the_steps_schedule_py_says(
     full = S.sampler_sigmas(sampler, "", count.schedule, MODEL)
     assert len(sliced) == count.run + 1
     assert torch.equal(sliced, full[count.schedule - count.run :])
+
+
+def toy_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The toy denoiser the reference numbers were made with (tests/data/a1111_noise.py)."""
+    s = sigma.reshape(-1, 1, 1, 1)
+    return 0.9 * x / (s**2 + 1) ** 0.5 + 0.1 * torch.tanh(x)
+
+
+@pytest.mark.parametrize("key", list(SAMPLED))
+def test_samplers_step_as_the_webuis_k_diffusion(key: str) -> None:
+    """Each sampler from the WebUI's initial noise over the WebUI's sigmas, its ancestral noise
+    from the images' own generators, ends where k-diffusion's does in the WebUI."""
+    name, label = key.split("|")
+    noise = rng.ImageNoise((4, 4, 4), [3, 4])
+    levels = S.sampler_sigmas(name, label, 6, MODEL)
+    steps: list[int] = []
+    x = sampling.SAMPLERS[name](
+        toy_denoiser, noise.next() * levels[0], levels, noise.next, steps.append
+    )
+    got = [*flat(x[:, :, 0, :2]), float(x.sum())]
+    assert close(got[:-1], SAMPLED[key][:-1], 2e-6) and abs(got[-1] - SAMPLED[key][-1]) < 1e-3
+    assert steps == [1, 2, 3, 4, 5, 6]

@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import ByHandWebUI
 from PIL import Image
 
 torch = pytest.importorskip("torch")
@@ -15,9 +16,7 @@ torch = pytest.importorskip("torch")
 from diffusers import (  # noqa: E402
     AutoencoderKL,
     EulerAncestralDiscreteScheduler,
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection  # noqa: E402
@@ -94,36 +93,16 @@ def test_sd1_base_sdxl_pass_sd1_pass_equals_the_same_three_by_hand(backend, tiny
     assert result.complete, result.account()
     assert result.checkpoints_loaded == ["tiny-toon", "tiny-xl", "tiny-toon"]
 
-    seed = 21
-    g = torch.Generator().manual_seed
-    base = by_hand(StableDiffusionPipeline, tiny_models, "tiny-toon", "sd1")(
-        "a lighthouse at dusk",
-        negative_prompt="blurry",
-        num_inference_steps=8,
-        guidance_scale=7.0,
-        height=64,
-        width=64,
-        generator=g(seed),
-    ).images[0]
-    # SDXL img2img by hand with diffusers' own defaults: size conditioning (64, 64), crop (0, 0)
-    xl = by_hand(StableDiffusionXLImg2ImgPipeline, tiny_models, "tiny-xl", "sdxl")(
-        "a lighthouse at dusk",
-        negative_prompt="blurry",
-        image=base,
-        strength=5 / 8,
-        num_inference_steps=8,
-        guidance_scale=7.0,
-        generator=g(seed),
-    ).images[0]
-    last = by_hand(StableDiffusionImg2ImgPipeline, tiny_models, "tiny-toon", "sd1")(
-        "a lighthouse at dusk",
-        negative_prompt="blurry",
-        image=xl,
-        strength=7 / 8,
-        num_inference_steps=8,
-        guidance_scale=7.0,
-        generator=g(seed),
-    ).images[0]
+    # by hand as the WebUI makes them (conftest.ByHandWebUI), the SDXL pass with the WebUI's
+    # size conditioning (64, 64), crop (0, 0): 5 of 8 steps at 0.5, 7 of 8 at 0.75
+    seed, prompt, negative = [21], ["a lighthouse at dusk"], ["blurry"]
+    toon = ByHandWebUI(tiny_models, "tiny-toon")
+    xl_pipe = by_hand(StableDiffusionXLPipeline, tiny_models, "tiny-xl", "sdxl")
+    (base,) = toon(prompt, negative, seed, steps=8)
+    (xl,) = ByHandWebUI(tiny_models, "tiny-xl", xl_pipe)(
+        prompt, negative, seed, steps=8, images=[base], strength=0.5
+    )
+    (last,) = toon(prompt, negative, seed, steps=8, images=[xl], strength=0.75)
     stages = [o.image for o in result.outputs[0]]
     assert np.array_equal(arr(stages[0]), arr(base))
     assert np.array_equal(arr(stages[1]), arr(xl))
@@ -199,19 +178,22 @@ def test_sdxl_size_conditioning_is_what_the_webui_passes(what, width, height, we
 
 
 def test_the_runner_passes_that_conditioning_to_sdxl(backend, monkeypatch):
-    seen = {}
-    real = StableDiffusionXLImg2ImgPipeline.__call__
+    """The UNet's size ids are the WebUI's for a 96x96 pass: original (96, 96), crop (0, 0),
+    target (96, 96), for every row (prompt and negative prompt)."""
+    seen = []
+    real = UNet2DConditionModel.forward
 
     def spy(self, *args, **kwargs):
-        seen.update(kwargs)
+        added = kwargs.get("added_cond_kwargs")
+        if added is not None:
+            seen.append(added["time_ids"])
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(StableDiffusionXLImg2ImgPipeline, "__call__", spy)
+    monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
     recipe = parse_recipe({"passes": [{"checkpoint": "tiny-xl", "upscale_by": 1.5}]})
     ctx = dataclasses.replace(CTX, steps=2)
     assert run_job(recipe, Job(ctx, seeds=[3]), backend).complete
-    assert seen["original_size"] == seen["target_size"] == (96, 96)
-    assert seen["crops_coords_top_left"] == (0, 0)
+    assert seen and all(ids.tolist() == [[96, 96, 0, 0, 96, 96]] * 2 for ids in seen)
 
 
 def marked_copy(tiny_models, folder, name, markers):

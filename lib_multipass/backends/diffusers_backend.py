@@ -41,25 +41,39 @@ from ..protocol import SampleRequest, StepCallback
 from ..recipe import Problem, where_pass
 from ..schedule import img2img_steps
 from . import lora as lora_merge
+from . import rng, sampling, sigmas
 from .conditioning import PromptEncoder, mentioned_embeddings, schedule_steps, tokenize
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-# the WebUI's sampler names -> (diffusers scheduler class, settings)
-SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+# samplers the runner runs as the WebUI runs them: k-diffusion's, on the WebUI's noise and sigmas
+# (lib_multipass.backends.sampling), with every schedule type of the WebUI
+WEBUI_SAMPLERS = tuple(sampling.SAMPLERS)
+WEBUI_SCHEDULE_TYPES = ("", "Automatic", *sigmas.SCHEDULE_TYPES)
+# samplers left on diffusers' schedulers (the WebUI runs them with code of its own: DDIM, PLMS
+# and UniPC are timestep samplers, DPM++ 2M SDE draws a Brownian tree): the WebUI's sampler
+# names -> (diffusers scheduler class, settings)
+DIFFUSERS_SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
     "DDIM": ("DDIMScheduler", {}),
     "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
-    "LMS": ("LMSDiscreteScheduler", {}),
-    "Heun": ("HeunDiscreteScheduler", {}),
-    "DPM2": ("KDPM2DiscreteScheduler", {}),
-    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
     "UniPC": ("UniPCMultistepScheduler", {}),
 }
-# the WebUI's schedule types -> scheduler settings ("" and Automatic: the sampler's own)
+SAMPLERS: tuple[str, ...] = (
+    "Euler",
+    "Euler a",
+    "DPM++ 2M",
+    "DPM++ 2M SDE",
+    "DPM++ 2S a",
+    "DDIM",
+    "PLMS",
+    "LMS",
+    "Heun",
+    "DPM2",
+    "DPM2 a",
+    "UniPC",
+)
+# the WebUI's schedule types -> diffusers scheduler settings ("" and Automatic: the sampler's own)
 SCHEDULE_TYPES: dict[str, dict[str, Any]] = {
     "": {},
     "Automatic": {},
@@ -294,8 +308,11 @@ def _takes(scheduler_class: str, settings: dict[str, Any]) -> bool:
 
 
 def supported_schedule_types(sampler: str) -> list[str]:
-    """The schedule types `sampler` supports in this diffusers version."""
-    cls = _scheduler_class(SAMPLERS[sampler][0])
+    """The schedule types `sampler` supports: all of the WebUI's for the samplers that run as
+    the WebUI runs them, the ones this diffusers version has for the others."""
+    if sampler in WEBUI_SAMPLERS:
+        return list(WEBUI_SCHEDULE_TYPES)
+    cls = _scheduler_class(DIFFUSERS_SAMPLERS[sampler][0])
     params = inspect.signature(cls.__init__).parameters
     return [k for k, v in SCHEDULE_TYPES.items() if all(name in params for name in v)]
 
@@ -688,7 +705,9 @@ class DiffusersBackend:
             return []
         if not settings or run.sampler not in SAMPLERS:
             return []
-        able = [s for s in SAMPLERS if _takes(SAMPLERS[s][0], settings)]
+        able = [
+            s for s in SAMPLERS if s in WEBUI_SAMPLERS or _takes(DIFFUSERS_SAMPLERS[s][0], settings)
+        ]
         if run.sampler in able:
             return []
         what = "zero-terminal-SNR v-prediction" if len(settings) > 1 else "v-prediction"
@@ -702,7 +721,9 @@ class DiffusersBackend:
         problems = []
         if sampler not in SAMPLERS:
             problems.append(Problem(where, "sampler", sampler, "one of " + ", ".join(SAMPLERS)))
-        elif scheduler not in supported_schedule_types(sampler):
+        elif sigmas.SCHEDULE_ALIASES.get(scheduler, scheduler) not in supported_schedule_types(
+            sampler
+        ):
             allowed = ", ".join(repr(s) for s in supported_schedule_types(sampler))
             problems.append(
                 Problem(where, "scheduler", scheduler, f"with {sampler!r}: one of {allowed}")
@@ -892,10 +913,11 @@ class DiffusersBackend:
             problems = self.check_sampling(sampler, scheduler, "", "sampling")
             if problems:
                 raise BackendError(str(problems[0]))
-            cls_name, settings = SAMPLERS[sampler]
+            cls_name, settings = DIFFUSERS_SAMPLERS[sampler]
             base = self._cache[self._current][0].scheduler.config
             cls = _scheduler_class(cls_name)
-            self._schedulers[key] = cls.from_config(base, **settings, **SCHEDULE_TYPES[scheduler])
+            kind = SCHEDULE_TYPES[sigmas.SCHEDULE_ALIASES.get(scheduler, scheduler)]
+            self._schedulers[key] = cls.from_config(base, **settings, **kind)
         return self._schedulers[key]
 
     def generate(
@@ -926,6 +948,8 @@ class DiffusersBackend:
         import torch
 
         first = requests[0]
+        if first.sampler in WEBUI_SAMPLERS:
+            return self._generate_webui(requests, on_step)
         kind = "txt2img" if first.image is None else "img2img"
         if first.mask is not None:
             kind = "inpaint"
@@ -986,6 +1010,91 @@ class DiffusersBackend:
                 }
             return list(pipe(**args).images)
 
+    def _model_sigmas(self) -> sigmas.ModelSigmas:
+        """The loaded checkpoint's noise levels (zero terminal SNR where its markers say)."""
+        key = ("sigmas", self._current)
+        if key not in self._schedulers:
+            config = dict(self._cache[self._current][0].scheduler.config)
+            ztsnr = bool(config.get("rescale_betas_zero_snr"))
+            self._schedulers[key] = sigmas.ModelSigmas.from_config(config, zero_terminal_snr=ztsnr)
+        return self._schedulers[key]
+
+    def _generate_webui(
+        self, requests: Sequence[SampleRequest], on_step: StepCallback
+    ) -> list[Image.Image]:
+        """A batch sampled as the WebUI samples it: the WebUI's noise for each image's seed, its
+        sigmas, k-diffusion's sampler on its CFG denoiser, VAE encode and decode one image at
+        a time, pixels truncated to bytes, and a masked image put back outside its mask."""
+        import torch
+
+        first = requests[0]
+        pipe = self._cache[self._current][0]
+        xl = _family_of_pipeline(pipe) == "sdxl"
+        cond = self.conditioning(pipe, requests)
+        model = self._model_sigmas()
+        device = str(pipe.unet.device)
+        noise = rng.ImageNoise(
+            (4, first.height // 8, first.width // 8),
+            [r.seed for r in requests],
+            subseeds=[r.subseed for r in requests],
+            subseed_strength=first.subseed_strength,
+            source=first.rng,
+            device=device,
+        )
+        with torch.inference_mode():
+            init, mask = None, None
+            if first.image is None:
+                levels = sigmas.sampler_sigmas(
+                    first.sampler, first.scheduler, first.steps, model, xl=xl
+                )
+            else:
+                levels = sigmas.img2img_sigmas(
+                    first.sampler,
+                    first.scheduler,
+                    first.steps,
+                    first.strength,
+                    model,
+                    fixed=first.step_mode == "fixed",
+                    xl=xl,
+                )
+                images = [_init_image(r) for r in requests]
+                init = torch.cat([_encode(pipe.vae, image, device) for image in images])
+                if first.mask is not None:
+                    mask = torch.cat([_latent_mask(r.mask, init.shape[-2:]) for r in requests])
+                    mask = mask.to(device)
+            time_ids = None
+            if xl:
+                h, w = first.height, first.width
+                time_ids = torch.tensor([h, w, 0, 0, h, w], dtype=torch.float32)
+            settings = self.prediction(self._current)
+            denoiser = sampling.Denoiser(
+                pipe.unet,
+                model,
+                cond.cond_at,
+                first.cfg_scale,
+                v_prediction=settings.get("prediction_type") == "v_prediction",
+                time_ids=time_ids,
+                init_latent=init,
+                mask=mask,
+            )
+            total = len(levels) - 1
+            latents = sampling.sample(
+                first.sampler,
+                denoiser,
+                noise.next(),
+                levels,
+                noise.next,
+                lambda step: on_step(step, total),
+                init,
+            )
+            out = [_decode(pipe.vae, latents[k : k + 1]) for k in range(len(requests))]
+        if first.mask is not None:
+            out = [
+                _overlay(image, _init_image(r), r.mask)
+                for image, r in zip(out, requests, strict=True)
+            ]
+        return out
+
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
         """`image` resized to `size`: with the named filter, or, to a smaller size, with Lanczos
         whatever the upscaler (as the WebUI's resize_image downscales)."""
@@ -994,6 +1103,77 @@ class DiffusersBackend:
         smaller = size[0] <= image.width and size[1] <= image.height
         how = Image.Resampling.LANCZOS if smaller else UPSCALERS[upscaler]
         return image.convert("RGB").resize(size, how)
+
+
+def _init_image(r: SampleRequest) -> Image.Image:
+    """A request's init image at its size, resized with Lanczos as the WebUI's resize_image."""
+    assert r.image is not None
+    image = r.image.convert("RGB")
+    if image.size != (r.width, r.height):
+        image = image.resize((r.width, r.height), Image.Resampling.LANCZOS)
+    return image
+
+
+def _encode(vae: Any, image: Image.Image, device: str) -> Any:
+    """An image's latent as the WebUI encodes it ([0, 255] -> [-1, 1], the VAE, its scaling
+    factor), taking the posterior's mean where the WebUI draws from it (its spread is tiny)."""
+    import numpy as np
+    import torch
+
+    x = torch.from_numpy(np.moveaxis(np.asarray(image, dtype=np.float32) / 255.0, 2, 0))
+    x = (x[None] * 2 - 1).to(device, vae.dtype)
+    latent = vae.encode(x).latent_dist.mean
+    return (latent * vae.config.scaling_factor).float()
+
+
+def _decode(vae: Any, latent: Any) -> Image.Image:
+    """A latent's image as the WebUI decodes it: the VAE, [-1, 1] clamped to [0, 1], times
+    255, truncated to bytes (astype(uint8)); an SDXL VAE that needs it runs in float32."""
+    import numpy as np
+    import torch
+
+    upcast = bool(getattr(vae.config, "force_upcast", False)) and vae.dtype == torch.float16
+    dtype = torch.float32 if upcast else vae.dtype
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        x = vae.decode((latent / vae.config.scaling_factor).to(dtype)).sample.float()
+    finally:
+        if upcast:
+            vae.to(torch.float16)
+    x = torch.clamp((x[0] + 1.0) / 2.0, min=0.0, max=1.0)
+    pixels = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _latent_mask(mask: Image.Image, shape: Any) -> Any:
+    """The WebUI's latent mask of an inpaint mask (white regenerates): resized to the latent
+    size (bicubic), rounded to 0 or 1; returns the part kept (1 - the regenerated) [1, 4, h, w]."""
+    import numpy as np
+    import torch
+
+    h, w = int(shape[0]), int(shape[1])
+    small = mask.convert("L").convert("RGB").resize((w, h))
+    regenerated = np.around(np.asarray(small, dtype=np.float32)[:, :, 0] / 255)
+    kept = torch.from_numpy(1.0 - regenerated)
+    return kept[None, None].repeat(1, 4, 1, 1)
+
+
+def _overlay(image: Image.Image, init: Image.Image, mask: Image.Image) -> Image.Image:
+    """The WebUI's overlay of an inpainted image: the init image outside the mask (where the
+    mask, doubled and clipped, is not white) composited over what was generated."""
+    import numpy as np
+
+    m = mask.convert("L")
+    if m.size != image.size:
+        m = m.resize(image.size, Image.Resampling.LANCZOS)
+    doubled = np.clip(np.asarray(m, dtype=np.float32) * 2, 0, 255).astype(np.uint8)
+    keep = Image.fromarray(255 - doubled)
+    masked = Image.new("RGBa", image.size)
+    masked.paste(init.convert("RGBA").convert("RGBa"), mask=keep)
+    out = image.convert("RGBA")
+    out.alpha_composite(masked.convert("RGBA"))
+    return out.convert("RGB")
 
 
 def _no_progress(step: int, steps: int) -> None:
