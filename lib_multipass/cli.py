@@ -923,7 +923,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 import ray
 
                 ray.shutdown()
-    return _jobs_report(summary, out, run.stopping)
+    return _jobs_report(summary, out, run.stopping, hosts=engine == "webui")
 
 
 def _list_workers(
@@ -947,14 +947,20 @@ def _list_workers(
     return ray_workers(count, settings, registry_settings(args)), started
 
 
-def _jobs_report(summary: Any, out: Path, stopped: bool) -> int:
+def _jobs_report(summary: Any, out: Path, stopped: bool, hosts: bool) -> int:
     from .jobs.manifest import MANIFEST_NAME
 
-    print(f"multipass: jobs: {summary.text()}")
+    print(f"multipass: jobs: {summary.text()}, {summary.images} images written")
     for worker, loads in summary.loads.items():
         read = ", ".join(f"{k} x{v}" for k, v in sorted(loads.items())) or "none"
-        print(f"  {worker}: checkpoints read from disk: {read}")
+        ran = f"{summary.ran[worker]} job(s)"
+        print(f"  {worker}: {ran}" + ("" if hosts else f", checkpoints read from disk: {read}"))
     print(f"  manifest: {out / MANIFEST_NAME}")
+    if summary.skipped:
+        print(
+            f"  {summary.skipped} job(s) already done in {out} were skipped; "
+            "--fresh runs them again"
+        )
     if summary.failed:
         print(f"multipass: {summary.failed} job(s) failed; the manifest says why", file=sys.stderr)
         return EXIT_ERROR

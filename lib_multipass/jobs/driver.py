@@ -105,6 +105,8 @@ class Summary:
     not_started: int = 0
     retries: int = 0
     loads: dict[str, Counter[str]] = field(default_factory=dict)  # worker -> disk loads
+    ran: Counter[str] = field(default_factory=Counter)  # worker -> jobs that ended there
+    images: int = 0  # images written
     seconds: float = 0.0
 
     def text(self) -> str:
@@ -253,6 +255,9 @@ class ListRun:
         files: Sequence[str] = (),
     ) -> None:
         setattr(self.summary, status, getattr(self.summary, status) + 1)
+        if worker is not None:
+            self.summary.ran[worker.name] += 1
+        self.summary.images += len(files)
         entry = {
             "job": task.spec.number,
             "line": task.spec.line,

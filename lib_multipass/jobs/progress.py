@@ -39,7 +39,7 @@ class Display:
             self.lines[w.name].set_description_str(
                 f"  {w.name}: {state}" + (f" | loaded: {loads}" if loads else ""), refresh=True
             )
-        self.bar.set_description(f"jobs {ended}/{self.jobs}", refresh=False)
+        self.bar.set_description(f"jobs {ended}/{self.jobs}, {s.images} images", refresh=False)
         self.bar.update(min(run.total_steps, run.steps_done + running) - self.bar.n)
 
     def close(self) -> None:
