@@ -54,6 +54,14 @@ CHAIN = {
         {"checkpoint": "photo", "denoising_strength": 0.5, "upscale_by": 1.5},
         {"denoising_strength": 0.4, "repeats": 4, "converge_below": 3},
         {"checkpoint": "toon.safetensors [aaaa]", "denoising_strength": 0.3},
+        {
+            "region": "crop",
+            "mask_source": "boxes",
+            "boxes": [[8, 8, 40, 40]],  # on the 64x64 base: 12..60 on the 96x96 image
+            "denoising_strength": 0.6,
+            "working_width": 64,
+            "working_height": 64,
+        },
     ]
 }
 
@@ -91,11 +99,11 @@ def test_stopped_after_pass_1_sent_to_img2img_and_continued_equals_the_whole_cha
     first = stopped.index_of_first_image
     picked, text = stopped.images[first + 1], stopped.infotexts[first + 1]  # the second: 101
     params = parse_params_line(text.splitlines()[-1])
-    assert params["Multipass stop after"] == "1" and params["Multipass passes"] == "3"
+    assert params["Multipass stop after"] == "1" and params["Multipass passes"] == "4"
     assert picked.size == (96, 96)  # pass 1's upscale, and no more
 
     # what "Send to img2img" pastes: the whole chain, going on at pass 2
-    state = ui.recipe_state_from_params(params, 3, continuing=True)
+    state = ui.recipe_state_from_params(params, 4, continuing=True)
     assert state["from_pass"] == 2 and state["stop_after"] == 0
     f = next(f for f in ui.CHAIN_FIELDS if f.name == "from_pass")
     assert ui.chain_paste(f, True)(params) == 2 and ui.chain_paste(f, False)(params) == 1
@@ -110,7 +118,7 @@ def test_stopped_after_pass_1_sent_to_img2img_and_continued_equals_the_whole_cha
     # the continued image tells the whole chain: what ran before, what ran now
     text = continued.infotexts[continued.index_of_first_image]
     after = parse_params_line(text.splitlines()[-1])
-    assert after["Multipass from pass"] == "2" and after["Multipass passes"] == "3"
+    assert after["Multipass from pass"] == "2" and after["Multipass passes"] == "4"
     assert after["Multipass result"] == "complete"
     assert "Multipass stop after" not in after
 
@@ -200,3 +208,37 @@ def test_pass_hints_say_which_passes_this_job_leaves_out():
     assert said[1] == said[2] == ""
     assert said[3].startswith("After the stop: this job stops after pass 3")
     assert ui.chain_hint({"from_pass": "x"}, 0) == ""
+
+
+def test_an_api_img2img_request_continues_at_the_size_of_the_image_it_sends(webui):
+    """The API's check sees a continued chain at the sent image's size, with its boxes drawn
+    on the chain's base, as the whole chain's are."""
+    import base64
+    import io
+
+    import pytest
+    from PIL import Image
+
+    from lib_multipass.recipe import RecipeError
+    from lib_multipass.webui import job
+
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96)).save(buf, "PNG")
+    picked = base64.b64encode(buf.getvalue()).decode()
+    assert job.sent_size(job.RequestView({"init_images": [picked]})) == (96, 96)
+    assert job.sent_size(job.RequestView({"init_images": ["not base64!"]})) is None
+    assert job.sent_size(job.RequestView({})) is None
+    crop = {
+        "region": "crop",
+        "mask_source": "boxes",
+        "boxes": [[70, 70, 90, 90]],
+        "denoising_strength": 0.3,
+    }
+    recipe = {"from_pass": 2, "passes": [{"upscale_by": 1.5}, crop]}
+    body = {"width": 64, "height": 64, "init_images": [picked]}
+    # boxes are drawn on the chain's base (the request's size, as pasted): this one lies
+    # outside it, as it would in the whole chain
+    with pytest.raises(RecipeError, match="boxes that overlap the 64x64 base image"):
+        job.validate_request(True, recipe, body)
+    crop["boxes"] = [[40, 40, 60, 60]]
+    job.validate_request(True, recipe, body)

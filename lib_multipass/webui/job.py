@@ -128,13 +128,23 @@ def validate(
         if problems:
             raise RecipeError(problems)
         return None, [], {}
+    drawn = size
     if recipe.from_pass > 1:  # a chain continued from the image sent to img2img: its size
         size = sent_size(p) or size
-    ctx = context(p, *size, has_mask=has_mask)
+    ctx = drawn_on(context(p, *size, has_mask=has_mask), drawn)
     mask = mask_of() if has_mask else None
     job = Job(ctx, images=[], seeds=[], job_mask=mask, detectors=compat.detectors())
     runs, masks = prepare(recipe, job, WebUIBackend(), problems)
     return recipe, list(runs), dict(masks or {})
+
+
+def drawn_on(ctx: JobContext, drawn: tuple[int, int]) -> JobContext:
+    """A continued chain's context: its boxes are drawn on the chain's base image (the job's
+    own size, pasted from the picked image's infotext), and scale to the image sent, as they
+    scale with the image in the whole chain."""
+    if drawn == (ctx.width, ctx.height):
+        return ctx
+    return dataclasses.replace(ctx, box_space=drawn)
 
 
 def sent_size(p: Any) -> tuple[int, int] | None:
@@ -306,9 +316,10 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
     if not images:
         return None
     seeds = seeds[: len(images)]
+    drawn = images[0].size
     if state.recipe.from_pass > 1:
         images = continued_images(p, len(images)) or images
-    ctx = context(p, *images[0].size, has_mask=state.job_mask is not None)
+    ctx = drawn_on(context(p, *images[0].size, has_mask=state.job_mask is not None), drawn)
     prompts = list(getattr(processed, "all_prompts", None) or [])[: len(images)]
     negatives = list(getattr(processed, "all_negative_prompts", None) or [])[: len(images)]
     job = Job(
