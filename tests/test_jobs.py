@@ -315,3 +315,14 @@ def test_ctrl_c_on_the_command_keeps_what_is_done(home, tmp_path):
     entries = read_manifest(tmp_path / "o")
     done = [e["job"] for e in entries if e["status"] == "done"]
     assert sorted(done) == [1, 2, 3] and len(done) == 3  # nothing ran twice
+
+
+def test_a_lost_job_goes_elsewhere_when_there_is_an_elsewhere():
+    from lib_multipass.jobs.driver import may_take
+
+    assert may_take(set(), "a", ["a", "b"])
+    assert not may_take({"a"}, "a", ["a", "b"])  # b has not lost it: b takes it
+    assert may_take({"a"}, "a", ["a"])  # the only worker left
+    # lost on every live worker (restarted actors): it still runs while its attempts last
+    assert may_take({"a", "b"}, "a", ["a", "b"]) and may_take({"a", "b"}, "b", ["a", "b"])
+    assert may_take({"a"}, "b", ["b"])

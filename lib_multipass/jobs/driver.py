@@ -195,10 +195,8 @@ class ListRun:
                 return
             if worker.name in self.busy:
                 continue
-            # a job lost on a worker goes elsewhere when there is an elsewhere
-            choices = [t for t in self.waiting if worker.name not in t.retries_on]
-            if not choices and len(live) == 1:
-                choices = list(self.waiting)
+            names = [w.name for w in live]
+            choices = [t for t in self.waiting if may_take(t.retries_on, worker.name, names)]
             if not choices:
                 continue
             held, loaded = worker.held()
@@ -282,6 +280,15 @@ class ListRun:
             self.observer(self)
         if self.display is not None:
             self.display.update(self)
+
+
+def may_take(lost_on: set[str], worker: str, live: Sequence[str]) -> bool:
+    """Whether `worker` may take a job that was lost on the workers `lost_on`: a lost job goes
+    elsewhere when there is an elsewhere (a live worker it was not lost on), else anywhere
+    live, so a job is never left waiting while its attempts last."""
+    if worker not in lost_on:
+        return True
+    return not any(w not in lost_on for w in live)
 
 
 def write_pictures(
