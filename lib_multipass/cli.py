@@ -909,7 +909,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 problems += e.problems
             if problems:
                 raise RecipeError(problems)
-            workers, started_ray = _list_workers(engine, count, args, backend, cache_mb)
+            workers, started_ray = _list_workers(engine, count, args, backend, cache_mb, tasks)
             run = ListRun(tasks, workers, out, stages=args.stages, fresh=args.fresh)
             run.display = Display(workers, run.total_steps, len(run.waiting))
             interrupts.control = run
@@ -926,14 +926,46 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return _jobs_report(summary, out, run.stopping, hosts=engine == "webui")
 
 
+def _hosts(urls: Sequence[str], tasks: Sequence[Any]) -> list[Any]:
+    """WebUI hosts as workers, each asked for its checkpoints first: a host that does not
+    answer, and a job whose checkpoints no host has, are named before anything is sent."""
+    from .jobs.webui_workers import WebUIWorker
+
+    hosts = [WebUIWorker(url) for url in urls]
+    problems = [
+        Problem(CLI, "--webui-url", h.url, why) for h in hosts if (why := h.ask_checkpoints())
+    ]
+    if problems:
+        raise RecipeError(problems)
+    known = sorted(set().union(*(h.checkpoints or set() for h in hosts)))
+    for task in tasks:
+        if not any(h.can_run(task) for h in hosts):
+            missing = [
+                n for n in task.need.checkpoints if not any(h.can_run_name(n) for h in hosts)
+            ]
+            if missing:
+                allowed = "a checkpoint of the hosts: " + ", ".join(known[:20])
+                problems.append(Problem(task.spec.where, "checkpoint", missing[0], allowed))
+            else:
+                allowed = "checkpoints that one host has all of (each host lacks one)"
+                names = ", ".join(task.need.checkpoints)
+                problems.append(Problem(task.spec.where, "checkpoint", names, allowed))
+    if problems:
+        raise RecipeError(problems)
+    return hosts
+
+
 def _list_workers(
-    engine: str, count: int | None, args: argparse.Namespace, backend: Any, cache_mb: int | None
+    engine: str,
+    count: int | None,
+    args: argparse.Namespace,
+    backend: Any,
+    cache_mb: int | None,
+    tasks: Sequence[Any],
 ) -> tuple[list[Any], bool]:
     """The workers of a job list, and whether a local Ray was started for them."""
     if engine == "webui":
-        from .jobs.webui_workers import WebUIWorker
-
-        return [WebUIWorker(url) for url in args.webui_url], False
+        return _hosts(args.webui_url, tasks), False
     if engine == "embedded":
         from .jobs.workers import LocalWorker
 

@@ -25,8 +25,9 @@ TWO_PASSES = {
 class Host:
     """A stand-in WebUI in its own process, listening on 127.0.0.1."""
 
-    def __init__(self, models, flavour="a1111", delay=0.0):
+    def __init__(self, models, flavour="a1111", delay=0.0, without=()):
         program = [sys.executable, str(ROOT / "tests" / "webui_host.py"), str(models)]
+        program += [f"--without={name}" for name in without]
         self.process = subprocess.Popen(
             [*program, "--flavour", flavour, "--delay", str(delay)],
             stdout=subprocess.PIPE,
@@ -45,8 +46,8 @@ class Host:
 def hosts(tmp_path):
     made = []
 
-    def make(flavour="a1111", delay=0.0):
-        made.append(Host(tmp_path / f"host-{len(made)}", flavour, delay))
+    def make(flavour="a1111", delay=0.0, without=()):
+        made.append(Host(tmp_path / f"host-{len(made)}", flavour, delay, without))
         return made[-1]
 
     yield make
@@ -69,14 +70,14 @@ def test_jobs_run_on_a_webui_host_and_come_back_with_infotext(hosts, tmp_path, f
         tmp_path,
         {"recipe": TWO_PASSES, "seed": 100, "images": 2},
         {"recipe": TWO_PASSES, "prompts": ["an owl", "a fox"], "seed": 7},
-        {"recipe": {"base": BASE, "passes": [{"checkpoint": "nope"}]}},
+        {"recipe": {"base": BASE, "passes": [{"sampler": "nope"}]}},
     )
     out = tmp_path / "out"
     assert main(["jobs", str(listed), "--out", str(out), "--webui-url", host.url]) == 1
     entries = {e["job"]: e for e in read_manifest(out)}
     assert [entries[n]["status"] for n in (1, 2, 3, 4)] == ["done", "done", "done", "failed"]
     # a recipe the host cannot run: its 422, named, and the other jobs went on
-    assert "pass 1, field 'checkpoint': got 'nope'" in entries[4]["reason"]
+    assert "pass 1, field 'sampler': got 'nope'" in entries[4]["reason"]
     assert entries[1]["worker"] == host.url.removeprefix("http://")
     first = sorted((out / entries[1]["folder"]).glob("*-final.png"))
     assert [p.name for p in first] == ["01-100-final.png", "02-101-final.png"]
@@ -141,3 +142,38 @@ def test_cancel_interrupts_the_host_and_the_job_is_not_counted_done(hosts, tmp_p
     (entry,) = read_manifest(out)
     assert entry["status"] == "cancelled" and entry["job"] == 1
     assert len(entry["files"]) < 4  # the host stopped early; what it made is kept
+
+
+def test_jobs_go_only_to_hosts_with_their_checkpoints(hosts, tmp_path, capsys):
+    """Hosts need not hold every model: a job goes to a host that has all its checkpoints;
+    a checkpoint no host has, or a host that does not answer, is named before anything runs."""
+    from lib_multipass.cli import main
+
+    full, partial = hosts(), hosts(without=["photo"])
+    toon_only = {"base": BASE, "passes": [{"denoising_strength": 0.4}]}
+    listed = write_list(
+        tmp_path,
+        {"recipe": TWO_PASSES, "seeds": "1-3"},  # toon, then photo: only the full host
+        {"recipe": toon_only, "seeds": "1-5"},
+    )
+    out = tmp_path / "out"
+    urls = ["--webui-url", full.url, "--webui-url", partial.url]
+    assert main(["jobs", str(listed), "--out", str(out), *urls]) == 0
+    entries = read_manifest(out)
+    assert len(entries) == 8 and {e["status"] for e in entries} == {"done"}
+    partial_name = partial.url.removeprefix("http://")
+    assert all(e["worker"] != partial_name for e in entries if e["line"] == 1)
+    assert any(e["worker"] == partial_name for e in entries)  # it got the jobs it could run
+
+    nope = {"base": {**BASE, "checkpoint": "nope"}, "passes": []}
+    bad = write_list(tmp_path, {"recipe": toon_only}, {"recipe": nope})
+    assert main(["jobs", str(bad), "--out", str(tmp_path / "o2"), *urls]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "l.jsonl line 2, field 'checkpoint': got 'nope'; allowed: a checkpoint of the hosts:" in err
+    )
+    assert not (tmp_path / "o2").exists()  # nothing ran
+    full.kill()
+    assert main(["jobs", str(bad), "--out", str(tmp_path / "o3"), *urls]) == 2
+    err = capsys.readouterr().err
+    assert f"field '--webui-url': got '{full.url}'" in err and "did not answer" in err

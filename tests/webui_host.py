@@ -4,9 +4,10 @@ The WebUI's `modules` are the thin stand-in (tests/webui_stub), loaded with the 
 scripts/multipass.py exactly as the WebUI tests load them; requests take the host's own path:
 Multipass's 422 check (`api.problems_of` with `job.validate_request`, as its middleware does),
 then the txt2img endpoint's flow (modules/api/api.py), one job at a time (the WebUI's
-queue_lock), and images back as base64 PNG. POST /sdapi/v1/interrupt is `state.interrupt()`.
+queue_lock), and images back as base64 PNG. POST /sdapi/v1/interrupt is `state.interrupt()`;
+GET /sdapi/v1/sd-models lists the checkpoints as A1111's get_sd_models does.
 
-    python tests/webui_host.py MODELS_DIR [--flavour a1111] [--delay SECONDS]
+    python tests/webui_host.py MODELS_DIR [--flavour a1111] [--delay SECONDS] [--without NAME]
 
 prints `port N` once it listens on 127.0.0.1; `--delay` makes every sampling call take that
 long, so a test can kill the host mid-job.
@@ -28,14 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 STUB = ROOT / "tests" / "webui_stub"
 
 
-def load_host(models: Path, flavour: str):
-    """The stand-in host with Multipass loaded as the WebUI loads it: (runner, defaults)."""
+def load_host(models: Path, flavour: str, without: list[str] = ()):
+    """The stand-in host with Multipass loaded as the WebUI loads it: (runner, defaults);
+    `without`: checkpoints (file stems) this host does not have."""
     os.environ["MULTIPASS_STUB_FLAVOUR"] = flavour
     os.environ["MULTIPASS_STUB_MODELS"] = str(models)
     sys.path[:0] = [str(STUB), str(ROOT)]
     from layout import lay_out_models
 
     lay_out_models(models)
+    for name in without:
+        (models / "Stable-diffusion" / f"{name}.safetensors").unlink()
     from modules import scripts, sd_models, sd_vae, shared
 
     sd_models.list_models()
@@ -64,9 +68,9 @@ def load_host(models: Path, flavour: str):
     return runner, defaults
 
 
-def serve(models: Path, flavour: str, delay: float) -> None:
-    runner, defaults = load_host(models, flavour)
-    from modules import processing, shared
+def serve(models: Path, flavour: str, delay: float, without: list[str]) -> None:
+    runner, defaults = load_host(models, flavour, without)
+    from modules import processing, sd_models, shared
     from modules.api import api as host_api
 
     from lib_multipass.webui import api, job
@@ -86,6 +90,23 @@ def serve(models: Path, flavour: str, delay: float) -> None:
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
             self.wfile.write(raw)
+
+        def do_GET(self):
+            if self.path != "/sdapi/v1/sd-models":
+                return self._answer(404, {"detail": "Not Found"})
+            # A1111 1.10.1 modules/api/api.py get_sd_models (config left out: no yaml here)
+            models = [
+                {
+                    "title": x.title,
+                    "model_name": x.model_name,
+                    "hash": x.shorthash,
+                    "sha256": x.sha256,
+                    "filename": x.filename,
+                    "config": None,
+                }
+                for x in sd_models.checkpoints_list.values()
+            ]
+            return self._answer(200, models)
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
@@ -116,5 +137,6 @@ if __name__ == "__main__":
     parser.add_argument("models", type=Path)
     parser.add_argument("--flavour", default="a1111")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--without", action="append", default=[])
     a = parser.parse_args()
-    serve(a.models, a.flavour, a.delay)
+    serve(a.models, a.flavour, a.delay, a.without)

@@ -190,13 +190,22 @@ class ListRun:
 
     def _hand_out(self) -> None:
         live = self._live()
+        for task in list(self.waiting) if live and not self.stopping else []:
+            if not any(_can_run(w, task) for w in live):  # no live worker has its checkpoints
+                self.waiting.remove(task)
+                names = ", ".join(task.need.checkpoints)
+                self._record(task, None, "failed", f"no live worker has its checkpoints ({names})")
         for worker in live:
             if self.stopping or not self.waiting:
                 return
             if worker.name in self.busy:
                 continue
-            names = [w.name for w in live]
-            choices = [t for t in self.waiting if may_take(t.retries_on, worker.name, names)]
+            choices = [
+                t
+                for t in self.waiting
+                if _can_run(worker, t)
+                and may_take(t.retries_on, worker.name, [w.name for w in live if _can_run(w, t)])
+            ]
             if not choices:
                 continue
             held, loaded = worker.held()
@@ -280,6 +289,11 @@ class ListRun:
             self.observer(self)
         if self.display is not None:
             self.display.update(self)
+
+
+def _can_run(worker: Worker, task: Task) -> bool:
+    can_run = getattr(worker, "can_run", None)  # WebUI hosts: those with the job's models
+    return can_run is None or can_run(task)
 
 
 def may_take(lost_on: set[str], worker: str, live: Sequence[str]) -> bool:

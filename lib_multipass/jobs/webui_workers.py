@@ -72,6 +72,27 @@ def request_body(task: Task) -> dict[str, Any]:
     return body
 
 
+def checkpoint_names(models: Any) -> set[str]:
+    """Every name a host answers to for its checkpoints, from GET /sdapi/v1/sd-models (A1111
+    api.py get_sd_models: title, model_name, filename): titles with and without the hash, model
+    names, and file names with and without their suffix."""
+    names: set[str] = set()
+    for m in models if isinstance(models, list) else []:
+        if not isinstance(m, dict):
+            continue
+        title, filename = str(m.get("title") or ""), str(m.get("filename") or "")
+        base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+        names |= {title, title.split(" [")[0], str(m.get("model_name") or ""), base}
+        names.add(base.rsplit(".", 1)[0])
+    return names - {""}
+
+
+def knows(names: set[str], name: str) -> bool:
+    """Whether a host with checkpoint `names` takes `name` (as its dropdown or an API gives it)."""
+    plain = name.split(" [")[0]
+    return bool({name, plain, plain.rsplit(".", 1)[0]} & names)
+
+
 class WebUIWorker:
     """One host. It runs one job at a time, as a WebUI does."""
 
@@ -84,6 +105,29 @@ class WebUIWorker:
         self._held: set[str] = set()
         self._loaded = ""
         self.cancelled = False  # the current job was asked to stop (its answer may not say)
+        self.checkpoints: set[str] | None = None  # its names, once asked (None: not known)
+
+    def ask_checkpoints(self) -> str | None:
+        """Read the host's checkpoint names; why it cannot be a worker, or None."""
+        request = urllib.request.Request(self.url + "/sdapi/v1/sd-models")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                models = json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as e:
+            hint = " (start it with --api)" if e.code == 404 else ""
+            return f"a running WebUI with its API on; it answered {e.code}{hint}"
+        except (OSError, ValueError) as e:
+            return f"a running WebUI with its API on; it did not answer ({getattr(e, 'reason', e)})"
+        self.checkpoints = checkpoint_names(models)
+        return None
+
+    def can_run_name(self, name: str) -> bool:
+        return self.checkpoints is None or knows(self.checkpoints, name)
+
+    def can_run(self, task: Task) -> bool:
+        """Whether this host has every checkpoint the job names (unknown: it may)."""
+        names = self.checkpoints
+        return names is None or all(knows(names, n) for n in task.need.checkpoints)
 
     def _post(self, path: str, body: dict[str, Any], timeout: float) -> tuple[int, Any]:
         data = json.dumps(body).encode()
