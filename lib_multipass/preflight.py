@@ -61,7 +61,11 @@ def prepare(
     for run in runs:
         if run.pass_index not in seen:
             seen.add(run.pass_index)
-            found += _own(backend.check_run(run), recipe.passes[run.pass_index])
+            checked = backend.check_run(run)
+            if len(seen) == 1 and run.pass_index > 0:  # a chain continued at this pass
+                found += _continued(checked, recipe, run.pass_index, job.images is None)
+            else:
+                found += _own(checked, recipe.passes[run.pass_index])
     if job.images is not None and len(job.images) != len(job.seeds):
         found.append(
             Problem("job", "seeds", len(job.seeds), f"one seed per image ({len(job.images)})")
@@ -111,6 +115,7 @@ def _split_problems(recipe: Any, job: Job, masks: dict[int, Image.Image]) -> lis
 # fields a pass inherits when it leaves them empty (from the pass before, or the base)
 
 INHERITED = ("checkpoint", "vae", "text_encoders", "sampler", "scheduler", "prompt")
+FROM_EARLIER_PASSES = ("checkpoint", "vae", "text_encoders")  # the rest: from the base
 
 
 def _own(problems: list[Problem], p: Any) -> list[Problem]:
@@ -122,6 +127,33 @@ def _own(problems: list[Problem], p: Any) -> list[Problem]:
         return any(f not in INHERITED or bool(getattr(p, f)) for f in about)
 
     return [q for q in problems if own(q)]
+
+
+def _continued(
+    problems: list[Problem], recipe: Any, index: int, base_checked: bool
+) -> list[Problem]:
+    """The problems of the first pass a continued chain runs: a name it inherits from a pass
+    before the start, which no run checks, is reported where that pass gives it; one it
+    inherits from the base is reported by the base's check (or here, where there is none)."""
+    out = []
+    for q in problems:
+        if _own([q], recipe.passes[index]):
+            out.append(q)
+            continue
+        fields = [f for f in q.about or (q.field,) if f in FROM_EARLIER_PASSES]
+        giver = next(
+            (
+                j
+                for j in range(index - 1, -1, -1)
+                if recipe.passes[j].enabled and any(getattr(recipe.passes[j], f) for f in fields)
+            ),
+            None,
+        )
+        if giver is not None:
+            out.append(dataclasses.replace(q, where=where_pass(giver)))
+        elif not base_checked:
+            out.append(q)
+    return out
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

@@ -1053,6 +1053,12 @@ CASES = [
         files={R: recipe(PASS, PASS)},
     ),
     Case(
+        "a bad checkpoint given before --from-pass",
+        ["run", R, "--from-pass", "2"],
+        ["pass 1, field 'checkpoint': got 'nope'; allowed: one of tiny-photo, tiny-toon"],
+        files={R: recipe({"checkpoint": "nope", **PASS}, PASS)},
+    ),
+    Case(
         "--stop-after text",
         ["plan", R, "--stop-after", "last"],
         ["command line, field '--stop-after': got 'last'; allowed: a whole number"],
