@@ -13,6 +13,7 @@ class Display:
         from tqdm import tqdm
 
         self.jobs = jobs
+        self.text = ""
         self.bar = tqdm(
             total=total_steps, unit="step", dynamic_ncols=True, file=sys.stderr, position=0
         )
@@ -39,8 +40,13 @@ class Display:
             self.lines[w.name].set_description_str(
                 f"  {w.name}: {state}" + (f" | loaded: {loads}" if loads else ""), refresh=True
             )
-        self.bar.set_description(f"jobs {ended}/{self.jobs}, {s.images} images", refresh=False)
-        self.bar.update(min(run.total_steps, run.steps_done + running) - self.bar.n)
+        text = f"jobs {ended}/{self.jobs}, {s.images} images"
+        step = min(run.total_steps, run.steps_done + running) - self.bar.n
+        if text != self.text or step:  # redrawn only when something changed (logs stay short)
+            self.text = text
+            self.bar.set_description(text, refresh=not step)
+            if step:
+                self.bar.update(step)
 
     def close(self) -> None:
         for line in self.lines.values():
