@@ -34,7 +34,7 @@ def test_accordion_in_chromium(tmp_path, host):
         [str(python), str(ROOT / "tests" / "ui" / "drive.py"), "--screenshot", str(shot)],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=480,
         env=env,
         check=False,
     )
@@ -86,3 +86,22 @@ def test_accordion_in_chromium(tmp_path, host):
     assert preview["note"] == "opencv-face: 0 faces found, 0 would be inpainted (green, in order)"
     assert preview["image"].startswith(("data:image/png", "http"))
     assert "Error" not in preview["errors"]
+    # "Too many arguments provided for the endpoint": gradio 4.40's page logs it for every
+    # event that sends values (it looks each up among unnamed endpoints, which 4.40 never
+    # lists), the host's own events too; what Multipass can do is send no value its endpoint
+    # does not list (a gr.State input is left out of the parameters), which a gradio that
+    # finds its endpoints then checks; gradio 3.41 logs nothing
+    if flavour == "neo":
+        assert result["endpoints_short"] == []
+    else:
+        assert not [m for m in result["console_before_generate"] if "Too many arguments" in m]
+    layout = result["layout"]
+    # no dropdown's text runs under its arrow ("Use same scheduler" was clipped on Neo)
+    assert layout["clipped"] == []
+    # a 0 says what it means
+    assert layout["info"]["steps"] == "Sampling steps 0 = the base's"
+    assert layout["info"]["cfg_scale"] == "CFG scale 0 = the base's"
+    assert layout["info"]["detect_max"] == "Most detections 0 = no limit"
+    assert layout["info"]["working_width"] == "Working width 0 = automatic"
+    # radio groups that need two lines keep their buttons in even columns
+    assert layout["radios"] and not [g for g, r in layout["radios"].items() if r["ragged"]]

@@ -247,7 +247,13 @@ def test_intermediates_saved_when_asked(webui):
     webui.shared.opts.data["multipass_save_intermediates"] = True
     txt2img(webui)
     suffixes = [s["suffix"] for s in images.saved]
-    assert suffixes == ["", "-multipass-base", "-multipass-1"]
+    # in the order they were made, so their file numbers are too; the final last
+    assert suffixes == ["-multipass-base", "-multipass-1", ""]
+    base, first, final = (s["info"] for s in images.saved)
+    assert "Multipass" not in base  # the base image's own infotext, as the host wrote it
+    assert 'Multipass result: "intermediate, after pass 1 (pass 1)"' in first
+    assert "Multipass 2" not in first and "Multipass 1 checkpoint: photo" in first
+    assert "Multipass result: complete" in final and "Multipass 2 checkpoint" in final
 
 
 def test_bad_recipe_generates_nothing_and_says_why(webui):

@@ -420,3 +420,25 @@ def test_a_pass_on_a_16x_vae_is_sampled_on_its_latent_grid(webui):
     assert webui.processing.calls == []
     assert "field 'working_width'" in processed.comments
     assert "a video model (Wan), with no one native frame size" in processed.comments
+
+
+@pytest.mark.parametrize("height", [256, 768, 1536])
+def test_detection_preview_labels_are_readable(height):
+    """The confidence labels were the 11 px bitmap font: now at least 16 px tall, on a dark
+    box, and growing with the image (previews are shown shrunk)."""
+    from PIL import Image
+
+    from lib_multipass.webui import job
+
+    image = Image.new("RGB", (height, height), (200, 200, 200))
+    job.label(image, (10, 10), "1: 0.87", (40, 220, 90))
+    rows = [
+        y
+        for y in range(height)
+        if any(image.getpixel((x, y)) != (200, 200, 200) for x in range(0, 200))
+    ]
+    ink = [y for y in rows if any(image.getpixel((x, y)) == (40, 220, 90) for x in range(200))]
+    size = job.label_size(image)
+    assert size >= max(16, height // 32)
+    assert rows and max(rows) - min(rows) + 1 >= max(16, 0.75 * size)  # digits' height
+    assert max(ink) - min(ink) + 1 >= 0.5 * size  # the glyphs, not just a box

@@ -376,8 +376,9 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
         processed.images[first + i] = image
     if result.images:
         _last_images[tab_of(p)] = result.images[0]
+    base_infos = list(getattr(processed, "infotexts", None) or [])  # as the base images had
     _tell(processed, state, result, first)
-    _save(p, processed, state, result, first)
+    _save(p, processed, state, result, first, base_infos)
     return result
 
 
@@ -418,11 +419,11 @@ def preview_detections(
     for d in found:
         if d not in chosen:
             pen.rectangle([d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1], outline="red", width=1)
-            pen.text((d.box[0] + 2, d.box[1] + 2), f"{d.score:.2f}", fill="red")
+            label(drawn, (d.box[0] + 2, d.box[1] + 2), f"{d.score:.2f}", (255, 70, 70))
     for k, d in enumerate(chosen):
         box = [d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1]
         pen.rectangle(box, outline=(40, 220, 90), width=width)
-        pen.text((d.box[0] + 3, d.box[1] + 3), f"{k + 1}: {d.score:.2f}", fill=(40, 220, 90))
+        label(drawn, (d.box[0] + 3, d.box[1] + 3), f"{k + 1}: {d.score:.2f}", (40, 220, 90))
     unsure = len(found) - confident
     text = (
         f"{p.detector}: {how_many(confident, detector.what)} found"
@@ -431,6 +432,36 @@ def preview_detections(
     )
     compat.ensure_image_folder()
     return drawn, text
+
+
+def label_size(image: Image.Image) -> int:
+    """The text height of a preview's labels: readable on the preview as the UI shows it
+    (a 1024 px image shrunk to half a column still shows 16 px text as 8)."""
+    return max(16, image.height // 32)
+
+
+def label(image: Image.Image, xy: tuple[int, int], text: str, colour: tuple[int, ...]) -> None:
+    """Draw `text` at `xy` in `colour` on a dark box, label_size() pixels tall (Pillow 10.1+
+    sizes its own font; older Pillow, as A1111 pins 9.5, gets its bitmap font scaled up)."""
+    from PIL import ImageDraw, ImageFont
+
+    size = label_size(image)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow before 10.1: an 11 px bitmap font only
+        font = None
+    if font is None:
+        small = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text)
+        tile = Image.new("RGB", (small[2] + 2, small[3] + 2), (0, 0, 0))
+        ImageDraw.Draw(tile).text((1, 0), text, fill=colour)
+        scale = size / tile.height
+        tile = tile.resize((round(tile.width * scale), size), Image.NEAREST)
+        image.paste(tile, xy)
+        return
+    pen = ImageDraw.Draw(image)
+    left, top, right, bottom = pen.textbbox(xy, text, font=font)
+    pen.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill=(0, 0, 0))
+    pen.text(xy, text, fill=colour, font=font)
 
 
 def _set_model(p: Any, model: Any) -> None:
@@ -479,7 +510,17 @@ def _tell(processed: Any, state: JobState, result: JobResult, first: int) -> Non
     processed.extra_generation_params = extra
 
 
-def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int) -> None:
+def _save(
+    p: Any,
+    processed: Any,
+    state: JobState,
+    result: JobResult,
+    first: int,
+    base_infos: list[str] | None = None,
+) -> None:
+    """Save each finished image; with "save intermediates" on, first the base and each pass's
+    image before it, in the order they were made (so their file numbers are in that order),
+    each with the infotext of what had run on it by then."""
     images = compat.host_module("modules.images")
     opts = compat.host_module("modules.shared").opts
     infotexts = list(getattr(processed, "infotexts", None) or [])
@@ -489,12 +530,12 @@ def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int
         info = infotexts[first + i] if first + i < len(infotexts) else processed.info
         seed = result.seeds[i]
         prompt = processed.all_prompts[i] if getattr(processed, "all_prompts", None) else p.prompt
-        if state.save_samples:
-            done = images.save_image(
-                image, p.outpath_samples, "", seed, prompt, fmt, info=info, p=p
-            )
-            saved[i] = done[0] if isinstance(done, tuple) and done else None
         if state.save_samples and getattr(opts, "multipass_save_intermediates", False):
+            base_info = (
+                (base_infos or infotexts)[first + i]
+                if first + i < len(base_infos or infotexts)
+                else info
+            )
             for k, out in enumerate(result.outputs[i][:-1]):
                 suffix = "-multipass-base" if out.run is None else f"-multipass-{k}"
                 images.save_image(
@@ -504,12 +545,28 @@ def _save(p: Any, processed: Any, state: JobState, result: JobResult, first: int
                     seed,
                     prompt,
                     fmt,
-                    info=info,
+                    info=_intermediate_info(state.recipe, base_info, result.outputs[i][: k + 1]),
                     p=p,
                     suffix=suffix,
                 )
+        if state.save_samples:
+            done = images.save_image(
+                image, p.outpath_samples, "", seed, prompt, fmt, info=info, p=p
+            )
+            saved[i] = done[0] if isinstance(done, tuple) and done else None
     _grid(p, processed, state, result, first, infotexts)
     _extras(processed, state, result, first, saved)
+
+
+def _intermediate_info(recipe: Any, base_info: str, outputs: list[Any]) -> str:
+    """The infotext of an intermediate image: the base's own, with the passes that had run on
+    it by then and a result saying it is one (never the finished image's 'complete')."""
+    runs = [o.run for o in outputs if o.run is not None and not o.skipped]
+    if not runs:
+        return base_info
+    ran = sorted({r.pass_index for r in runs})
+    text = f"intermediate, after pass {runs[-1].pass_index + 1} ({runs[-1].label})"
+    return with_params(base_info, result_params(recipe, ran, text))
 
 
 def _grid(

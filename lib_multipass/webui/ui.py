@@ -130,6 +130,14 @@ def elem_id(tab: str, index: int | None, name: str) -> str:
 CHAIN_FIELDS = tuple(f for f in RECIPE_FIELDS if f.name in ("from_pass", "stop_after"))
 
 
+def zero_means(f: Field) -> str:
+    """The words under a slider whose special value means something of its own."""
+    means = f.special_means
+    if means == "the base generation's value":
+        means = "the base's"
+    return f"{f.special:g} = {means}"
+
+
 def default_pass(index: int, padding_unit: str = "px") -> dict[str, Any]:
     """A pass as the UI starts it: every field at its default, only the first enabled."""
     out = {
@@ -366,6 +374,7 @@ def build(
                     elem_classes=["multipass-hint"],
                 )
                 made: dict[str, Any] = {}
+                wire_preview = None
                 for section, rows in LAYOUT:
                     values = state_value["passes"][i]
                     if section is None:
@@ -374,7 +383,9 @@ def build(
                     with gr.Accordion(label=section, open=False):
                         _rows(gr, rows, made, tab, i, values, choices, refresh_checkpoints)
                         if section == PREVIEW_SECTION and preview is not None:
-                            _preview_row(gr, tab, i, state, preview)
+                            wire_preview = _preview_row(gr, tab, i, preview)
+                if wire_preview is not None:  # once every widget of the pass is made
+                    wire_preview([made[f.name] for f in PASS_FIELDS])
                 hints.append(hint_box)
                 for f in PASS_FIELDS:
                     widgets[elem_id(tab, i, f.name)] = made[f.name]
@@ -429,10 +440,12 @@ def _chain_widget(gr: Any, f: Field, tab: str, continuing: bool) -> Any:
     return widget
 
 
-def _preview_row(gr: Any, tab: str, index: int, state: Any, preview: Callable) -> None:
+def _preview_row(gr: Any, tab: str, index: int, preview: Callable) -> Callable[[list[Any]], None]:
     """A button that shows what this pass's detector finds, as its settings stand, on an image
     given here or else the last image this tab made: chosen ones green and numbered in their
-    order, the rest red, each with its confidence."""
+    order, the rest red, each with its confidence. Returns the function that wires it to the
+    pass's widgets (its inputs: never the state, which gradio 4 leaves out of an endpoint's
+    parameters and then warns "Too many arguments provided for the endpoint")."""
     with gr.Row():
         source = gr.Image(
             label="Preview on (empty: the last image made here)",
@@ -449,13 +462,16 @@ def _preview_row(gr: Any, tab: str, index: int, state: Any, preview: Callable) -
     for widget in (source, shown, button):
         widget.do_not_save_to_config = True
 
-    def on_click(current, image):
-        passes = (current or {}).get("passes") or []
-        values = passes[index] if index < len(passes) else default_pass(index)
+    def on_click(image, *widget_values):
+        slots = [(index, f) for f in PASS_FIELDS]
+        values = collect_state(slots, list(widget_values), None)["passes"][index]
         drawn, text = preview(values, image)
         return drawn, html.escape(text)
 
-    button.click(fn=on_click, inputs=[state, source], outputs=[shown, note])
+    def wire(pass_widgets: list[Any]) -> None:
+        button.click(fn=on_click, inputs=[source, *pass_widgets], outputs=[shown, note])
+
+    return wire
 
 
 def _state_or_none(
@@ -496,14 +512,15 @@ def _refresh_button(gr, dropdown, tab, index, refresh) -> None:
 
 
 def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progress) -> None:
-    """Every widget's change recomputes the state (and hints) from all widgets."""
+    """Every widget's change recomputes the state (and hints) from all widgets (the state is
+    an output only: gradio 4 warns of "too many arguments" for an event with a state input)."""
     inputs = [widgets[elem_id(tab, i, f.name)] for i, f in slots]
     extra = [base_steps] if base_steps is not None else []
 
-    def on_change(previous, *values):
+    def on_change(*values):
         widget_values = list(values[: len(slots)])
         steps = values[len(slots)] if extra else None
-        new = collect_state(slots, widget_values, previous)
+        new = collect_state(slots, widget_values, None)
         base = int(steps) if steps else None
         hints = (
             chain_hint(new, i) + hint_html(p, base, step_mode(), i)
@@ -515,9 +532,7 @@ def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progr
     if no_progress == "hidden":  # gradio 4: one queue for the accordion keeps events in order
         options["concurrency_id"] = f"multipass_{tab}"
     for widget in [*inputs, *extra]:
-        widget.change(
-            fn=on_change, inputs=[state, *inputs, *extra], outputs=[state, *hints], **options
-        )
+        widget.change(fn=on_change, inputs=[*inputs, *extra], outputs=[state, *hints], **options)
 
 
 def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Choices) -> Any:
@@ -541,6 +556,8 @@ def _make_widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices
     common: dict[str, Any] = {"label": f.label, "elem_id": eid}
     if f.name in ("prompt", "padding"):
         common["info"] = f.help
+    elif f.special is not None and f.kind in ("int", "float"):
+        common["info"] = zero_means(f)  # a bare 0 says nothing
     if f.name.startswith("controlnet_") and f.name.endswith(("_model", "_module")):
         offered = (
             choices.controlnet_models if f.name.endswith("_model") else (choices.controlnet_modules)

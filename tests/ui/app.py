@@ -93,7 +93,27 @@ def build() -> gr.Blocks:
     return demo
 
 
+def patient_url_ok(check):
+    """gradio's launch asks its own page with a 3 s timeout and dies on a ReadTimeout; on a
+    machine busy with other work the first render of a page this size can take longer."""
+
+    def url_ok(url: str) -> bool:
+        for _ in range(30):
+            try:
+                return check(url)
+            except Exception:
+                time.sleep(1)
+        return False
+
+    return url_ok
+
+
 if __name__ == "__main__":
+    import time
+
+    import gradio.networking
+
+    gradio.networking.url_ok = patient_url_ok(gradio.networking.url_ok)
     port = int(sys.argv[1])
     build().queue().launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=False, show_api=False

@@ -47,6 +47,48 @@ ACCORDION_JS = """
 """
 
 
+# what a person sees of pass 1's open sections: dropdowns whose text runs under the arrow,
+# the words under sliders whose 0 means something, rows of radio buttons per group
+LAYOUT_JS = """
+() => {
+  const pass = document.querySelector('#multipass_txt2img_p1');
+  const canvas = document.createElement('canvas').getContext('2d');
+  const clipped = [];
+  for (const input of pass.querySelectorAll('.wrap-inner input')) {
+    const block = input.closest('[id^="multipass_"]');
+    if (!input.offsetParent || block.querySelector('.token')) continue;  // shown, single
+    const arrow = input.closest('.wrap-inner').querySelector('.dropdown-arrow, .icon-wrap');
+    const box = input.getBoundingClientRect();
+    const left = box.left + parseFloat(getComputedStyle(input).paddingLeft);
+    const room = (arrow ? arrow.getBoundingClientRect().left : box.right) - left;
+    canvas.font = getComputedStyle(input).font;
+    const width = canvas.measureText(input.value).width;
+    if (width > room) clipped.push({id: block.id, text: input.value,
+                                    width: Math.round(width), room: Math.round(room)});
+  }
+  const info = {};
+  for (const name of ['steps', 'cfg_scale', 'clip_skip', 'detect_max', 'working_width']) {
+    const el = document.querySelector('#multipass_txt2img_p1_' + name);
+    info[name] = el ? el.innerText.replace(/\\s+/g, ' ').trim() : null;
+  }
+  const radios = {};
+  for (const group of pass.querySelectorAll('[id^="multipass_txt2img_p1_"]')) {
+    const labels = [...group.querySelectorAll(':scope label:has(> input[type=radio])')];
+    if (!labels.length || !labels[0].offsetParent) continue;
+    const rows = {};
+    for (const l of labels) {
+      const r = l.getBoundingClientRect();
+      (rows[Math.round(r.top)] ||= []).push(Math.round(r.left));
+    }
+    const lines = Object.values(rows);
+    // ragged: a later row's buttons do not start where the first row's do
+    const ragged = lines.slice(1).some(row => row.some(x => !lines[0].includes(x)));
+    radios[group.id] = {rows: lines.length, ragged};
+  }
+  return {clipped, info, radios};
+}
+"""
+
 PASTE = (
     "a castle\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, "
     "Size: 512x512, Multipass version: 0.1.0, Multipass passes: 2, Multipass 1 enabled: False, "
@@ -61,7 +103,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, seconds: float = 60) -> None:
+def wait_for(url: str, seconds: float = 240) -> None:
     end = time.time() + seconds
     while time.time() < end:
         try:
@@ -99,6 +141,27 @@ def preview_detections(page, tmp: Path) -> dict:
     }
 
 
+def endpoints_short_of_inputs(url: str) -> list[str] | None:
+    """Multipass's events whose API lists fewer parameters than the event sends values (a
+    gr.State input is left out of the parameters: gradio 4 then logs "Too many arguments
+    provided for the endpoint"); None where the host's gradio has no /info (3.41)."""
+    try:
+        config = json.load(urllib.request.urlopen(url + "config", timeout=120))
+        info = json.load(urllib.request.urlopen(url + "info", timeout=120))
+    except OSError:
+        return None
+    ids = {c["id"]: c.get("props", {}).get("elem_id") or "" for c in config["components"]}
+    short = []
+    for dep in config["dependencies"]:
+        targets = [ids.get(t[0] if isinstance(t, list) else t, "") for t in dep["targets"]]
+        if not any(t.startswith("multipass_") for t in targets) or not dep["inputs"]:
+            continue
+        endpoint = info.get("named_endpoints", {}).get(f"/{dep.get('api_name')}")
+        if endpoint is None or len(endpoint["parameters"]) < len(dep["inputs"]):
+            short.append(f"{dep.get('api_name')} ({targets[0]})")
+    return short
+
+
 def main() -> int:
 
     parser = argparse.ArgumentParser()
@@ -118,6 +181,8 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1100, "height": 1400})
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(url)
             page.wait_for_selector("#multipass_txt2img")
             page.evaluate(ACCORDION_JS)
@@ -155,8 +220,21 @@ def main() -> int:
             typo.press("Tab")
             page.click("#multipass_txt2img_p1_schedule label:has-text('single')")
             hint.wait_for()
+            page.click("#multipass_txt2img_p1 .label-wrap:has-text('Region')")
+            page.wait_for_timeout(300)
+            layout = page.evaluate(LAYOUT_JS)
             if args.screenshot:
                 page.locator("#multipass_txt2img").screenshot(path=str(args.screenshot))
+            # what Multipass's own events logged: at load, on each change of a pass or of the
+            # tab's steps (Generate is the host's event, with every script's inputs)
+            steps = page.locator("#txt2img_steps input[type=number]")
+            steps.fill("25")
+            steps.press("Enter")
+            page.wait_for_timeout(1500)
+            steps.fill("30")
+            steps.press("Enter")
+            page.wait_for_timeout(1500)
+            before_generate = list(console)
             page.click("#txt2img_generate")
             page.wait_for_function(
                 "() => document.querySelector('#script_args textarea').value.length > 2"
@@ -190,6 +268,10 @@ def main() -> int:
                     "options": options,
                     "after_paste": json.loads(after_paste),
                     "preview": preview,
+                    "console": console,
+                    "console_before_generate": before_generate,
+                    "endpoints_short": endpoints_short_of_inputs(url),
+                    "layout": layout,
                 }
             )
         )
