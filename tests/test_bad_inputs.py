@@ -925,6 +925,12 @@ CASES = [
         files={R: recipe(), L: jsonl({"recipe": R, "seeds": "9-1"})},
     ),
     Case(
+        "jobs: seeds that would make one image twice",
+        ["jobs", L],
+        ["l.jsonl line 1, field 'seeds': got '1 and 2'", "seeds at least 'images' (2) apart"],
+        files={R: recipe(), L: jsonl({"recipe": R, "seeds": "1-3", "images": 2})},
+    ),
+    Case(
         "jobs: a product too large",
         ["jobs", L],
         ["l.jsonl line 1, field '(product)': got '20000 jobs'", "at most 10000 jobs"],

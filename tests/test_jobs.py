@@ -104,6 +104,17 @@ def test_every_problem_of_every_line_at_once(tmp_path):
         assert part in said, said
 
 
+def test_jobs_of_a_line_never_make_one_seed_twice(tmp_path):
+    """seeds 1-3 with 2 images each would make seeds 2 and 3 twice: named, with the way out."""
+    with pytest.raises(RecipeError) as e:
+        parse_job_list(lines({"recipe": PHOTO, "seeds": "1-3", "images": 2}), "l.jsonl", tmp_path)
+    assert "l.jsonl line 1, field 'seeds': got '1 and 2'" in str(e.value)
+    assert "e.g. a list [1, 3, 5], or images 1" in str(e.value)
+    spaced = {"recipe": PHOTO, "seeds": [1, 3, 5], "images": 2}
+    other_prompts = {"recipe": PHOTO, "seeds": [1, 3], "images": 2, "prompts": ["a", "b"]}
+    assert len(parse_job_list(lines(spaced, other_prompts), "l.jsonl", tmp_path)) == 3 + 4
+
+
 # -- affinity ----------------------------------------------------------------------------------
 
 NAMES = st.sampled_from(["a", "b", "c", "d"])
@@ -254,7 +265,7 @@ def test_cancel_stops_after_the_current_step_and_resume_finishes(home, tmp_path)
     from lib_multipass.jobs.workers import LocalWorker
 
     recipe = {"base": {**BASE, "checkpoint": "tiny-toon", "steps": 6}, "passes": []}
-    (tmp_path / "l.jsonl").write_text(lines({"recipe": recipe, "seeds": "1-4", "images": 2}))
+    (tmp_path / "l.jsonl").write_text(lines({"recipe": recipe, "seeds": [1, 3, 5, 7], "images": 2}))
     args = build_parser()["jobs"].parse_args([str(tmp_path / "l.jsonl")])
     from lib_multipass.backends.diffusers_backend import DiffusersBackend
 
@@ -289,7 +300,7 @@ def test_ctrl_c_on_the_command_keeps_what_is_done(home, tmp_path):
 
     slow = {"base": {**BASE, "checkpoint": "tiny-toon", "steps": 10, "images": 2}, "passes": []}
     slow["passes"] = [{"checkpoint": "tiny-photo", "denoising_strength": 0.9}]
-    (tmp_path / "l.jsonl").write_text(lines({"recipe": slow, "seeds": "1-3"}))
+    (tmp_path / "l.jsonl").write_text(lines({"recipe": slow, "seeds": [1, 3, 5]}))
     env = {**os.environ, "MULTIPASS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "lib_multipass", "jobs", "l.jsonl", "--out", "o"]
     proc = subprocess.Popen(

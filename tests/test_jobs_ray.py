@@ -138,7 +138,7 @@ def test_cancel_stops_every_ray_worker_after_its_step(local_ray, home, tmp_path)
     from lib_multipass.jobs.ray_workers import ray_workers
 
     slow = recipe("tiny-toon", "tiny-photo", steps=12)
-    listed = write_list(tmp_path, {"recipe": slow, "seeds": "1-4", "images": 2})
+    listed = write_list(tmp_path, {"recipe": slow, "seeds": [1, 3, 5, 7], "images": 2})
     args = build_parser()["jobs"].parse_args([str(listed)])
     settings = backend_settings(args, 200)
     tasks = make_tasks(

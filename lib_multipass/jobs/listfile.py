@@ -127,7 +127,9 @@ def parse_job_list(text: str, list_name: str, base_dir: Path) -> list[JobSpec]:
         if not stripped or stripped.startswith("#"):
             continue
         where = f"{list_name} line {number}"
-        for spec, found in _line_jobs(stripped, where, number, base_dir, recipes):
+        line_jobs = list(_line_jobs(stripped, where, number, base_dir, recipes))
+        problems += _shared_seeds([spec for spec, _ in line_jobs if spec is not None], where)
+        for spec, found in line_jobs:
             problems += found
             if spec is not None:
                 if len(jobs) >= MAX_JOBS:
@@ -141,6 +143,32 @@ def parse_job_list(text: str, list_name: str, base_dir: Path) -> list[JobSpec]:
     if problems:
         raise RecipeError(problems)
     return jobs
+
+
+def _shared_seeds(specs: list[JobSpec], where: str) -> list[Problem]:
+    """A line's jobs that differ only in their seed must not share a seed: a job of N images
+    takes seeds S to S+N-1, so seeds 1, 2 with 2 images each would make seed 2 twice."""
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for spec in specs:
+        base = spec.recipe.base
+        if base.seed == -1 or spec.init is not None:
+            continue  # random seeds are drawn apart; given images differ whatever the seed
+        doc = recipe_to_dict(
+            dataclasses.replace(spec.recipe, base=dataclasses.replace(base, seed=0))
+        )
+        groups.setdefault(json.dumps([doc, spec.size, str(spec.init)], default=str), []).append(
+            (base.seed, base.images)
+        )
+    for runs in groups.values():
+        runs.sort()
+        for (a, n), (b, _) in itertools.pairwise(runs):
+            if b < a + n:
+                allowed = (
+                    f"seeds at least 'images' ({n}) apart: a job of {n} images takes seeds "
+                    f"{a} to {a + n - 1} (e.g. a list [{a}, {a + n}, {a + 2 * n}], or images 1)"
+                )
+                return [Problem(where, "seeds", f"{a} and {b}", allowed)]
+    return []
 
 
 def _line_jobs(
