@@ -3,6 +3,7 @@ pass (the host's ControlNet: sd-webui-controlnet on A1111, built in on reForge, 
 Neo) and the job's always-on scripts chosen in the settings."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -442,3 +443,20 @@ def test_detection_preview_labels_are_readable(height):
     assert size >= max(16, height // 32)
     assert rows and max(rows) - min(rows) + 1 >= max(16, 0.75 * size)  # digits' height
     assert max(ink) - min(ink) + 1 >= 0.5 * size  # the glyphs, not just a box
+
+
+def test_the_setting_offers_the_hosts_always_on_scripts(webui, monkeypatch):
+    """The setting's choices are the host's always-on scripts by name, Multipass and ControlNet
+    left out (a pass's ControlNet comes from its own units), with the defaults it lacks."""
+    from lib_multipass.webui import settings
+
+    webui.runner.add_alwayson(_recording_script("Soft Inpainting"), 2)
+    webui.runner.add_alwayson(_recording_script("Regional Prompter"), 1)
+    monkeypatch.setattr(sys.modules["modules.scripts"], "scripts_txt2img", webui.runner, False)
+    choices = settings._pass_script_choices()["choices"]
+    assert choices[:2] == ["soft inpainting", "regional prompter"]
+    assert "multipass" not in choices and "controlnet" not in choices
+    assert set(settings.DEFAULT_PASS_SCRIPTS) <= set(choices)
+    assert settings.pass_scripts() == settings.DEFAULT_PASS_SCRIPTS  # not set: the defaults
+    webui.shared.opts.data["multipass_pass_scripts"] = ["Soft Inpainting", ""]
+    assert settings.pass_scripts() == ("soft inpainting",)
