@@ -121,18 +121,20 @@ def tile_size(p: Any, canvas: Size, family: str) -> Size:
 
 def _starts(extent: int, tile: int, overlap: int) -> list[int]:
     """Tile starts along one side, as A1111's split_grid lays them out: the fewest tiles that
-    overlap by at least `overlap`, spread evenly, the last flush with the edge."""
+    overlap by at least `overlap`, spread evenly, the last flush with the edge. (split_grid's
+    float step can put its last tile one pixel short, e.g. 1048 px in tiles of 72, leaving a
+    black line; here the last tile always ends at the edge.)"""
     if tile >= extent:
         return [0]
     count = math.ceil((extent - overlap) / (tile - overlap))
     step = (extent - tile) / (count - 1) if count > 1 else 0
     out = []
-    for k in range(count):
+    for k in range(count - 1):
         x = int(k * step)
         if x + tile >= extent:
             x = extent - tile
         out.append(x)
-    return out
+    return [*out, extent - tile]
 
 
 def _round8_up(x: float) -> int:
