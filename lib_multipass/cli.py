@@ -179,7 +179,13 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     plan.add_argument(
         "--models", type=Path, help="checkpoint folder: names and families are read from it"
     )
-    plan.add_argument("--webui", type=Path, help="a WebUI folder (its models/Stable-diffusion)")
+    plan.add_argument(
+        "--webui",
+        type=Path,
+        help="a WebUI folder: its models/Stable-diffusion, models/Lora and embeddings/",
+    )
+    plan.add_argument("--loras", type=Path, help="a folder of LoRA files: names are checked")
+    plan.add_argument("--embeddings", type=Path, help="a folder of textual-inversion embeddings")
     plan.add_argument("--allow-ckpt", action="store_true", help="allow pickle-based .ckpt files")
     plan.add_argument(
         "--batch-size", help="pieces sampled together, 1 to 64 (default 1): for tile calls"
@@ -566,6 +572,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     _folder("--models", args.models, problems)
     _folder("--webui", args.webui, problems)
+    _folder("--loras", args.loras, problems)
+    _folder("--embeddings", args.embeddings, problems)
     recipe = _chain(_recipe(args.recipe, problems), args, problems)
     if problems:
         raise RecipeError(problems)

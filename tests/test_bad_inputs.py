@@ -581,6 +581,21 @@ CASES = [
         },
     ),
     Case(
+        "plan: a LoRA that is not in --loras, checked as run checks it",
+        ["plan", R, "--loras", "loras"],
+        ["pass 1, field 'prompt': got '<lora:nope:1>'; allowed: a LoRA from loras: knight"],
+        files={
+            R: recipe({"prompt": "<lora:nope:1> a", "prompt_mode": "replace"}),
+            "loras/knight.safetensors": header_only(LORA_KEYS),
+        },
+    ),
+    Case(
+        "plan: an --embeddings folder that is not there",
+        ["plan", R, "--embeddings", "nowhere"],
+        ["command line, field '--embeddings': got 'nowhere'", "an existing folder"],
+        files={R: recipe({})},
+    ),
+    Case(
         "a LoRA in a WebUI's models/Lora that is not there",
         ["run", R, "--webui", "w"],
         ["base, field 'prompt': got '<lora:nope:1>'", "a LoRA from w/models/Lora", ": knight"],
