@@ -55,6 +55,7 @@ _OUTPUT = field_map(OUTPUT_FIELDS)
 FLAG_FIELDS: dict[str, Field] = {
     "--images": _BASE["images"],
     "--seed": _BASE["seed"],
+    "--rng": _BASE["rng"],
     "--steps": _BASE["steps"],
     "--step-mode": _RECIPE["step_mode"],
     "--from-pass": _RECIPE["from_pass"],
@@ -203,6 +204,9 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     run.add_argument("--out", type=Path, help="output folder (default: outputs/RECIPE-NAME)")
     run.add_argument("--images", help="number of images, 1 to 64 (default: recipe)")
     run.add_argument("--seed", help="first image's seed, -1 for random (default: recipe)")
+    run.add_argument(
+        "--rng", help="the WebUI's random number source: CPU, GPU or NV (default: recipe, CPU)"
+    )
     run.add_argument("--size", help="base image size, e.g. 512x768 (default: recipe)")
     run.add_argument("--batch-size", help="images (or tiles) sampled together, 1 to 64 (default 1)")
     run.add_argument("--stages", action="store_true", help="also write every stage's image")
@@ -753,6 +757,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     problems: list[Problem] = []
     images = _flag("--images", args.images, problems)
     seed = _flag("--seed", args.seed, problems)
+    rng = _flag("--rng", args.rng, problems)
     size = _size(args.size, problems)
     batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     cache_mb = _model_flags(args, problems)
@@ -778,6 +783,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             detectors=registry(args),
             inputs=inputs,
             job_mask=job_mask,
+            rng=rng,
         )
         _checked_job(recipe, job, backend, problems)
         if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):

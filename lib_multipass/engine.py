@@ -193,6 +193,9 @@ class _JobRun:
                     ctx.height,
                     vae=ctx.vae,
                     clip_skip=ctx.clip_skip,
+                    subseed=(ctx.subseed + i) % SEED_MODULUS,
+                    subseed_strength=ctx.subseed_strength,
+                    rng=ctx.rng,
                 )
                 for i in batch
             ]
@@ -323,6 +326,7 @@ class _JobRun:
             vae=run.vae,
             text_encoders=run.text_encoders,
             clip_skip=run.clip_skip,
+            rng=self.job.ctx.rng,
             controlnet=run.controlnet,
         )
 

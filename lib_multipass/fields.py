@@ -110,6 +110,7 @@ DETECT_MASKS = ("box", "segment")
 SEP = "[SEP]"  # between the prompts of a crop pass's crops (detections, boxes), as adetailer
 PADDING_UNITS = ("px", "fraction")
 STEP_MODES = ("proportional", "fixed")
+RNG_SOURCES = ("CPU", "GPU", "NV")  # the WebUI's "Random number generator source"
 ANIMATION_FORMATS = ("none", "webp", "gif")
 # ControlNet's three control modes (sd-webui-controlnet and Forge's built-in ControlNet:
 # ControlMode "Balanced", "My prompt is more important", "ControlNet is more important")
@@ -370,6 +371,15 @@ BASE_FIELDS: tuple[Field, ...] = (
           help="A multiple of 8."),
     Field("seed", "int", -1, "Seed", None, minimum=-1, maximum=2**32 - 1, step=1,
           help="-1: random."),
+    Field("subseed", "int", -1, "Variation seed", None, minimum=-1, maximum=2**32 - 1, step=1,
+          help="-1: random. Its noise is mixed in at the variation strength, as in the WebUI; "
+               "image i gets the variation seed + i and every image the seed."),
+    Field("subseed_strength", "float", 0.0, "Variation strength", None, minimum=0.0,
+          maximum=1.0, step=0.01, help="0: no variation seed."),
+    Field("rng", "choice", "CPU", "Random number source", None, choices=RNG_SOURCES,
+          help="The WebUI's setting: CPU draws the same noise on any machine; GPU on the "
+               "device the model runs on (on a CPU, the CPU's numbers); NV CUDA's numbers on "
+               "any machine."),
     Field("images", "int", 1, "Images", None, minimum=1, maximum=64, step=1),
 )
 

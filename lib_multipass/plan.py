@@ -37,6 +37,9 @@ class JobContext:
     # run at another --size): boxes scale with the image, as masks do
     box_space: tuple[int, int] | None = None
     clip_skip: int = 1  # the WebUI's CLIP_stop_at_last_layers for the base generation
+    subseed: int = -1  # the first image's variation seed (image i: + i), resolved
+    subseed_strength: float = 0.0
+    rng: str = "CPU"  # the WebUI's random number source, for the base and the passes
 
     @property
     def boxes_drawn_on(self) -> tuple[int, int]:
@@ -59,6 +62,9 @@ class JobContext:
             negative_prompt=base.negative_prompt,
             step_mode=step_mode,
             clip_skip=base.clip_skip,
+            subseed=base.subseed,
+            subseed_strength=base.subseed_strength,
+            rng=base.rng,
         )
 
 

@@ -40,8 +40,10 @@ def make_job(
     detectors: Any = None,
     inputs: Sequence[Input] | None = None,
     job_mask: Image.Image | None = None,
+    rng: str | None = None,
 ) -> Job:
-    """The job a recipe describes, with command-line overrides; seeds go +1 per image.
+    """The job a recipe describes, with command-line overrides; seeds go +1 per image (with a
+    variation strength the variation seeds do, as in the WebUI).
 
     With `inputs` (`--init`), the passes start from those images instead of a generated base,
     at their size; `job_mask` is the mask of passes whose mask source is the job's.
@@ -58,7 +60,12 @@ def make_job(
     if first == -1:
         first = random.randrange(2**32)
     count = len(inputs) if inputs else images or base.images
-    seeds = [(first + i) % 2**32 for i in range(count)]
+    # as the WebUI's processing.py: seed + i, or the seed for all with a variation strength
+    seeds = [(first + (i if base.subseed_strength == 0 else 0)) % 2**32 for i in range(count)]
+    if base.subseed_strength != 0 and base.subseed == -1:
+        base = dataclasses.replace(base, subseed=random.randrange(2**32))
+    if rng is not None:
+        base = dataclasses.replace(base, rng=rng)
     if inputs and seed is None and recipe.from_pass > 1:
         # a chain continued from its own images goes on with the seeds that made them
         seeds = [s if i.seed is None else i.seed for s, i in zip(seeds, inputs, strict=True)]
@@ -100,8 +107,8 @@ def other_chain(recipe: Any, text: str | None) -> bool:
     return [same(p) for p in before] != [same(p) for p in made_by]
 
 
-def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
-    """The WebUI's own infotext items for the base generation."""
+def base_params(ctx: JobContext, seed: int, index: int = 0) -> dict[str, str]:
+    """The WebUI's own infotext items for the base generation (of image `index`)."""
     params = {"Steps": str(ctx.steps), "Sampler": ctx.sampler}
     if ctx.scheduler:
         params["Schedule type"] = ctx.scheduler
@@ -111,8 +118,13 @@ def base_params(ctx: JobContext, seed: int) -> dict[str, str]:
         "Size": f"{ctx.width}x{ctx.height}",
         "Model": protect(ctx.checkpoint),
     }
+    if ctx.subseed_strength != 0:  # as the WebUI writes them: only with a strength
+        params["Variation seed"] = str((ctx.subseed + index) % 2**32)
+        params["Variation seed strength"] = f"{ctx.subseed_strength:g}"
     if ctx.clip_skip > 1:  # as the WebUI writes it: only when it skips a layer
         params["Clip skip"] = str(ctx.clip_skip)
+    if ctx.rng != "GPU":  # the WebUI's default source goes unsaid
+        params["RNG"] = ctx.rng
     return params
 
 
@@ -126,13 +138,14 @@ def infotext(
     found: dict[int, str] | None = None,
     given: str | None = None,
     changes: dict[int, Any] | None = None,
+    index: int = 0,
 ) -> str:
     """A full WebUI infotext: prompt, negative prompt, and the params line with the passes that
     ran on this image and its result. An image the job was given (`given`: its file name) has
     no base generation to describe: its seed (the passes' first) and size, and where it came
     from."""
     if given is None:
-        params = base_params(ctx, seed)
+        params = base_params(ctx, seed, index)
     else:
         params = {
             "Seed": str(seed),
@@ -260,6 +273,7 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
                 found=dict(account.found),
                 given=given(i),
                 changes=dict(account.changes),
+                index=i,
             )
             finals.append(_save(outputs[-1].image, path, text))
     for i, outputs in enumerate(result.outputs if stages else []):
@@ -271,7 +285,7 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
                 ran.append(out.run.pass_index)
             name = f"{i + 1:02d}-{stem(i)}-{k:02d}-{_slug(label)}.png"
             stage = f"{label}{' (skipped)' if out.skipped else ''}"
-            text = infotext(recipe, job.ctx, seed, ran, None, stage, given=given(i))
+            text = infotext(recipe, job.ctx, seed, ran, None, stage, given=given(i), index=i)
             steps.append(_save(out.image, out_dir / name, text, STAGE_COMPRESSION))
     sheet = contact_sheet(result, first="input" if names else "base")
     sheet_path = None

@@ -348,6 +348,24 @@ CASES = [
     ),
     Case("--seed 2^32", ["run", R, "--seed", "4294967296"], ["to 4294967295"], files={R: recipe()}),
     Case(
+        "--rng TPU",
+        ["run", R, "--rng", "TPU"],
+        ["command line, field '--rng': got 'TPU'; allowed: one of 'CPU', 'GPU', 'NV'"],
+        files={R: recipe()},
+    ),
+    Case(
+        "base rng cpu",
+        ["run", R],
+        ["base, field 'rng': got 'cpu'", "one of 'CPU', 'GPU', 'NV'"],
+        files={R: recipe(base={"rng": "cpu"})},
+    ),
+    Case(
+        "base variation strength 1.5",
+        ["run", R],
+        ["base, field 'subseed_strength': got 1.5", "from 0 to 1"],
+        files={R: recipe(base={"subseed_strength": 1.5})},
+    ),
+    Case(
         "--init not there",
         ["run", R, "--init", "nope.png"],
         ["field '--init': got 'nope.png'", "an image file or a folder of them"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -173,3 +174,46 @@ def test_samplers_step_as_the_webuis_k_diffusion(key: str) -> None:
     got = [*flat(x[:, :, 0, :2]), float(x.sum())]
     assert close(got[:-1], SAMPLED[key][:-1], 2e-6) and abs(got[-1] - SAMPLED[key][-1]) < 1e-3
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+# -- on the tiny models ---------------------------------------------------------------------
+
+
+def test_variation_strength_1_is_the_variation_seeds_image(backend):
+    """slerp at 1 is the variation seed's noise: with Euler (no noise after the first) the
+    image is the variation seed's own; half way it is neither."""
+    from lib_multipass.protocol import SampleRequest
+
+    backend.load_checkpoint("tiny-toon")
+
+    def image(seed, subseed=-1, strength=0.0, source="CPU"):
+        r = SampleRequest(
+            "a fox", "", "Euler", "", 3, 7.0, seed, 64, 64, subseed=subseed,
+            subseed_strength=strength, rng=source,
+        )  # fmt: skip
+        return np.asarray(backend.generate([r], lambda s, n: None)[0], dtype=int)
+
+    mixed = image(5, subseed=9, strength=1.0)
+    assert np.array_equal(mixed, image(9))
+    half = image(5, subseed=9, strength=0.5)
+    assert np.abs(half - image(5)).mean() > 1 and np.abs(half - image(9)).mean() > 1
+    nv = image(5, source="NV")
+    assert np.array_equal(nv, image(5, source="NV")) and np.abs(nv - image(5)).mean() > 1
+
+
+def test_variation_seeds_per_image_and_infotext_as_the_webui_writes_them():
+    from lib_multipass.recipe import parse_recipe
+    from lib_multipass.runner import base_params, make_job
+
+    base = {"seed": 100, "subseed": 7, "subseed_strength": 0.3, "images": 3}
+    recipe = parse_recipe({"base": base, "passes": [{"denoising_strength": 0.5}]})
+    job = make_job(recipe, default_checkpoint="tiny-toon")
+    assert list(job.seeds) == [100, 100, 100]  # every image the seed, the variation seeds + i
+    params = base_params(job.ctx, 100, 2)
+    assert params["Variation seed"] == "9" and params["Variation seed strength"] == "0.3"
+    assert params["RNG"] == "CPU"
+    one_pass = parse_recipe({"passes": [{"denoising_strength": 0.5}]})
+    plain = make_job(one_pass, default_checkpoint="x")
+    assert "Variation seed" not in base_params(plain.ctx, 1)
+    gpu = make_job(recipe, default_checkpoint="tiny-toon", rng="GPU")
+    assert "RNG" not in base_params(gpu.ctx, 100)  # the WebUI's default goes unsaid

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-SOURCES = ("CPU", "GPU", "NV")  # the WebUI's randn_source choices
+from ..fields import RNG_SOURCES
+
+SOURCES = RNG_SOURCES  # the WebUI's randn_source choices
 DEFAULT_SOURCE = "CPU"
 
 # Philox 4x32 constants (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", 2011)
