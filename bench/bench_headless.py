@@ -31,7 +31,8 @@ import torch
 from lib_multipass.backends.diffusers_backend import DiffusersBackend
 from lib_multipass.protocol import SampleRequest
 imported = time.perf_counter() - t0
-folder, home, size, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+from pathlib import Path
+folder, home, size, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 dtype = sys.argv[5]
 torch.set_num_threads(2)
 b = DiffusersBackend([folder], home=home, device="cpu", dtype=dtype)
@@ -98,9 +99,10 @@ def main() -> None:
                 ],
                 capture_output=True,
                 text=True,
-                check=True,
                 cwd=ROOT,
             )
+            if out.returncode:
+                sys.exit(out.stderr)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             row["process"] = time.perf_counter() - start
             rows.append(row)
