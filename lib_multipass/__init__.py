@@ -4,4 +4,4 @@ The pure modules (fields, recipe, schedule, geometry, infotext, plan) import no 
 or WebUI `modules`, so they load inside any WebUI and in plain Python 3.10+.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
