@@ -580,11 +580,10 @@ def parse_json_text(text: str, where: str) -> Any:
         raise RecipeError([Problem(where, "(file)", str(e), "valid JSON")]) from None
 
 
-def read_recipe_file(path: str | Path) -> Any:
-    """The JSON data of a recipe file (not yet validated); RecipeError for a file that cannot
-    be read as JSON, naming the file and why."""
+def read_text_file(path: str | Path, where: str) -> str:
+    """The text of a recipe or job-list file, at most MAX_RECIPE_BYTES in one of ENCODINGS;
+    RecipeError naming `where` and why for a file that cannot be read so."""
     path = Path(path)
-    where = f"recipe file {str(path)!r}"
     try:
         if path.is_dir():
             raise IsADirectoryError("it is a folder")
@@ -599,10 +598,16 @@ def read_recipe_file(path: str | Path) -> Any:
         limit = f"a file of at most {MAX_RECIPE_BYTES // 2**20} MB"
         raise RecipeError([Problem(where, "(file)", "a larger file", limit)])
     try:
-        text = decode_json_bytes(raw)
+        return decode_json_bytes(raw)
     except ValueError as e:
         raise RecipeError([Problem(where, "(file)", str(e), ENCODINGS)]) from None
-    return parse_json_text(text, where)
+
+
+def read_recipe_file(path: str | Path) -> Any:
+    """The JSON data of a recipe file (not yet validated); RecipeError for a file that cannot
+    be read as JSON, naming the file and why."""
+    where = f"recipe file {str(Path(path))!r}"
+    return parse_json_text(read_text_file(path, where), where)
 
 
 def load_recipe(path: str | Path) -> Any:

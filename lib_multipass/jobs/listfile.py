@@ -30,17 +30,15 @@ from typing import Any
 
 from ..fields import BASE_FIELDS, field_map
 from ..recipe import (
-    ENCODINGS,
-    MAX_RECIPE_BYTES,
     Problem,
     RecipeError,
     _Bad,
     check_recipe,
     coerce,
-    decode_json_bytes,
     explain,
     read_json,
     read_recipe_file,
+    read_text_file,
     recipe_to_dict,
 )
 
@@ -98,22 +96,7 @@ def _slug(text: str) -> str:
 def read_job_list(path: Path) -> list[JobSpec]:
     """Every job of the list file at `path`; RecipeError naming every problem of every line."""
     path = Path(path)
-    name = f"job list {str(path)!r}"
-    try:
-        if path.is_dir():
-            raise IsADirectoryError("it is a folder")
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_RECIPE_BYTES + 1)
-    except OSError as e:
-        why = f"a readable file ({e.strerror or e})"
-        raise RecipeError.single(name, "(file)", str(path), why) from None
-    if len(raw) > MAX_RECIPE_BYTES:
-        limit = f"a file of at most {MAX_RECIPE_BYTES // 2**20} MB"
-        raise RecipeError.single(name, "(file)", "a larger file", limit)
-    try:
-        text = decode_json_bytes(raw)
-    except ValueError as e:
-        raise RecipeError.single(name, "(file)", str(e), ENCODINGS) from None
+    text = read_text_file(path, f"job list {str(path)!r}")
     return parse_job_list(text, path.name, path.parent)
 
 
