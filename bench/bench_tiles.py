@@ -5,8 +5,8 @@
 (1) batched / one tile per call: the same sd-upscale tile pass over a 2048^2 canvas (81 tiles of
     256^2), 4 and 8 tiles per call against 1.
 (2) tile pass / by hand: the engine's tile pass against the same tiles cut, sampled one by one
-    with plain diffusers' img2img pipeline and joined as the SD upscale script joins them, the
-    model loaded beforehand in both. Goal <= 1.05.
+    with plain diffusers' img2img pipeline (3 of 4 Euler a steps, as the pass runs) and joined
+    as the SD upscale script joins them, the model loaded beforehand in both. Goal <= 1.05.
 (3) peak RSS of a tile pass on a 4096^2 canvas against one on 1024^2 (each in a fresh process,
     less the bytes of the images the pass holds by design: its input, the upscaled canvas and
     the result): a tile pass holds tiles, not latents of the canvas. Goal <= 1.1.
@@ -115,10 +115,11 @@ def bench_overhead(backend: DiffusersBackend, models: Path) -> None:
     pipe.set_progress_bar_config(disable=True)
     recipe = parse_recipe({"passes": [TILES]})
     job = canvas_job(768)
-    ours = run_job(recipe, job, backend)  # warm-up
-    theirs = by_hand(models, job.images[0], pipe)
-    same = ours.images[0].tobytes() == theirs.tobytes()
-    print(f"(2) the engine's tiles equal the tiles by hand, pixel for pixel: {same}", flush=True)
+    run_job(recipe, job, backend)  # warm-up
+    by_hand(models, job.images[0], pipe)
+    # The engine samples as the WebUI does (its noise, k-diffusion's Euler a), diffusers' pipeline
+    # with its own scheduler and noise: the same tiles, steps and model calls, other pixels.
+    # That the pass's tiles are the tiles sampled one by one is a test (tests/test_tiles.py).
 
     def engine() -> float:
         start = time.perf_counter()
