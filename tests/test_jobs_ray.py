@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
 from lib_multipass.jobs.manifest import read_manifest  # noqa: E402
@@ -69,7 +69,14 @@ def test_a_list_on_two_ray_workers_gives_the_images_of_run(local_ray, home, tmp_
         (tmp_path / f"r{number}.json").write_text(json.dumps(job["recipe"]))
         single = tmp_path / f"single-{number}"
         args = ["run", str(tmp_path / f"r{number}.json"), "--seed", str(job["seed"])]
-        assert main([*args, "--images", str(job.get("images", 1)), "--out", str(single)]) == 0
+        # a Ray actor of one CPU slot computes on one thread (Ray sets OMP_NUM_THREADS), and
+        # torch's CPU kernels split their sums by thread: `run` on as many threads
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            assert main([*args, "--images", str(job.get("images", 1)), "--out", str(single)]) == 0
+        finally:
+            torch.set_num_threads(threads)
         mine, theirs = finals(out / entries[number]["folder"]), finals(single)
         assert [p.name for p in mine] == [p.name for p in theirs]
         assert [pixels(p) for p in mine] == [pixels(p) for p in theirs], number
