@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .fields import CONTROLNET_UNITS
-from .recipe import Problem
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,9 @@ def units_of(p: Any) -> tuple[ControlUnit, ...]:
     return tuple(units)
 
 
-def unit_problems(p: Any, where: str) -> list[Problem]:
-    """Rules that tie a unit's fields together (the host's lists are checked by the backend)."""
+def unit_problems(p: Any) -> list[tuple[str, Any, str]]:
+    """Rules that tie a unit's fields together, as (field, value, allowed) for the recipe's
+    checks to place (the host's lists are checked by the backend)."""
     problems = []
     for n in range(1, CONTROLNET_UNITS + 1):
         k = f"controlnet_{n}_"
@@ -60,10 +60,10 @@ def unit_problems(p: Any, where: str) -> list[Problem]:
         start, end = getattr(p, k + "guidance_start", 0.0), getattr(p, k + "guidance_end", 1.0)
         if module and not model:
             allowed = f"a ControlNet model for preprocessor {module!r} (a unit needs a model)"
-            problems.append(Problem(where, k + "model", model, allowed))
+            problems.append((k + "model", model, allowed))
         if model and start >= end:
             allowed = f"an ending step after the starting step ({start:g})"
-            problems.append(Problem(where, k + "guidance_end", end, allowed))
+            problems.append((k + "guidance_end", end, allowed))
     return problems
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .controlnet import unit_problems
 from .fields import (
     BASE_FIELDS,
     MAX_LIST,
@@ -372,9 +373,7 @@ def _pass_checks(p: Any, where: str, problems: list[Problem]) -> None:
             "repeats of 2 or more"
         )
         problems.append(Problem(where, "converge_below", p.converge_below, allowed))
-    from .controlnet import unit_problems  # imports Problem from here
-
-    problems += unit_problems(p, where)
+    problems += [Problem(where, *problem) for problem in unit_problems(p)]
     if (p.working_width == 0) != (p.working_height == 0):
         problems.append(
             Problem(
