@@ -262,6 +262,17 @@ def collect_state(
     return new
 
 
+def _pasted_recipe(params: dict[str, Any]) -> Any:
+    """The recipe in pasted infotext, or None where it holds none or one that does not parse
+    (a paste callback then changes nothing)."""
+    if not has_recipe(params):
+        return None
+    try:
+        return recipe_from_params(params)
+    except RecipeError:
+        return None
+
+
 def paste_value(
     index: int, f: Field, checkpoint_entry: Callable[[str], str] = lambda name: name
 ) -> Callable[[dict[str, Any]], Any]:
@@ -273,11 +284,8 @@ def paste_value(
     """
 
     def read(params: dict[str, Any]) -> Any:
-        if not has_recipe(params):
-            return None
-        try:
-            recipe = recipe_from_params(params)
-        except RecipeError:
+        recipe = _pasted_recipe(params)
+        if recipe is None:
             return None
         if index >= len(recipe.passes):
             return False if f.name == "enabled" else to_widget(f, f.default)
@@ -302,13 +310,8 @@ def chain_paste(f: Field, continuing: bool) -> Callable[[dict[str, Any]], Any]:
     """A paste callback of a job-wide chain widget (start, stop), as chain_start says."""
 
     def read(params: dict[str, Any]) -> Any:
-        if not has_recipe(params):
-            return None
-        try:
-            recipe = recipe_from_params(params)
-        except RecipeError:
-            return None
-        return chain_start(recipe, continuing)[f.name]
+        recipe = _pasted_recipe(params)
+        return None if recipe is None else chain_start(recipe, continuing)[f.name]
 
     return read
 
