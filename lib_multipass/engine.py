@@ -82,12 +82,20 @@ def run_job(
     control: Control | None = None,
     progress: Callable[[Progress], None] | None = None,
     rng: random.Random | None = None,
+    on_image: Callable[[int, JobResult], None] | None = None,
 ) -> JobResult:
-    """Run the base generation (if `job.images` is None) and every pass over every image."""
+    """Run the base generation (if `job.images` is None) and every pass over every image.
+
+    `on_image(index, result)` is called as each image is finished (its last run done, or
+    settled), so a caller can keep it before the job ends; runs go over every image before the
+    next run starts, so images finish during the last run (during the base, with no pass).
+    """
     runs, masks = prepare(recipe, job, backend)
-    return _JobRun(
+    job_run = _JobRun(
         recipe, job, backend, runs, masks, control or Control(), progress, rng or random.Random()
-    ).run()
+    )
+    job_run.on_image = on_image
+    return job_run.run()
 
 
 class _JobRun:
@@ -129,6 +137,7 @@ class _JobRun:
         ]
         self.label, self.current, self.image_index = "base", None, 0
         self.done = 0
+        self.on_image: Callable[[int, JobResult], None] | None = None
         self.estimate = {run.number: self._planned_steps(run) for run in runs}
         base = 0 if job.images is not None else job.ctx.steps * n
         self.total = base + sum(self.estimate.values()) * n
@@ -203,19 +212,28 @@ class _JobRun:
             for i, image in zip(batch, images, strict=True):
                 result.images.append(image)
                 result.outputs[i].append(RunOutput(None, image, result.seeds[i]))
+            if not self.runs:
+                self._finished(batch)
 
     def _run(self, run: Run) -> None:
         """One run over every image that still takes it, batch by batch."""
         self.label, self.current, self.image_index = run.label, run, 0
         self._check_stop()  # before loading anything more
         batches = [self._wanted(run, batch) for batch in self.batches]
+        last = run is self.runs[-1]
         if not any(batches):  # every image has settled: nothing to load or sample
             self.result.runs_done += 1
+            for whole in self.batches if last else []:
+                self._finished(whole)
             return
         self._load(run.checkpoint)
         family = self.backend.checkpoint_family(run.checkpoint)
         result = self.result
-        for batch in filter(None, batches):
+        for whole, batch in zip(self.batches, batches, strict=True):
+            if not batch:  # every image of it has settled
+                if last:
+                    self._finished(whole)
+                continue
             self.image_index = batch[0]
             self._check_stop()
             seeds = [_seed(result.seeds[i], run, self.rng) for i in batch]
@@ -234,7 +252,15 @@ class _JobRun:
                 result.images[i] = image
                 found = work.found if work is not None else None
                 result.outputs[i].append(RunOutput(run, image, seed, skipped, found, changed))
+            if last:
+                self._finished(whole)
         result.runs_done += 1
+
+    def _finished(self, batch: Sequence[int]) -> None:
+        """Tell the caller the images of `batch` are finished (nothing more runs on them)."""
+        if self.on_image is not None:
+            for i in batch:
+                self.on_image(i, self.result)
 
     def _wanted(self, run: Run, batch: list[int]) -> list[int]:
         """The images of `batch` that still take `run`; the others have settled, and the

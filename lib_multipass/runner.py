@@ -11,7 +11,7 @@ import dataclasses
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,15 +223,24 @@ def write_outputs(
     *,
     stages: bool = True,
     animation: Animation = Animation(),
+    first: int = 0,
+    kept: Collection[int] = (),
 ) -> Written:
     """Save finals, the contact sheet, the recipe and (with `stages`) every stage's image but
     the last, which is the final; whatever the job finished.
 
-    Finals are written first, so an impatient second interrupt loses the least.
+    Finals are written first, so an impatient second interrupt loses the least. A job list
+    writes each final as it comes: `kept` are those (indexes into `result`), not written again,
+    and the files of the folder's earlier run are not cleared; `first` is the number of images
+    before this job's first in the job it continues (files are numbered in that job).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_previous(out_dir)
-    written = _write(result, recipe, job, out_dir, stages)
+    earlier: list[str] = []
+    if first or kept:
+        earlier = _listed(out_dir)
+    else:
+        _clear_previous(out_dir)
+    written = _write(result, recipe, job, out_dir, stages, first, set(kept))
     written.animations = _animations(result, job, written.finals, animation)
     written.summary = _summary(result, written.finals, out_dir)
     files = [
@@ -242,12 +251,48 @@ def write_outputs(
         written.recipe,
         written.summary,
     ]
-    names = "\n".join(p.name for p in files if p is not None)
-    (out_dir / MANIFEST).write_text(names + "\n", encoding="utf-8")
+    names = dict.fromkeys([*earlier, *(p.name for p in files if p is not None)])
+    (out_dir / MANIFEST).write_text("\n".join(names) + "\n", encoding="utf-8")
     return written
 
 
-def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool) -> Written:
+def _listed(out_dir: Path) -> list[str]:
+    try:
+        return [n for n in (out_dir / MANIFEST).read_text(encoding="utf-8").splitlines() if n]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def final_of(result: JobResult, recipe: Any, job: Job, i: int) -> tuple[str, str, str]:
+    """Image `i`'s final as it is saved: its file stem (the given image's name, or its seed),
+    'final' or 'partial' (the job stopped before it was finished), and its infotext."""
+    names = list(job.names or [])
+    given = names[i] if i < len(names) else None
+    seed, account = result.seeds[i], result.image_account(i)
+    text = infotext(
+        recipe,
+        job.ctx,
+        seed,
+        account.passes_ran,
+        account.text(),
+        found=dict(account.found),
+        given=given,
+        changes=dict(account.changes),
+        index=i,
+    )
+    stem = _slug(Path(given).stem) if given else str(seed)
+    return stem, "final" if account.complete else "partial", text
+
+
+def _write(
+    result: JobResult,
+    recipe: Any,
+    job: Job,
+    out_dir: Path,
+    stages: bool,
+    first: int = 0,
+    kept: Collection[int] = (),
+) -> Written:
     finals, steps = [], []
     names = list(job.names or [])
 
@@ -261,21 +306,9 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
 
     for i, outputs in enumerate(result.outputs):
         if outputs:
-            seed, account = result.seeds[i], result.image_account(i)
-            state = "final" if account.complete else "partial"
-            path = out_dir / f"{i + 1:02d}-{stem(i)}-{state}.png"
-            text = infotext(
-                recipe,
-                job.ctx,
-                seed,
-                account.passes_ran,
-                account.text(),
-                found=dict(account.found),
-                given=given(i),
-                changes=dict(account.changes),
-                index=i,
-            )
-            finals.append(_save(outputs[-1].image, path, text))
+            name, state, text = final_of(result, recipe, job, i)
+            path = out_dir / f"{first + i + 1:02d}-{name}-{state}.png"
+            finals.append(path if i in kept else _save(outputs[-1].image, path, text))
     for i, outputs in enumerate(result.outputs if stages else []):
         seed = result.seeds[i]
         ran: list[int] = []
@@ -283,7 +316,7 @@ def _write(result: JobResult, recipe: Any, job: Job, out_dir: Path, stages: bool
             label = ("input" if given(i) else "base") if out.run is None else out.run.label
             if out.run is not None and not out.skipped and out.run.pass_index not in ran:
                 ran.append(out.run.pass_index)
-            name = f"{i + 1:02d}-{stem(i)}-{k:02d}-{_slug(label)}.png"
+            name = f"{first + i + 1:02d}-{stem(i)}-{k:02d}-{_slug(label)}.png"
             stage = f"{label}{' (skipped)' if out.skipped else ''}"
             text = infotext(recipe, job.ctx, seed, ran, None, stage, given=given(i), index=i)
             steps.append(_save(out.image, out_dir / name, text, STAGE_COMPRESSION))

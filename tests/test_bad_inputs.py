@@ -1030,6 +1030,16 @@ CASES = [
         ],
         files={R: recipe(), L: jsonl({"recipe": R})},
     ),
+    Case(
+        "jobs: --images-per-request 0, and without a WebUI host",
+        ["jobs", L, "--images-per-request", "0"],
+        [
+            "command line, field '--images-per-request': got 0",
+            "a whole number from 1 to 100",
+            "field '--images-per-request': got 0; allowed: only with --webui-url",
+        ],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
     # -- chains: convergence, where a job starts and stops, animations --------------------------
     Case(
         "converge_below above 255",

@@ -8,7 +8,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
-from lib_multipass.jobs.manifest import read_manifest  # noqa: E402
+from lib_multipass.jobs.manifest import read_images, read_manifest  # noqa: E402
 
 BASE = {"width": 64, "height": 64, "steps": 3, "prompt": "a fox"}
 
@@ -152,6 +152,7 @@ def test_cancel_stops_every_ray_worker_after_its_step(local_ray, home, tmp_path)
         read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
     )
     workers = ray_workers(2, settings, registry_settings(args))
+    ray.get([w.actor.pid.remote() for w in workers])  # both up: neither races through a job
     asked = []
 
     def cancel_when_both_sample(run):
@@ -167,5 +168,67 @@ def test_cancel_stops_every_ray_worker_after_its_step(local_ray, home, tmp_path)
     entries = read_manifest(tmp_path / "out")
     assert sorted(e["status"] for e in entries) == ["cancelled", "cancelled"]
     assert all("cancelled" in e["reason"] for e in entries)
+    for w in workers:
+        ray.kill(w.actor)
+
+
+def test_a_killed_actor_keeps_its_sent_images_and_the_retry_makes_only_the_rest(
+    local_ray, home, tmp_path
+):
+    """Each image comes back from the actor as it is made (a Ray generator) and is written at
+    once; the actor killed after two images keeps them, and the job's next attempt makes only
+    the rest, with the images `multipass run` makes: every image written once."""
+    from lib_multipass.backends.diffusers_backend import DiffusersBackend
+    from lib_multipass.cli import backend_settings, build_parser, main, registry_settings
+    from lib_multipass.jobs.driver import ListRun, make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.ray_workers import ray_workers
+
+    job = recipe("tiny-toon", seed=20, steps=6)
+    listed = write_list(tmp_path, {"recipe": job, "images": 6})
+    args = build_parser()["jobs"].parse_args([str(listed)])
+    settings = backend_settings(args, 200)
+    tasks = make_tasks(
+        read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
+    )
+    workers = ray_workers(2, settings, registry_settings(args))
+    ray.get([w.actor.pid.remote() for w in workers])
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_after_two_images(run):
+        for w in run.workers:
+            task = run.busy.get(w.name)
+            if not killed and task is not None and len(task.written) >= 2:
+                folder = out / task.spec.folder
+                killed.append(
+                    (w.name, {f: (folder / f).stat().st_mtime_ns for f in task.written.values()})
+                )
+                ray.kill(w.actor, no_restart=False)
+
+    summary = ListRun(tasks, workers, out, observer=kill_after_two_images).run()
+    assert killed, "the job ended before two of its images came back"
+    assert (summary.done, summary.retries) == (1, 1)
+    name, kept = killed[0]
+    images = read_images(out)
+    assert sorted(e["image"] for e in images) == [1, 2, 3, 4, 5, 6]  # each written once
+    first = [e for e in images if e["attempt"] == 1]
+    assert len(first) >= 2 and {e["worker"] for e in first} == {name}
+    assert [e["image"] for e in images if e["attempt"] == 2] == list(range(len(first) + 1, 7))
+    (entry,) = read_manifest(out)
+    assert entry["status"] == "done" and entry["attempts"] == 2
+    assert f"{len(first)} of 6 images were written" in entry["retries"][0]
+    folder = out / entry["folder"]
+    assert all((folder / f).stat().st_mtime_ns == t for f, t in kept.items())
+    (tmp_path / "r.json").write_text(json.dumps(job))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the actor computes (see the first test)
+    try:
+        single = tmp_path / "single"
+        assert main(["run", str(tmp_path / "r.json"), "--images", "6", "--out", str(single)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert entry["files"] == [p.name for p in finals(single)]
+    assert [pixels(folder / f) for f in entry["files"]] == [pixels(p) for p in finals(single)]
     for w in workers:
         ray.kill(w.actor)

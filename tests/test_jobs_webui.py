@@ -177,3 +177,51 @@ def test_jobs_go_only_to_hosts_with_their_checkpoints(hosts, tmp_path, capsys):
     assert main(["jobs", str(bad), "--out", str(tmp_path / "o3"), *urls]) == 2
     err = capsys.readouterr().err
     assert f"field '--webui-url': got '{full.url}'" in err and "did not answer" in err
+
+
+def test_a_host_killed_mid_job_keeps_its_images_and_resume_asks_only_the_rest(hosts, tmp_path):
+    """With a request per image, each image is written as its request returns: the host killed
+    mid-job leaves those on disk and in the manifest, and the next run of the list asks another
+    host only for the rest, with the seeds of the whole job."""
+    from lib_multipass.cli import main
+    from lib_multipass.jobs.driver import ListRun, make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.manifest import read_images
+    from lib_multipass.jobs.webui_workers import WebUIWorker
+
+    doomed = hosts(delay=0.15)
+    listed = write_list(tmp_path, {"recipe": TWO_PASSES, "seed": 10, "images": 6})
+    tasks = make_tasks(read_job_list(listed), None, default_checkpoint="")
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_after_two_images(run):
+        task = run.busy.get("doomed")
+        if not killed and task is not None and len(task.written) >= 2:
+            killed.append(dict(task.written))
+            doomed.kill()
+
+    worker = WebUIWorker(doomed.url, "doomed", images_per_request=1)
+    summary = ListRun(tasks, [worker], out, observer=kill_after_two_images).run()
+    assert killed and summary.failed == 1
+    (entry,) = read_manifest(out)
+    assert entry["reason"] == "no worker left to run it"
+    before = read_images(out)
+    assert [e["image"] for e in before] == list(range(1, len(before) + 1))
+    assert entry["files"] == [e["file"] for e in before] and len(before) < 6
+    folder = out / entry["folder"]
+    kept = {e["file"]: (folder / e["file"]).stat().st_mtime_ns for e in before}
+
+    steady = hosts()
+    urls = ["--webui-url", steady.url, "--images-per-request", "1"]
+    assert main(["jobs", str(listed), "--out", str(out), *urls]) == 0
+    after = read_images(out)[len(before) :]
+    assert [e["image"] for e in after] == list(range(len(before) + 1, 7))  # only the rest
+    assert {e["worker"] for e in after} == {steady.url.removeprefix("http://")}
+    assert all((folder / f).stat().st_mtime_ns == t for f, t in kept.items())
+    files = sorted(p.name for p in folder.glob("*-final.png"))
+    assert files == [f"{n:02d}-{9 + n}-final.png" for n in range(1, 7)]
+    for name in files:  # each made with its own seed of the whole job's
+        params = parse_params_line(Image.open(folder / name).info["parameters"].splitlines()[-1])
+        assert params["Seed"] == name.split("-")[1]
+    assert read_manifest(out)[-1]["status"] == "done"

@@ -1,16 +1,16 @@
-"""The driver: checks every job, hands jobs to idle workers, writes what comes back.
+"""The driver: hands jobs to idle workers and writes what comes back as it comes.
 
-Whatever the engine (this process, Ray actors, WebUI hosts), the driver is the only writer:
-each job's images go to its own folder the moment its worker sends them, then its manifest
-line. A worker that dies has its job given to another (at most `max_attempts` tries, each one
-in the manifest); a job that fails on a sound worker says why and the rest go on; `cancel`
+Whatever the engine (this process, Ray actors, WebUI hosts), the driver is the only writer
+(through `writer`): each image goes to its job's folder the moment its worker sends it, with a
+manifest line, and the job's own line when it ends. A worker that dies has its job given to
+another (at most `max_attempts` tries, each one in the manifest), which runs only the images
+not yet written; a job that fails on a sound worker says why and the rest go on; `cancel`
 (Ctrl-C) stops every worker after its current step and keeps what is done.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import queue
 import threading
 import time
@@ -20,78 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from ..recipe import Problem, RecipeError
-from .affinity import Need, pick
-from .listfile import JobSpec
-from .manifest import Manifest, finished_keys
+from .affinity import pick
+from .manifest import finished_keys
+from .tasks import make_tasks
 from .workers import Outcome, Task, Worker, WorkerLost
+from .writer import Writer
 
 MAX_ATTEMPTS = 3  # a job whose workers die this often is failed, not tried forever
 
-
-def make_tasks(
-    specs: Sequence[JobSpec],
-    backend: Any | None,
-    *,
-    default_checkpoint: str,
-) -> list[Task]:
-    """Every job's task, each checked as `multipass run` checks its job (when `backend` is
-    given: names, files, masks); RecipeError naming every problem of every job at once."""
-    from ..inputs import InputError, read_inputs
-    from ..preflight import prepare
-    from ..runner import make_job
-
-    tasks, problems = [], []
-    inputs_of: dict[Path, Any] = {}
-    for spec in specs:
-        inputs = None
-        if spec.init is not None:
-            if spec.init not in inputs_of:
-                try:
-                    inputs_of[spec.init] = read_inputs(spec.init)
-                except InputError as e:
-                    inputs_of[spec.init] = e
-            inputs = inputs_of[spec.init]
-            if isinstance(inputs, InputError):
-                problems.append(Problem(spec.where, "init", inputs.value, inputs.allowed))
-                continue
-        job = make_job(
-            spec.recipe,
-            default_checkpoint=default_checkpoint,
-            size=spec.size,
-            recipe_dir=spec.recipe_dir,
-            inputs=inputs,
-        )
-        steps = job.count * job.ctx.steps * (1 + len(spec.recipe.passes))
-        if backend is not None:
-            try:
-                runs, _masks = prepare(spec.recipe, job, backend)
-            except RecipeError as e:
-                problems += [
-                    dataclasses.replace(p, where=f"{spec.where}, {p.where}") for p in e.problems
-                ]
-                continue
-            base = 0 if job.images is not None else job.ctx.steps
-            steps = job.count * (base + sum(r.count.run for r in runs))
-        tasks.append(Task(spec, job, _need(spec, job, backend), max(1, steps)))
-    if problems:
-        raise RecipeError(problems)
-    return tasks
-
-
-def _need(spec: JobSpec, job: Any, backend: Any | None) -> Need:
-    names = [job.ctx.checkpoint] + [
-        p.checkpoint for p in spec.recipe.passes if p.enabled and p.checkpoint
-    ]
-    if backend is not None:
-        names = [backend.checkpoint_id(n) or n for n in names]
-    out: list[str] = []
-    for n in names:
-        if n and n not in out:
-            out.append(n)
-    return Need(tuple(out))
+__all__ = ["MAX_ATTEMPTS", "ListRun", "Summary", "make_tasks", "may_take"]
 
 
 @dataclass
@@ -104,14 +41,15 @@ class Summary:
     skipped: int = 0  # finished by an earlier run of the list
     not_started: int = 0
     retries: int = 0
+    resumed: int = 0  # jobs that went on from the images an earlier run wrote
     loads: dict[str, Counter[str]] = field(default_factory=dict)  # worker -> disk loads
     ran: Counter[str] = field(default_factory=Counter)  # worker -> jobs that ended there
-    images: int = 0  # images written
+    images: int = 0  # image files written
     seconds: float = 0.0
 
     def text(self) -> str:
         parts = [f"{self.done} done"]
-        for name in ("failed", "cancelled", "not_started", "skipped", "retries"):
+        for name in ("failed", "cancelled", "not_started", "skipped", "resumed", "retries"):
             if getattr(self, name):
                 parts.append(f"{getattr(self, name)} {name.replace('_', ' ')}")
         return ", ".join(parts) + f" in {self.seconds:.1f} s"
@@ -134,18 +72,25 @@ class ListRun:
     ) -> None:
         self.out_dir = Path(out_dir)
         self.workers = list(workers)
-        self.stages, self.max_attempts = stages, max_attempts
+        self.max_attempts = max_attempts
         self.display, self.observer = display, observer
         self.summary = Summary(loads={w.name: Counter() for w in self.workers})
+        self.writer = Writer(self.out_dir, stages=stages)
         finished = set() if fresh else finished_keys(self.out_dir)
         self.waiting = [t for t in tasks if t.spec.key not in finished]
         self.summary.skipped = len(tasks) - len(self.waiting)
+        for task in [] if fresh else list(self.waiting):
+            self.writer.resume(task)
+            self.summary.resumed += bool(task.written)
+            if task.first >= task.job.count:  # every image was written, the job's end was not
+                self.waiting.remove(task)
+                why = "its images were all written by an earlier run of the list"
+                self._record(task, None, "done", why, files=self._files(task))
         self.busy: dict[str, Task] = {}
         self.stopping = False
         self.results: queue.Queue[tuple[str, Worker, Task, Any]] = queue.Queue()
-        self.manifest = Manifest(self.out_dir)
         self.steps_done = 0
-        self.total_steps = sum(t.steps for t in self.waiting)
+        self.total_steps = sum(t.steps_left for t in self.waiting)
 
     def cancel(self) -> None:
         """Stop after every worker's current step; finished images are kept (Ctrl-C)."""
@@ -166,15 +111,20 @@ class ListRun:
                 except queue.Empty:
                     self._tick()
                     continue
-                del self.busy[worker.name]
-                if kind == "outcome":
+                if kind == "picture":
+                    self.writer.picture(task, worker.name, payload)
+                elif kind == "outcome":
+                    del self.busy[worker.name]
                     self._finished(worker, task, payload)
                 else:
+                    del self.busy[worker.name]
                     self._lost(worker, task, payload)
+                self.summary.images = self.writer.images
                 self._tick()
             if not self.stopping:
                 for task in self.waiting:  # no worker left to run them
-                    self._record(task, None, "failed", "no worker left to run it")
+                    why = "no worker left to run it"
+                    self._record(task, None, "failed", why, files=self._files(task))
                 self.waiting = []
             self.summary.not_started = len(self.waiting)
         finally:
@@ -194,7 +144,8 @@ class ListRun:
             if not any(_can_run(w, task) for w in live):  # no live worker has its checkpoints
                 self.waiting.remove(task)
                 names = ", ".join(task.need.checkpoints)
-                self._record(task, None, "failed", f"no live worker has its checkpoints ({names})")
+                why = f"no live worker has its checkpoints ({names})"
+                self._record(task, None, "failed", why, files=self._files(task))
         for worker in live:
             if self.stopping or not self.waiting:
                 return
@@ -213,11 +164,16 @@ class ListRun:
             task = choices[pick([t.need for t in choices], held, loaded, others)]
             self.waiting.remove(task)
             self.busy[worker.name] = task
+            self.writer.starting(task)
+            task.partials = []
             threading.Thread(target=self._work, args=(worker, task), daemon=True).start()
 
     def _work(self, worker: Worker, task: Task) -> None:
+        def sent(picture: Any) -> None:
+            self.results.put(("picture", worker, task, picture))
+
         try:
-            self.results.put(("outcome", worker, task, worker.run(task)))
+            self.results.put(("outcome", worker, task, worker.run(task, sent)))
         except WorkerLost as e:
             self.results.put(("lost", worker, task, str(e)))
         except Exception as e:  # anything else from the worker's machinery: a lost worker too
@@ -225,32 +181,32 @@ class ListRun:
 
     def _lost(self, worker: Worker, task: Task, why: str) -> None:
         self.summary.retries += 1
-        task.retries.append(f"attempt {task.attempt} on {worker.name}: {why}")
+        count = task.job.count
+        kept = f"; {len(task.written)} of {count} images were written" if task.written else ""
+        task.retries.append(f"attempt {task.attempt} on {worker.name}: {why}{kept}")
         task.retries_on.add(worker.name)
+        task.start_after_written()
+        if task.first >= task.job.count:  # it sent every image before it was lost
+            why = "its worker was lost after its last image; every image is written"
+            self._record(task, worker, "done", why, files=self._files(task))
+            return
         if task.attempt >= self.max_attempts:
-            self._record(task, None, "failed", f"its worker was lost {task.attempt} times")
+            why = f"its worker was lost {task.attempt} times"
+            self._record(task, None, "failed", why, files=self._files(task))
             return
         task.attempt += 1
         self.waiting.insert(0, task)
 
-    # -- writing -----------------------------------------------------------------------------
+    # -- ending ------------------------------------------------------------------------------
 
     def _finished(self, worker: Worker, task: Task, outcome: Outcome) -> None:
-        files = self._write(task, outcome)
+        self.steps_done += task.steps_left
+        files = self.writer.ended(task, worker.name, outcome)
         self.summary.loads.setdefault(worker.name, Counter()).update(outcome.loads)
-        self.steps_done += task.steps
         self._record(task, worker, outcome.status, outcome.reason, outcome, files)
 
-    def _write(self, task: Task, outcome: Outcome) -> list[str]:
-        folder = self.out_dir / task.spec.folder
-        if outcome.result is not None:
-            from ..runner import write_outputs
-
-            written = write_outputs(
-                outcome.result, task.spec.recipe, task.job, folder, stages=self.stages
-            )
-            return [p.name for p in written.finals]
-        return write_pictures(outcome.pictures or [], task, folder)
+    def _files(self, task: Task) -> list[str]:
+        return [task.written[i] for i in sorted(task.written)]
 
     def _record(
         self,
@@ -264,25 +220,7 @@ class ListRun:
         setattr(self.summary, status, getattr(self.summary, status) + 1)
         if worker is not None:
             self.summary.ran[worker.name] += 1
-        self.summary.images += len(files)
-        entry = {
-            "job": task.spec.number,
-            "line": task.spec.line,
-            "key": task.spec.key,
-            "name": task.spec.name,
-            "folder": task.spec.folder,
-            "status": status,
-            "reason": reason,
-            "seeds": list(task.job.seeds),
-            "worker": worker.name if worker else None,
-            "attempts": task.attempt,
-            "retries": task.retries,
-            "loads": outcome.loads if outcome else {},
-            "switches": outcome.switches if outcome else [],
-            "seconds": round(outcome.seconds, 3) if outcome else 0,
-            "files": list(files),
-        }
-        self.manifest.add(entry)
+        self.writer.record(task, worker.name if worker else None, status, reason, outcome, files)
 
     def _tick(self) -> None:
         if self.observer is not None:
@@ -303,19 +241,3 @@ def may_take(lost_on: set[str], worker: str, live: Sequence[str]) -> bool:
     if worker not in lost_on:
         return True
     return not any(w not in lost_on for w in live)
-
-
-def write_pictures(
-    pictures: Sequence[tuple[Image.Image, str]], task: Task, folder: Path
-) -> list[str]:
-    """A WebUI host's images, each with the infotext the host wrote for it."""
-    from ..runner import _save
-
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i, (image, text) in enumerate(pictures):
-        seed = task.job.seeds[i] if i < len(task.job.seeds) else i
-        path = folder / f"{i + 1:02d}-{seed}-final.png"
-        _save(image, path, text)
-        names.append(path.name)
-    return names

@@ -32,7 +32,7 @@ class Display:
             task = run.busy.get(w.name)
             if task is not None:
                 done, total = w.progress()
-                running += round(task.steps * done / total) if total else 0
+                running += round(task.steps_left * done / total) if total else 0
             state = w.status() if w.alive else "gone"
             loads = ", ".join(f"{k} x{v}" for k, v in sorted(s.loads.get(w.name, {}).items()))
             if w.name not in self.lines:

@@ -3,20 +3,27 @@ cache, on a local Ray started on demand or an existing cluster (`--ray-address`)
 
 Ray does what it is for: placing the actors on nodes with the resources they ask for, restarting
 an actor whose process dies (`max_restarts`), and carrying recipes, images and results between
-processes. The driver only chooses which waiting job an idle actor takes (checkpoint affinity);
-a job whose actor died goes back to the waiting jobs, and its manifest line says so.
+processes. An actor's `run` is a Ray generator: each image comes back the moment it is
+finished (Ray streams a generator method's values), so the driver writes it then. The driver
+only chooses which waiting job an idle actor takes (checkpoint affinity); a job whose actor
+died goes back to the waiting jobs, to run from its first image not written, and its manifest
+line says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..protocol import Job
 from ..recipe import RecipeError
-from .workers import DiffusersRunner, Outcome, Task, WorkerLost
+from .images import Picture
+from .workers import DiffusersRunner, OnPicture, Outcome, Task, WorkerLost
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # where lib_multipass is importable from
 
@@ -32,8 +39,25 @@ class JobActor:
         self.runner = DiffusersRunner(DiffusersBackend(**backend), Registry(**detectors))
         self.warmed = _warm()  # before any call is served: imports never race a job's
 
-    def run(self, recipe: Any, job: Job) -> Outcome:
-        return self.runner.run(recipe, job)
+    def run(self, recipe: Any, job: Job) -> Iterator[Picture | Outcome]:
+        """Each image as it is finished, then the job's Outcome (the job runs in a thread of
+        the actor's; a generator method is streamed by Ray)."""
+        made: queue.Queue[Picture | Outcome | BaseException] = queue.Queue()
+
+        def work() -> None:
+            try:
+                made.put(self.runner.run(recipe, job, made.put))
+            except BaseException as e:  # reaches the driver as the call's error
+                made.put(e)
+
+        threading.Thread(target=work, daemon=True).start()
+        while True:
+            item = made.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, Outcome):
+                return
 
     def progress(self) -> tuple[str, int, int]:
         return self.runner.progress()
@@ -139,14 +163,21 @@ class RayWorker:
         self._where, self._done, self._total = "starting", 0, 0
         self.task: Task | None = None
 
-    def run(self, task: Task) -> Outcome:
+    def run(self, task: Task, on_picture: OnPicture) -> Outcome:
         import ray
         from ray.exceptions import RayActorError, RayError
 
         self.task = task
         self._where, self._done, self._total = "sent", 0, 0
+        self._asked = None  # an answer still on its way is the last job's
+        outcome = None
         try:
-            outcome = ray.get(self.actor.run.remote(task.spec.recipe, task.job))
+            for ref in self.actor.run.remote(task.spec.recipe, task.to_run):
+                item = ray.get(ref)
+                if isinstance(item, Outcome):
+                    outcome = item
+                else:
+                    on_picture(item)
         except RayActorError as e:
             self._held, self._loaded = set(), ""
             self._still_there()
@@ -155,6 +186,8 @@ class RayWorker:
             raise WorkerLost(_first_line(e)) from None
         finally:
             self.task = None
+        if outcome is None:
+            raise WorkerLost("the actor's answer ended before the job's end")
         self._held, self._loaded = set(outcome.held) | {outcome.loaded}, outcome.loaded
         return outcome
 

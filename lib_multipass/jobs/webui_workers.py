@@ -1,10 +1,14 @@
 """WebUI hosts as workers: a running WebUI (A1111, reForge, Forge) with Multipass installed,
-driven through its API. Each job is one POST /sdapi/v1/txt2img: the base from the job's base
-(its checkpoint as `override_settings`, restored afterwards), the passes as
-`alwayson_scripts.multipass`; the host's own models, LoRAs and ControlNet run it, and its
-images come back with the infotexts the host wrote. A host that refuses the connection, drops
-it or answers 5xx is lost: its job goes to another host. A 422 (a recipe the host cannot run,
-e.g. a checkpoint it does not have) fails that job, named, and the rest go on.
+driven through its API. A job goes as POST /sdapi/v1/txt2img requests of up to
+`images_per_request` images each (the seeds of the whole job, in order): the base from the
+job's base (its checkpoint as `override_settings`, restored afterwards), the passes as
+`alwayson_scripts.multipass`; the host's own models, LoRAs and ControlNet run it, and each
+request's images come back with the infotexts the host wrote and are written at once. A
+request runs its passes over all its images (checkpoints switch per request), so smaller
+requests lose less when a host stops and switch more. A host that refuses the connection,
+drops it or answers 5xx is lost: its job goes to another host, from its first image not
+written. A 422 (a recipe the host cannot run, e.g. a checkpoint it does not have) fails that
+job, named, and the rest go on.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from typing import Any
 
 from PIL import Image
 
+from ..protocol import Job
 from ..recipe import recipe_to_dict
-from .workers import Outcome, Task, WorkerLost
+from .images import Picture
+from .workers import OnPicture, Outcome, Task, WorkerLost
 
-TIMEOUT = 3600.0  # seconds a host may take over one job before it counts as lost
+TIMEOUT = 3600.0  # seconds a host may take over one request before it counts as lost
+IMAGES_PER_REQUEST = 4
 URL_ALLOWED = "a WebUI's address, http:// or https:// with a host (e.g. http://192.168.1.20:7860)"
 
 
@@ -39,9 +46,13 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def request_body(task: Task) -> dict[str, Any]:
-    """The txt2img request that runs a job on a host."""
-    ctx, seeds = task.job.ctx, list(task.job.seeds)
+def request_body(
+    task: Task, job: Job | None = None, start: int = 0, count: int = 0
+) -> dict[str, Any]:
+    """The txt2img request that runs `count` images of a job (default: all) from its image
+    `start` on a host (`job`: the images an attempt runs, default the whole job)."""
+    job = job or task.job
+    ctx, seeds = job.ctx, list(job.seeds)[start : start + count if count else None]
     recipe = recipe_to_dict(task.spec.recipe)
     recipe.pop("base", None)
     body: dict[str, Any] = {
@@ -96,10 +107,17 @@ def knows(names: set[str], name: str) -> bool:
 class WebUIWorker:
     """One host. It runs one job at a time, as a WebUI does."""
 
-    def __init__(self, url: str, name: str | None = None, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str | None = None,
+        timeout: float = TIMEOUT,
+        images_per_request: int = IMAGES_PER_REQUEST,
+    ) -> None:
         self.url = url.rstrip("/")
         self.name = name or urllib.parse.urlsplit(url).netloc
         self.timeout = timeout
+        self.images_per_request = max(1, images_per_request)
         self.alive = True
         self.task: Task | None = None
         self._held: set[str] = set()
@@ -144,31 +162,55 @@ class WebUIWorker:
                 detail = None
             return e.code, detail
 
-    def run(self, task: Task) -> Outcome:
+    def run(self, task: Task, on_picture: OnPicture) -> Outcome:
+        """The task's images from `task.first` on, a request at a time, each request's images
+        sent as it returns; the first request that does not finish ends the job."""
         import time
 
         self.task = task
         self.cancelled = False
         started = time.monotonic()
+        job = task.to_run
         try:
-            status, answer = self._post("/sdapi/v1/txt2img", request_body(task), self.timeout)
+            for start in range(0, job.count, self.images_per_request):
+                count = min(self.images_per_request, job.count - start)
+                status, reason = self._request(task, job, start, count, on_picture)
+                if status != "done":
+                    return Outcome(status=status, reason=reason, seconds=time.monotonic() - started)
+                if self.cancelled:  # asked between requests: the rest are not started
+                    reason = f"cancelled after {start + count} of {job.count} images"
+                    return Outcome(
+                        status="cancelled", reason=reason, seconds=time.monotonic() - started
+                    )
+        finally:
+            self.task = None
+        self._held |= set(task.need.checkpoints)
+        self._loaded = task.need.first
+        return Outcome(status="done", seconds=time.monotonic() - started)
+
+    def _request(
+        self, task: Task, job: Job, start: int, count: int, on_picture: OnPicture
+    ) -> tuple[str, str]:
+        """One txt2img request of `count` images from `start`; its images are sent as
+        pictures (final when it finished, else partial); how it ended and why."""
+        body = request_body(task, job, start, count)
+        try:
+            status, answer = self._post("/sdapi/v1/txt2img", body, self.timeout)
         except (OSError, ValueError) as e:  # refused, reset, timed out, not JSON
             self.alive = False
             why = getattr(e, "reason", None) or e
             raise WorkerLost(f"host {self.url} stopped answering ({why})") from None
-        finally:
-            self.task = None
-        seconds = time.monotonic() - started
         if status >= 500:
             raise WorkerLost(f"host {self.url} answered {status}: {_detail(answer)}")
         if status != 200 or not isinstance(answer, dict):
-            reason = f"the host refused the job ({status}): {_detail(answer)}"
-            return Outcome(status="failed", reason=reason, seconds=seconds)
+            return "failed", f"the host refused the job ({status}): {_detail(answer)}"
         pictures, result = _pictures(answer)
-        self._held |= set(task.need.checkpoints)
-        self._loaded = task.need.first
-        status_, reason = ended(result, len(pictures), len(task.job.seeds), self.cancelled)
-        return Outcome(pictures=pictures, status=status_, reason=reason, seconds=seconds)
+        ended_as, reason = ended(result, len(pictures), count, self.cancelled)
+        state = "final" if ended_as == "done" else "partial"
+        seeds = list(job.seeds)
+        for k, (image, text) in enumerate(pictures[:count]):
+            on_picture(Picture(start + k, image, text, str(seeds[start + k]), state))
+        return ended_as, reason
 
     def status(self) -> str:
         task = self.task

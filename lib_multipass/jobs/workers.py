@@ -1,6 +1,7 @@
 """What the driver asks of a worker, whatever it is: this process, a Ray actor, a WebUI host.
 
-A worker runs one task at a time (`run`, which blocks, in a driver thread), says how far it is
+A worker runs one task at a time (`run`, which blocks, in a driver thread), sends each image
+as it is finished (`on_picture`, for the driver to write at once), says how far it is
 (`status`), stops after its current step when asked (`cancel`), and says which checkpoints it
 holds (for affinity). A worker that dies or stops answering raises `WorkerLost`: the driver
 gives its job to another worker (a bounded number of times). A job that fails on a worker that
@@ -12,21 +13,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-from PIL import Image
 
 from ..engine import Control, JobResult, Progress, run_job
 from ..protocol import Job
 from .affinity import Need
+from .images import Picture, picture_of, rest_of
 from .listfile import JobSpec
 
 
 @dataclass
 class Task:
     """A job as the driver hands it out: its spec, its inputs (seeds drawn, images read), what
-    it loads, its estimated steps, and its attempts so far."""
+    it loads, its estimated steps, its attempts so far, and the images already on disk."""
 
     spec: JobSpec
     job: Job  # detectors are the worker's own: None here
@@ -35,6 +36,24 @@ class Task:
     attempt: int = 1
     retries: list[str] = field(default_factory=list)
     retries_on: set[str] = field(default_factory=set)  # workers it was lost on
+    written: dict[int, str] = field(default_factory=dict)  # image index -> its final's file
+    first: int = 0  # the first image the next attempt runs (those before it are written)
+    partials: list[str] = field(default_factory=list)  # files of images a stop left unfinished
+
+    def start_after_written(self) -> None:
+        """The next attempt starts at the first image not yet written."""
+        self.first = next(i for i in range(self.job.count + 1) if i not in self.written)
+
+    @property
+    def to_run(self) -> Job:
+        """The job the next attempt runs: the images from `first` on."""
+        return rest_of(self.job, self.first)
+
+    @property
+    def steps_left(self) -> int:
+        """The estimated steps of the images from `first` on."""
+        count = max(1, self.job.count)
+        return max(1, round(self.steps * (count - self.first) / count))
 
 
 @dataclass
@@ -42,7 +61,6 @@ class Outcome:
     """What a worker sends back for a task."""
 
     result: JobResult | None = None  # from a diffusers worker: every image and its account
-    pictures: list[tuple[Image.Image, str]] | None = None  # from a WebUI host: image, infotext
     status: str = "done"  # done, failed or cancelled
     reason: str = ""
     loads: dict[str, int] = field(default_factory=dict)  # checkpoints read from disk, this job
@@ -50,6 +68,9 @@ class Outcome:
     held: tuple[str, ...] = ()  # checkpoints the worker holds afterwards
     loaded: str = ""  # and the current one
     seconds: float = 0.0
+
+
+OnPicture = Callable[[Picture], None]  # a finished image, its index in the job that ran
 
 
 class WorkerLost(Exception):
@@ -62,8 +83,9 @@ class Worker(Protocol):
     name: str
     alive: bool
 
-    def run(self, task: Task) -> Outcome:
-        """Run the task to its end (blocking); raises WorkerLost if the worker is gone."""
+    def run(self, task: Task, on_picture: OnPicture) -> Outcome:
+        """Run the task's images from `task.first` on to its end (blocking), sending each
+        image as it is finished; raises WorkerLost if the worker is gone."""
         ...
 
     def status(self) -> str:
@@ -99,9 +121,14 @@ class DiffusersRunner:
         self.where = "idle"
         self.done, self.total = 0, 0
 
-    def run(self, recipe: Any, job: Job) -> Outcome:
-        """Run one job; never raises for a job's own failure (the Outcome says it)."""
+    def run(self, recipe: Any, job: Job, on_picture: OnPicture | None = None) -> Outcome:
+        """Run one job, sending each image as it is finished; never raises for a job's own
+        failure (the Outcome says it)."""
         import dataclasses
+
+        def on_image(index: int, result: JobResult) -> None:
+            if on_picture is not None:
+                on_picture(picture_of(result, recipe, job, index))
 
         with self.lock:
             self.control = Control()
@@ -110,7 +137,14 @@ class DiffusersRunner:
         started = time.monotonic()
         job = dataclasses.replace(job, detectors=self.detectors)
         try:
-            result = run_job(recipe, job, self.backend, control=self.control, progress=self._on)
+            result = run_job(
+                recipe,
+                job,
+                self.backend,
+                control=self.control,
+                progress=self._on,
+                on_image=on_image,
+            )
         except Exception as e:  # a check that fails only here (a file gone meanwhile)
             images = list(job.images or [])
             result = JobResult.not_started(images, list(job.seeds)[: len(images)], e)
@@ -158,10 +192,10 @@ class LocalWorker:
         self.runner = DiffusersRunner(backend, detectors)
         self.task: Task | None = None
 
-    def run(self, task: Task) -> Outcome:
+    def run(self, task: Task, on_picture: OnPicture) -> Outcome:
         self.task = task
         try:
-            return self.runner.run(task.spec.recipe, task.job)
+            return self.runner.run(task.spec.recipe, task.to_run, on_picture)
         finally:
             self.task = None
 
