@@ -922,9 +922,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         specs = read_job_list(args.list)
     except RecipeError as e:
         problems += e.problems
-    if engine == "webui":
-        why = "no 'init' with --webui-url: WebUI hosts run a list's jobs through txt2img"
-        problems += [Problem(s.where, "init", str(s.init), why) for s in specs if s.init]
     if not specs or any(p.where == CLI and p.field in BACKEND_FLAGS for p in problems):
         raise RecipeError(problems)
     started_ray = False

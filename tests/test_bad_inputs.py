@@ -986,12 +986,6 @@ CASES = [
         },
     ),
     Case(
-        "jobs: init with WebUI hosts",
-        ["jobs", L, "--webui-url", "http://127.0.0.1:9"],
-        ["l.jsonl line 1, field 'init'", "no 'init' with --webui-url"],
-        files={R: recipe(), "in.png": photo_png(64, 64), L: jsonl({"recipe": R, "init": "in.png"})},
-    ),
-    Case(
         "jobs: an empty list",
         ["jobs", L],
         ["field '(file)': got 'no jobs'", "at least one job line"],

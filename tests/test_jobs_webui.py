@@ -1,9 +1,11 @@
 """WebUI hosts as workers: job lists over real HTTP on loopback to stand-in hosts that run the
 real Multipass script on the thin stand-in of the WebUI's `modules`."""
 
+import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -25,9 +27,11 @@ TWO_PASSES = {
 class Host:
     """A stand-in WebUI in its own process, listening on 127.0.0.1."""
 
-    def __init__(self, models, flavour="a1111", delay=0.0, without=()):
+    def __init__(self, models, flavour="a1111", delay=0.0, without=(), progress="ok"):
         program = [sys.executable, str(ROOT / "tests" / "webui_host.py"), str(models)]
         program += [f"--without={name}" for name in without]
+        self.log = Path(str(models) + "-requests.jsonl")
+        program += ["--progress", progress, "--log", str(self.log)]
         self.process = subprocess.Popen(
             [*program, "--flavour", flavour, "--delay", str(delay)],
             stdout=subprocess.PIPE,
@@ -36,6 +40,12 @@ class Host:
         line = self.process.stdout.readline()
         assert line.startswith("port "), line
         self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+
+    def requests(self):
+        """Every request the host was sent, in order (images as sizes and digests)."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def kill(self):
         self.process.kill()
@@ -46,8 +56,8 @@ class Host:
 def hosts(tmp_path):
     made = []
 
-    def make(flavour="a1111", delay=0.0, without=()):
-        made.append(Host(tmp_path / f"host-{len(made)}", flavour, delay, without))
+    def make(flavour="a1111", delay=0.0, without=(), progress="ok"):
+        made.append(Host(tmp_path / f"host-{len(made)}", flavour, delay, without, progress))
         return made[-1]
 
     yield make
@@ -225,3 +235,44 @@ def test_a_host_killed_mid_job_keeps_its_images_and_resume_asks_only_the_rest(ho
         params = parse_params_line(Image.open(folder / name).info["parameters"].splitlines()[-1])
         assert params["Seed"] == name.split("-")[1]
     assert read_manifest(out)[-1]["status"] == "done"
+
+
+def test_jobs_with_their_own_images_go_to_img2img_with_them(hosts, tmp_path):
+    """`init` on a host: POST /sdapi/v1/img2img with the job's images as base64 `init_images`
+    (in order, a batch per request), the job's seeds and the same Multipass script args as
+    txt2img jobs get; the outputs carry the images' names, as `multipass run --init` names
+    them, with the infotext the host wrote."""
+    from lib_multipass.cli import main
+    from lib_multipass.recipe import parse_recipe, recipe_to_dict
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    colours = {"a.png": (200, 30, 30), "b.png": (30, 200, 30), "c.png": (30, 30, 200)}
+    for name, colour in colours.items():
+        Image.new("RGB", (64, 64), colour).save(photos / name)
+    listed = write_list(tmp_path, {"recipe": TWO_PASSES, "init": "photos", "seed": 7})
+    host = hosts()
+    out = tmp_path / "out"
+    urls = ["--webui-url", host.url, "--images-per-request", "2"]
+    assert main(["jobs", str(listed), "--out", str(out), *urls]) == 0
+    sent = [r for r in host.requests() if r["path"] != "/sdapi/v1/sd-models"]
+    assert [r["path"] for r in sent] == ["/sdapi/v1/img2img"] * 2
+    digests = [
+        [[64, 64], hashlib.sha256(Image.new("RGB", (64, 64), c).tobytes()).hexdigest()]
+        for c in colours.values()
+    ]
+    assert sent[0]["init"] == digests[:2] and sent[1]["init"] == digests[2:]
+    recipe = recipe_to_dict(parse_recipe(TWO_PASSES))
+    recipe.pop("base")
+    for request, seed, count in zip(sent, (7, 9), (2, 1), strict=True):
+        body = request["body"]
+        assert body["seed"] == seed and body["batch_size"] == count and body["n_iter"] == 1
+        assert (body["width"], body["height"]) == (64, 64) and body["denoising_strength"] == 0
+        assert body["alwayson_scripts"] == {"multipass": {"args": [True, recipe]}}
+        assert body["override_settings"] == {"sd_model_checkpoint": "toon"}
+    (entry,) = read_manifest(out)
+    assert entry["status"] == "done"
+    assert entry["files"] == ["01-a-final.png", "02-b-final.png", "03-c-final.png"]
+    text = Image.open(out / entry["folder"] / "03-c-final.png").info["parameters"]
+    params = parse_params_line(text.splitlines()[-1])
+    assert params["Seed"] == "9" and params["Multipass passes"] == "2"

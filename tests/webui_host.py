@@ -3,18 +3,24 @@
 The WebUI's `modules` are the thin stand-in (tests/webui_stub), loaded with the real
 scripts/multipass.py exactly as the WebUI tests load them; requests take the host's own path:
 Multipass's 422 check (`api.problems_of` with `job.validate_request`, as its middleware does),
-then the txt2img endpoint's flow (modules/api/api.py), one job at a time (the WebUI's
-queue_lock), and images back as base64 PNG. POST /sdapi/v1/interrupt is `state.interrupt()`;
-GET /sdapi/v1/sd-models lists the checkpoints as A1111's get_sd_models does.
+then the txt2img or img2img endpoint's flow (modules/api/api.py), one job at a time (the
+WebUI's queue_lock), and images back as base64 PNG. POST /sdapi/v1/interrupt is
+`state.interrupt()`; GET /sdapi/v1/sd-models lists the checkpoints as A1111's get_sd_models
+does; GET /sdapi/v1/progress answers as A1111 1.10.1's progressapi (api.py:602-628), without
+taking the queue lock, so it answers while a job runs.
 
     python tests/webui_host.py MODELS_DIR [--flavour a1111] [--delay SECONDS] [--without NAME]
+        [--progress ok|error|silent] [--log FILE]
 
 prints `port N` once it listens on 127.0.0.1; `--delay` makes every sampling call take that
-long, so a test can kill the host mid-job.
+long, so a test can kill the host mid-job; `--progress error` answers progress with a 500,
+`silent` never answers it; `--log` appends each request (path, body without its images, and the
+init images' sizes and pixel digests) as a JSON line.
 """
 
 import argparse
 import base64
+import hashlib
 import importlib.util
 import io
 import json
@@ -68,7 +74,49 @@ def load_host(models: Path, flavour: str, without: list[str] = ()):
     return runner, defaults
 
 
-def serve(models: Path, flavour: str, delay: float, without: list[str]) -> None:
+def progress_answer(state) -> dict:
+    """GET /sdapi/v1/progress as A1111 1.10.1's progressapi computes it (api.py:602-628;
+    models.py ProgressResponse: progress, eta_relative, state, current_image, textinfo)."""
+    if state.job_count == 0:
+        return {"progress": 0, "eta_relative": 0, "state": state.dict(), "textinfo": state.textinfo}
+    progress = 0.01
+    if state.job_count > 0:
+        progress += state.job_no / state.job_count
+    if state.sampling_steps > 0:
+        progress += 1 / state.job_count * state.sampling_step / state.sampling_steps
+    since = time.time() - (state.time_start or time.time())
+    eta_relative = since / progress - since
+    return {
+        "progress": min(progress, 1),
+        "eta_relative": eta_relative,
+        "state": state.dict(),
+        "current_image": None,
+        "textinfo": state.textinfo,
+    }
+
+
+def logged(path: str, body: dict) -> dict:
+    """A request as the log keeps it: the body without its images, and each init image's size
+    and pixel digest."""
+    from modules.api.api import decode_base64_to_image
+
+    entry = {"path": path, "body": {k: v for k, v in body.items() if k != "init_images"}}
+    if body.get("init_images"):
+        images = [decode_base64_to_image(x).convert("RGB") for x in body["init_images"]]
+        entry["init"] = [
+            [image.size, hashlib.sha256(image.tobytes()).hexdigest()] for image in images
+        ]
+    return entry
+
+
+def serve(
+    models: Path,
+    flavour: str,
+    delay: float,
+    without: list[str],
+    progress: str = "ok",
+    log: Path | None = None,
+) -> None:
     runner, defaults = load_host(models, flavour, without)
     from modules import processing, sd_models, shared
     from modules.api import api as host_api
@@ -92,6 +140,12 @@ def serve(models: Path, flavour: str, delay: float, without: list[str]) -> None:
             self.wfile.write(raw)
 
         def do_GET(self):
+            if self.path.startswith("/sdapi/v1/progress"):
+                if progress == "silent":
+                    time.sleep(3600)  # the connection stays open and nothing comes
+                if progress == "error":
+                    return self._answer(500, {"error": "RuntimeError", "detail": "no progress"})
+                return self._answer(200, progress_answer(shared.state))
             if self.path != "/sdapi/v1/sd-models":
                 return self._answer(404, {"detail": "Not Found"})
             # A1111 1.10.1 modules/api/api.py get_sd_models (config left out: no yaml here)
@@ -113,13 +167,20 @@ def serve(models: Path, flavour: str, delay: float, without: list[str]) -> None:
             if self.path == "/sdapi/v1/interrupt":
                 shared.state.interrupt()
                 return self._answer(200, None)
-            if self.path != "/sdapi/v1/txt2img":
+            endpoints = {
+                "/sdapi/v1/txt2img": host_api.text2imgapi,
+                "/sdapi/v1/img2img": host_api.img2imgapi,
+            }
+            if self.path not in endpoints:
                 return self._answer(404, {"detail": "Not Found"})
+            if log is not None:
+                with open(log, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(logged(self.path, body)) + "\n")
             problems = api.problems_of(body, job.validate_request)
             if problems:
                 return self._answer(422, {"detail": problems})
-            with queue_lock:
-                response = host_api.text2imgapi(body, runner, defaults)
+            with queue_lock:  # one runner for both tabs: the stand-in's script is tab-blind
+                response = endpoints[self.path](body, runner, defaults)
             images = []
             for image in response["images"]:
                 buffer = io.BytesIO()
@@ -138,5 +199,7 @@ if __name__ == "__main__":
     parser.add_argument("--flavour", default="a1111")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--without", action="append", default=[])
+    parser.add_argument("--progress", choices=["ok", "error", "silent"], default="ok")
+    parser.add_argument("--log", type=Path)
     a = parser.parse_args()
-    serve(a.models, a.flavour, a.delay, a.without)
+    serve(a.models, a.flavour, a.delay, a.without, a.progress, a.log)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -63,6 +64,17 @@ def rest_of(job: Job, first: int) -> Job:
         prompts=tail(job.prompts),
         negative_prompts=tail(job.negative_prompts),
     )
+
+
+def stem_of(job: Job, index: int) -> str:
+    """Image `index`'s file stem, as `multipass run` names it: the given image's name, or
+    its seed."""
+    from ..runner import _slug
+
+    names = list(job.names or [])
+    if index < len(names):
+        return _slug(Path(names[index]).stem)
+    return str(list(job.seeds)[index])
 
 
 def file_name(number: int, stem: str, state: str = "final") -> str:

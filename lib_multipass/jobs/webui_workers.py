@@ -13,20 +13,16 @@ job, named, and the rest go on.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
-from PIL import Image
-
 from ..protocol import Job
-from ..recipe import recipe_to_dict
-from .images import Picture
+from .images import Picture, stem_of
+from .webui_requests import detail, ended, pictures_of, request_for
 from .workers import OnPicture, Outcome, Task, WorkerLost
 
 TIMEOUT = 3600.0  # seconds a host may take over one request before it counts as lost
@@ -44,43 +40,6 @@ def url_problem(url: str) -> str | None:
     except ValueError:
         return URL_ALLOWED + " (this port is not a number from 0 to 65535)"
     return None
-
-
-def request_body(
-    task: Task, job: Job | None = None, start: int = 0, count: int = 0
-) -> dict[str, Any]:
-    """The txt2img request that runs `count` images of a job (default: all) from its image
-    `start` on a host (`job`: the images an attempt runs, default the whole job)."""
-    job = job or task.job
-    ctx, seeds = job.ctx, list(job.seeds)[start : start + count if count else None]
-    recipe = recipe_to_dict(task.spec.recipe)
-    recipe.pop("base", None)
-    body: dict[str, Any] = {
-        "prompt": ctx.prompt,
-        "negative_prompt": ctx.negative_prompt,
-        "seed": seeds[0],
-        "steps": ctx.steps,
-        "sampler_name": ctx.sampler,
-        "cfg_scale": ctx.cfg_scale,
-        "width": ctx.width,
-        "height": ctx.height,
-        "batch_size": 1,
-        "n_iter": len(seeds),
-        "send_images": True,
-        "save_images": False,
-        "override_settings_restore_afterwards": True,
-        "alwayson_scripts": {"multipass": {"args": [True, recipe]}},
-    }
-    if ctx.scheduler:
-        body["scheduler"] = ctx.scheduler
-    overrides = {}
-    if ctx.checkpoint:
-        overrides["sd_model_checkpoint"] = ctx.checkpoint
-    if ctx.clip_skip > 1:
-        overrides["CLIP_stop_at_last_layers"] = ctx.clip_skip
-    if overrides:
-        body["override_settings"] = overrides
-    return body
 
 
 def checkpoint_names(models: Any) -> set[str]:
@@ -193,23 +152,22 @@ class WebUIWorker:
     ) -> tuple[str, str]:
         """One txt2img request of `count` images from `start`; its images are sent as
         pictures (final when it finished, else partial); how it ended and why."""
-        body = request_body(task, job, start, count)
+        path, body = request_for(task, job, start, count)
         try:
-            status, answer = self._post("/sdapi/v1/txt2img", body, self.timeout)
+            status, answer = self._post(path, body, self.timeout)
         except (OSError, ValueError) as e:  # refused, reset, timed out, not JSON
             self.alive = False
             why = getattr(e, "reason", None) or e
             raise WorkerLost(f"host {self.url} stopped answering ({why})") from None
         if status >= 500:
-            raise WorkerLost(f"host {self.url} answered {status}: {_detail(answer)}")
+            raise WorkerLost(f"host {self.url} answered {status}: {detail(answer)}")
         if status != 200 or not isinstance(answer, dict):
-            return "failed", f"the host refused the job ({status}): {_detail(answer)}"
-        pictures, result = _pictures(answer)
+            return "failed", f"the host refused the job ({status}): {detail(answer)}"
+        pictures, result = pictures_of(answer)
         ended_as, reason = ended(result, len(pictures), count, self.cancelled)
         state = "final" if ended_as == "done" else "partial"
-        seeds = list(job.seeds)
         for k, (image, text) in enumerate(pictures[:count]):
-            on_picture(Picture(start + k, image, text, str(seeds[start + k]), state))
+            on_picture(Picture(start + k, image, text, stem_of(job, start + k), state))
         return ended_as, reason
 
     def status(self) -> str:
@@ -226,48 +184,3 @@ class WebUIWorker:
 
     def held(self) -> tuple[set[str], str]:
         return set(self._held), self._loaded
-
-
-def ended(result: str, got: int, wanted: int, cancelled: bool) -> tuple[str, str]:
-    """A host's answer as the manifest says it: done only with every image and Multipass's
-    result complete (or absent, for a recipe with no pass that ran); a job the driver stopped
-    is cancelled unless it really finished, whatever the host's answer says."""
-    complete = result in ("", "complete") and got == wanted
-    if complete:
-        return "done", ""
-    why = result or f"the host sent back {got} of {wanted} images"
-    if cancelled or "cancelled" in result:
-        return "cancelled", why
-    return "failed", why
-
-
-def _detail(answer: Any) -> str:
-    """A host's error body in one line: Multipass's 422 lists every problem's message."""
-    if isinstance(answer, dict) and isinstance(answer.get("detail"), list):
-        messages = [d.get("message") or str(d) for d in answer["detail"] if isinstance(d, dict)]
-        if messages:
-            return "; ".join(messages)
-    if isinstance(answer, dict):
-        for key in ("detail", "error", "errors"):
-            if answer.get(key):
-                return str(answer[key])[:300]
-    return str(answer)[:300]
-
-
-def _pictures(answer: dict[str, Any]) -> tuple[list[tuple[Image.Image, str]], str]:
-    """The images and infotexts of a txt2img answer (past the grid), and Multipass's result."""
-    try:
-        info = json.loads(answer.get("info") or "{}")
-    except ValueError:
-        info = {}
-    first = int(info.get("index_of_first_image") or 0)
-    texts = list(info.get("infotexts") or [])
-    images = [
-        Image.open(io.BytesIO(base64.b64decode(b64.split(",", 1)[-1]))).convert("RGB")
-        for b64 in answer.get("images") or []
-    ]
-    pictures = [
-        (image, texts[i] if i < len(texts) else "") for i, image in enumerate(images) if i >= first
-    ]
-    result = str((info.get("extra_generation_params") or {}).get("Multipass result") or "")
-    return pictures, result
