@@ -255,7 +255,7 @@ def test_jobs_with_their_own_images_go_to_img2img_with_them(hosts, tmp_path):
     out = tmp_path / "out"
     urls = ["--webui-url", host.url, "--images-per-request", "2"]
     assert main(["jobs", str(listed), "--out", str(out), *urls]) == 0
-    sent = [r for r in host.requests() if r["path"] != "/sdapi/v1/sd-models"]
+    sent = [r for r in host.requests() if r["path"] in ("/sdapi/v1/txt2img", "/sdapi/v1/img2img")]
     assert [r["path"] for r in sent] == ["/sdapi/v1/img2img"] * 2
     digests = [
         [[64, 64], hashlib.sha256(Image.new("RGB", (64, 64), c).tobytes()).hexdigest()]
@@ -276,3 +276,42 @@ def test_jobs_with_their_own_images_go_to_img2img_with_them(hosts, tmp_path):
     text = Image.open(out / entry["folder"] / "03-c-final.png").info["parameters"]
     params = parse_params_line(text.splitlines()[-1])
     assert params["Seed"] == "9" and params["Multipass passes"] == "2"
+
+
+@pytest.mark.parametrize("answer", ["ok", "error", "silent"])
+def test_the_hosts_progress_feeds_the_status_line_and_never_stops_a_job(hosts, tmp_path, answer):
+    """While a host runs a job, its GET /sdapi/v1/progress (A1111's ProgressResponse) feeds the
+    worker's status line and the list's step count; a host that answers it with an error, or
+    never, only goes without: its job runs to the end."""
+    from lib_multipass.jobs.driver import ListRun, make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.progress import Display
+    from lib_multipass.jobs.webui_workers import WebUIWorker
+
+    host = hosts(delay=0.4, progress=answer)
+    listed = write_list(tmp_path, {"recipe": TWO_PASSES, "seed": 1, "images": 2})
+    tasks = make_tasks(read_job_list(listed), None, default_checkpoint="")
+    worker = WebUIWorker(host.url, "h", images_per_request=1)
+    worker.poller.interval, worker.poller.timeout = 0.1, 1.0
+    seen, bar = [], []
+
+    def look(run):
+        if run.busy and worker.task is not None:
+            seen.append((worker.status(), worker.progress()))
+            bar.append(run.display.bar.n)
+
+    run = ListRun(tasks, [worker], tmp_path / "out", observer=look)
+    run.display = Display([worker], run.total_steps, 1)
+    assert run.run().done == 1
+    asked = [r for r in host.requests() if r["path"].startswith("/sdapi/v1/progress")]
+    assert asked, "the host was never asked for its progress"
+    assert seen and all(s.startswith("job 1: at http://127.0.0.1:") for s, _ in seen)
+    if answer == "ok":
+        readings = [s for s, _ in seen if "step " in s and "%" in s]
+        assert readings and any("Multipass" in s for s in readings)  # the host's textinfo
+        shares = [done / total for _, (done, total) in seen if total]
+        assert any(0 < share < 1 for share in shares)
+        assert any(0 < n < run.total_steps for n in bar)  # the list's bar moved mid-job
+    else:
+        assert any("no progress from the host" in s for s, _ in seen)
+        assert all(done == 0 or done == 500 for _, (done, _t) in seen)  # whole requests only

@@ -141,6 +141,9 @@ def serve(
 
         def do_GET(self):
             if self.path.startswith("/sdapi/v1/progress"):
+                if log is not None:
+                    with open(log, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({"path": self.path}) + "\n")
                 if progress == "silent":
                     time.sleep(3600)  # the connection stays open and nothing comes
                 if progress == "error":

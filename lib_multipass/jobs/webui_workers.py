@@ -21,6 +21,7 @@ import urllib.request
 from typing import Any
 
 from ..protocol import Job
+from .host_progress import Poller
 from .images import Picture, stem_of
 from .webui_requests import detail, ended, pictures_of, request_for
 from .workers import OnPicture, Outcome, Task, WorkerLost
@@ -82,6 +83,8 @@ class WebUIWorker:
         self._held: set[str] = set()
         self._loaded = ""
         self.cancelled = False  # the current job was asked to stop (its answer may not say)
+        self.poller = Poller(self.url)  # the host's progress while a job runs
+        self._made, self._making, self._count = 0, 0, 0  # images: before this request, in it, all
         self.checkpoints: set[str] | None = None  # its names, once asked (None: not known)
 
     def ask_checkpoints(self) -> str | None:
@@ -130,9 +133,13 @@ class WebUIWorker:
         self.cancelled = False
         started = time.monotonic()
         job = task.to_run
+        self._made, self._making, self._count = 0, 0, job.count
+        self.poller.start()
         try:
             for start in range(0, job.count, self.images_per_request):
                 count = min(self.images_per_request, job.count - start)
+                self._made, self._making = start, count
+                self.poller.latest = None  # the last request's reading is not this one's
                 status, reason = self._request(task, job, start, count, on_picture)
                 if status != "done":
                     return Outcome(status=status, reason=reason, seconds=time.monotonic() - started)
@@ -142,6 +149,7 @@ class WebUIWorker:
                         status="cancelled", reason=reason, seconds=time.monotonic() - started
                     )
         finally:
+            self.poller.stop()
             self.task = None
         self._held |= set(task.need.checkpoints)
         self._loaded = task.need.first
@@ -171,11 +179,29 @@ class WebUIWorker:
         return ended_as, reason
 
     def status(self) -> str:
+        """What the host is doing: the job, its images in this request, and the host's own
+        progress (GET /sdapi/v1/progress) where it answers."""
         task = self.task
-        return f"job {task.spec.number}: at {self.url}" if task else "idle"
+        if task is None:
+            return "idle"
+        first = self._made + 1
+        images = (
+            f"image {first}" if self._making == 1 else f"images {first}-{self._made + self._making}"
+        )
+        line = f"job {task.spec.number}: at {self.url}, {images} of {self._count}"
+        reading, error = self.poller.latest, self.poller.error
+        if reading is not None:
+            return f"{line}: {reading.describe()}"
+        return f"{line} (no progress from the host: {error})" if error else line
 
     def progress(self) -> tuple[int, int]:
-        return 0, 0
+        """The job's share done, in thousandths: the requests before this one, and this one's
+        as the host says it."""
+        reading = self.poller.latest
+        if not self._count:
+            return 0, 0
+        now = self._making * reading.fraction if reading is not None else 0.0
+        return round(1000 * (self._made + now) / self._count), 1000
 
     def cancel(self) -> None:
         self.cancelled = True
