@@ -900,6 +900,12 @@ def _jobs_flags(args: argparse.Namespace, problems: list[Problem]) -> tuple[str,
     for flag, value in (("--workers", args.workers), ("--ray-address", args.ray_address)):
         if value is not None and engine != "ray":
             problems.append(Problem(CLI, flag, _typed(value), "only with --engine ray"))
+    if args.ray_address is not None and engine == "ray":
+        from .jobs.ray_workers import address_problem, address_unreachable
+
+        address = args.ray_address
+        if why := address_problem(address) or address_unreachable(address):
+            problems.append(Problem(CLI, "--ray-address", address, why))
     return engine, workers
 
 

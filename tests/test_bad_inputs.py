@@ -1009,6 +1009,24 @@ CASES = [
         files={R: recipe(), L: jsonl({"recipe": R})},
     ),
     Case(
+        "jobs: --ray-address that is not an address",
+        ["jobs", L, "--engine", "ray", "--ray-address", "head/node"],
+        [
+            "command line, field '--ray-address': got 'head/node'",
+            "allowed: a running Ray cluster's address: HOST:PORT of its head",
+        ],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
+    Case(
+        "jobs: --ray-address where no cluster answers",
+        ["jobs", L, "--engine", "ray", "--ray-address", "127.0.0.1:9"],
+        [
+            "command line, field '--ray-address': got '127.0.0.1:9'",
+            "(nothing answered at 127.0.0.1:9: Connection refused)",
+        ],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
+    Case(
         "jobs: an engine that is not one",
         ["jobs", L, "--engine", "dask"],
         ["command line, field '--engine': got 'dask'", "one of 'embedded', 'ray'"],

@@ -91,15 +91,55 @@ def _warm() -> float:
     return time.perf_counter() - started
 
 
+ADDRESS_ALLOWED = (
+    "a running Ray cluster's address: HOST:PORT of its head (as `ray start --head` prints it), "
+    "ray://HOST:PORT for Ray Client, or auto"
+)
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` cannot be a Ray cluster's address, or None (the form only)."""
+    if address == "auto":
+        return None
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":")
+    if not host or "/" in rest or not port.isdigit() or not 0 < int(port) < 65536:
+        return ADDRESS_ALLOWED
+    return None
+
+
+def address_unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at a HOST:PORT address (refused, no route, timed out), or None;
+    checked before Ray is asked, which would keep retrying for a long while."""
+    import socket
+
+    if address == "auto":
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{ADDRESS_ALLOWED} (nothing answered at {host}:{port}: {e.strerror or e})"
+
+
 def start_ray(address: str | None, cpus: int) -> bool:
     """Connect to the cluster at `address`, or start a local Ray with `cpus` CPU slots, on
-    loopback only; nothing when Ray is already up in this process. True if started here."""
+    loopback only; nothing when Ray is already up in this process. True if started here.
+    A cluster that is not there is bad input naming --ray-address."""
     import ray
 
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address, log_to_driver=False)
+        why = address_problem(address) or address_unreachable(address)
+        if why is None:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                why = f"{ADDRESS_ALLOWED} (Ray: {_first_line(e)})"
+        if why is not None:
+            raise RecipeError.single("command line", "--ray-address", address, why)
     else:
         ray.init(
             num_cpus=cpus,
