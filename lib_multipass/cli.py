@@ -256,6 +256,11 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         "--fresh", action="store_true", help="run every job again, even those already done"
     )
     jobs.add_argument("--stages", action="store_true", help="also write every stage's image")
+    jobs.add_argument(
+        "--animation", help="also write each image's chain as an animation: webp, gif or none"
+    )
+    jobs.add_argument("--frame-ms", help="the animation's frame duration, 20 to 10000 ms (500)")
+    jobs.add_argument("--loop", help="times the animation repeats, 0 (forever) to 1000")
     _model_args(jobs)
     _device_args(jobs)
 
@@ -921,6 +926,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if engine != "webui":
         cache_mb = _model_flags(args, problems)
         _device_flags(args, problems)
+    animation = _animation(args, problems)
+    if engine == "webui" and animation.fmt != "none":
+        why = "not with --webui-url: hosts send back finished images, not their stages"
+        problems.append(Problem(CLI, "--animation", args.animation, why))
     out = args.out or Path("outputs") / args.list.stem
     problems += check_out_dir(out)
     specs = []
@@ -942,7 +951,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             if problems:
                 raise RecipeError(problems)
             workers, started_ray = _list_workers(engine, count, args, backend, cache_mb, tasks)
-            run = ListRun(tasks, workers, out, stages=args.stages, fresh=args.fresh)
+            run = ListRun(
+                tasks, workers, out, stages=args.stages, fresh=args.fresh, animation=animation
+            )
             run.display = Display(workers, run.total_steps, len(run.waiting))
             interrupts.control = run
             summary = run.run()

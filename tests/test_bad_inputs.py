@@ -1027,6 +1027,20 @@ CASES = [
         files={R: recipe(), L: jsonl({"recipe": R})},
     ),
     Case(
+        "jobs: --animation with WebUI hosts",
+        ["jobs", L, "--webui-url", "http://127.0.0.1:9", "--animation", "webp"],
+        [
+            "command line, field '--animation': got 'webp'; allowed: not with --webui-url",
+        ],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
+    Case(
+        "jobs: --loop without --animation",
+        ["jobs", L, "--loop", "2"],
+        ["command line, field '--loop': got 2; allowed: only with --animation webp or gif"],
+        files={R: recipe(), L: jsonl({"recipe": R})},
+    ),
+    Case(
         "jobs: an engine that is not one",
         ["jobs", L, "--engine", "dask"],
         ["command line, field '--engine': got 'dask'", "one of 'embedded', 'ray'"],

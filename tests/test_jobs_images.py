@@ -127,3 +127,32 @@ def test_images_of_a_job_reach_disk_before_the_job_ends(home, tmp_path):
     assert summary.done == 1 and summary.images == 3
     assert seen and seen[0], "no image was on disk while its job ran"
     assert [e["image"] for e in read_images(out)] == [1, 2, 3]
+
+
+def test_a_list_writes_each_images_chain_as_run_does(home, tmp_path):
+    """`multipass jobs --animation gif`: each job's images get their chain animation beside
+    their finals, frame for frame those `multipass run --animation gif` writes, and the
+    manifest names them."""
+    from lib_multipass.cli import main
+
+    recipe = {
+        "base": {**BASE, "checkpoint": "tiny-toon", "steps": 3, "seed": 5, "images": 2},
+        "passes": [{"checkpoint": "tiny-photo", "denoising_strength": 0.5}],
+    }
+    (tmp_path / "r.json").write_text(json.dumps(recipe))
+    (tmp_path / "l.jsonl").write_text(lines({"recipe": "r.json"}))
+    out, single = tmp_path / "out", tmp_path / "single"
+    flags = ["--animation", "gif", "--frame-ms", "200"]
+    assert main(["jobs", str(tmp_path / "l.jsonl"), "--out", str(out), *flags]) == 0
+    assert main(["run", str(tmp_path / "r.json"), "--out", str(single), *flags]) == 0
+    (entry,) = read_manifest(out)
+    chains = ["01-5-chain.gif", "02-6-chain.gif"]
+    assert entry["files"] == ["01-5-final.png", "02-6-final.png", *chains]
+    for name in chains:
+        mine, theirs = Image.open(out / entry["folder"] / name), Image.open(single / name)
+        assert mine.n_frames == theirs.n_frames == 2  # the base, then the pass
+        for frame in range(mine.n_frames):
+            mine.seek(frame)
+            theirs.seek(frame)
+            assert mine.convert("RGB").tobytes() == theirs.convert("RGB").tobytes()
+            assert mine.info.get("duration") == theirs.info.get("duration") == 200

@@ -69,13 +69,14 @@ class ListRun:
         display: Any = None,
         observer: Callable[[ListRun], None] | None = None,
         fresh: bool = False,
+        animation: Any = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.workers = list(workers)
         self.max_attempts = max_attempts
         self.display, self.observer = display, observer
         self.summary = Summary(loads={w.name: Counter() for w in self.workers})
-        self.writer = Writer(self.out_dir, stages=stages)
+        self.writer = Writer(self.out_dir, stages=stages, animation=animation)
         finished = set() if fresh else finished_keys(self.out_dir)
         self.waiting = [t for t in tasks if t.spec.key not in finished]
         self.summary.skipped = len(tasks) - len(self.waiting)

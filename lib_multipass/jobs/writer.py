@@ -20,9 +20,10 @@ from .workers import Outcome, Task
 class Writer:
     """Writes the jobs of one list into `out_dir`, one folder per job."""
 
-    def __init__(self, out_dir: Path, *, stages: bool = False) -> None:
+    def __init__(self, out_dir: Path, *, stages: bool = False, animation: Any = None) -> None:
         self.out_dir = Path(out_dir)
         self.stages = stages
+        self.animation = animation  # runner.Animation: each image's chain, at the job's end
         self.manifest = Manifest(self.out_dir)
         self.images = 0  # image files written by this run
 
@@ -87,9 +88,11 @@ class Writer:
 
     def ended(self, task: Task, worker: str, outcome: Outcome) -> list[str]:
         """Write what a job's end brings (from a diffusers worker: the images it had not sent,
-        each partial one as such, and the job's other files); the job's image files."""
+        each partial one as such, the chain animations and the job's other files); the job's
+        image files (finals, partials, animations)."""
+        animations: list[str] = []
         if outcome.result is not None:
-            from ..runner import write_outputs
+            from ..runner import Animation, write_outputs
 
             kept = {i - task.first for i in task.written if i >= task.first}
             written = write_outputs(
@@ -98,9 +101,11 @@ class Writer:
                 task.to_run,
                 self.folder(task),
                 stages=self.stages,
+                animation=self.animation or Animation(),
                 first=task.first,
                 kept=kept,
             )
+            animations = [path.name for path in written.animations]
             made = [i for i, outputs in enumerate(outcome.result.outputs) if outputs]
             for i, path in zip(made, written.finals, strict=True):
                 if i in kept:
@@ -110,7 +115,7 @@ class Writer:
                     self._note(task, task.first + i, path.name, worker)
                 else:
                     task.partials.append(path.name)
-        return [task.written[i] for i in sorted(task.written)] + task.partials
+        return [task.written[i] for i in sorted(task.written)] + task.partials + animations
 
     def record(
         self,
