@@ -100,7 +100,7 @@ def test_a_worker_killed_mid_job_loses_nothing(local_ray, home, tmp_path):
     from lib_multipass.jobs.ray_workers import ray_workers
 
     listed = write_list(
-        tmp_path, {"recipe": recipe("tiny-toon", "tiny-photo", steps=8), "seeds": "1-4"}
+        tmp_path, {"recipe": recipe("tiny-toon", "tiny-photo", steps=16), "seeds": "1-4"}
     )
     args = build_parser()["jobs"].parse_args([str(listed)])
     settings = backend_settings(args, 200)
@@ -108,12 +108,16 @@ def test_a_worker_killed_mid_job_loses_nothing(local_ray, home, tmp_path):
         read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
     )
     workers = ray_workers(2, settings, registry_settings(args))
+    ray.get([w.actor.pid.remote() for w in workers])
     killed = []
 
     def kill_once_mid_job(run):
         for w in run.workers:
-            w.status()  # asks the actor how far it is
-            if not killed and w.name in run.busy and w.progress()[0] >= 2:
+            if killed or w.name not in run.busy:
+                continue
+            _where, done, total = ray.get(w.actor.progress.remote(), timeout=30)  # now
+            # early in the job: far from its end by the time the kill lands
+            if 1 <= done <= total * 2 // 3:
                 killed.append((w.name, run.busy[w.name].spec.number))
                 ray.kill(w.actor, no_restart=False)
 

@@ -158,8 +158,9 @@ class WebUIWorker:
     def _request(
         self, task: Task, job: Job, start: int, count: int, on_picture: OnPicture
     ) -> tuple[str, str]:
-        """One txt2img request of `count` images from `start`; its images are sent as
-        pictures (final when it finished, else partial); how it ended and why."""
+        """One request (txt2img, or img2img with the job's images) of `count` images from
+        `start`; its images are sent as pictures (final when it finished, else partial); how
+        it ended and why."""
         path, body = request_for(task, job, start, count)
         try:
             status, answer = self._post(path, body, self.timeout)
