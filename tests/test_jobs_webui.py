@@ -269,7 +269,7 @@ def test_jobs_with_their_own_images_go_to_img2img_with_them(hosts, tmp_path):
         assert body["seed"] == seed and body["batch_size"] == count and body["n_iter"] == 1
         assert (body["width"], body["height"]) == (64, 64) and body["denoising_strength"] == 0
         assert body["alwayson_scripts"] == {"multipass": {"args": [True, recipe]}}
-        assert body["override_settings"] == {"sd_model_checkpoint": "toon"}
+        assert body["override_settings"] == {"sd_model_checkpoint": "toon", "randn_source": "CPU"}
     (entry,) = read_manifest(out)
     assert entry["status"] == "done"
     assert entry["files"] == ["01-a-final.png", "02-b-final.png", "03-c-final.png"]
@@ -315,3 +315,30 @@ def test_the_hosts_progress_feeds_the_status_line_and_never_stops_a_job(hosts, t
     else:
         assert any("no progress from the host" in s for s, _ in seen)
         assert all(done == 0 or done == 500 for _, (done, _t) in seen)  # whole requests only
+
+
+def test_variation_seeds_go_to_the_host_as_the_job_has_them(hosts, tmp_path):
+    """A job with a variation strength: every image has the job's seed and its own variation
+    seed (the WebUI's rule, as `multipass run` follows it); each request sends the seed and the
+    variation seed of its first image, so split requests make the images one request would."""
+    from lib_multipass.cli import main
+
+    recipe = {
+        "base": {**BASE, "subseed": 50, "subseed_strength": 0.3, "rng": "NV"},
+        "passes": TWO_PASSES["passes"],
+    }
+    listed = write_list(tmp_path, {"recipe": recipe, "seed": 7, "images": 3})
+    host = hosts()
+    out = tmp_path / "out"
+    urls = ["--webui-url", host.url, "--images-per-request", "2"]
+    assert main(["jobs", str(listed), "--out", str(out), *urls]) == 0
+    sent = [r["body"] for r in host.requests() if r["path"] == "/sdapi/v1/txt2img"]
+    assert [(b["seed"], b["subseed"], b["n_iter"]) for b in sent] == [(7, 50, 2), (7, 52, 1)]
+    assert {b["subseed_strength"] for b in sent} == {0.3}
+    assert {b["override_settings"]["randn_source"] for b in sent} == {"NV"}  # the job's
+    (entry,) = read_manifest(out)
+    assert entry["seeds"] == [7, 7, 7] and entry["status"] == "done"
+    folder = out / entry["folder"]
+    for name in entry["files"]:
+        params = parse_params_line(Image.open(folder / name).info["parameters"].splitlines()[-1])
+        assert params["Seed"] == "7"

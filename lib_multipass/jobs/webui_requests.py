@@ -48,13 +48,18 @@ def request_for(task: Task, job: Job, start: int, count: int) -> tuple[str, dict
     }
     if ctx.scheduler:
         body["scheduler"] = ctx.scheduler
-    overrides = {}
+    if ctx.subseed_strength != 0:  # the host's rule: one seed, variation seeds + 1 per image
+        body["subseed"] = (ctx.subseed + start) % 2**32
+        body["subseed_strength"] = ctx.subseed_strength
+    # the job's random number source, as the host's setting for this request (A1111 1.10.1
+    # shared_options.py `randn_source`, the same in Forge and Neo): the job's noise, not the
+    # host's default (GPU, where Multipass's is CPU)
+    overrides: dict[str, Any] = {"randn_source": ctx.rng}
     if ctx.checkpoint:
         overrides["sd_model_checkpoint"] = ctx.checkpoint
     if ctx.clip_skip > 1:
         overrides["CLIP_stop_at_last_layers"] = ctx.clip_skip
-    if overrides:
-        body["override_settings"] = overrides
+    body["override_settings"] = overrides
     if job.images is None:
         return TXT2IMG, body
     # A1111 processing.py StableDiffusionProcessingImg2Img.init: several init images are one

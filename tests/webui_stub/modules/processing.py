@@ -335,8 +335,12 @@ def process_images_inner(p):
     images, seeds, prompts, infotexts = [], [], [], []
     base_seed = p.seed if p.seed != -1 else 1000
     total = p.n_iter * p.batch_size
-    # list seeds and prompts as the hosts take them (A1111 processing.py:901, setup_prompts)
-    all_seeds = list(p.seed) if isinstance(p.seed, list) else [base_seed + x for x in range(total)]
+    # list seeds and prompts as the hosts take them (A1111 processing.py:901-909, setup_prompts):
+    # with a variation strength every image has the seed, and variation seeds go + 1
+    step = 1 if p.subseed_strength == 0 else 0
+    all_seeds = list(p.seed) if isinstance(p.seed, list) else [base_seed + x * step for x in range(total)]
+    base_subseed = p.subseed if p.subseed != -1 else 2000
+    all_subseeds = [base_subseed + x for x in range(total)]
     all_prompts = (
         list(p.prompt)
         if isinstance(p.prompt, list)
@@ -369,6 +373,8 @@ def process_images_inner(p):
                 "vae": vae,
                 "setting": shared.opts.data.get("sd_model_checkpoint"),
                 "seed": seed,
+                "subseed": all_subseeds[n * p.batch_size + i],
+                "subseed_strength": p.subseed_strength,
                 "prompt": prompt,
                 "size": size,
                 "strength": p.denoising_strength,
