@@ -326,6 +326,10 @@ def test_ctrl_c_on_the_command_keeps_what_is_done(home, tmp_path):
     entries = read_manifest(tmp_path / "o")
     done = [e["job"] for e in entries if e["status"] == "done"]
     assert sorted(done) == [1, 2, 3] and len(done) == 3  # nothing ran twice
+    # a cancelled job went on from its first image not written: no partial image is left
+    assert not list((tmp_path / "o").glob("*/*-partial.png"))
+    finals = sorted(p.name for p in (tmp_path / "o").glob("*/*-final.png"))
+    assert len(finals) == 6
 
 
 def test_a_lost_job_goes_elsewhere_when_there_is_an_elsewhere():

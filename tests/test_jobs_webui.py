@@ -237,7 +237,8 @@ def test_a_host_killed_mid_job_keeps_its_images_and_resume_asks_only_the_rest(ho
     assert read_manifest(out)[-1]["status"] == "done"
 
 
-def test_jobs_with_their_own_images_go_to_img2img_with_them(hosts, tmp_path):
+@pytest.mark.parametrize("flavour", ["a1111", "neo"])
+def test_jobs_with_their_own_images_go_to_img2img_with_them(hosts, tmp_path, flavour):
     """`init` on a host: POST /sdapi/v1/img2img with the job's images as base64 `init_images`
     (in order, a batch per request), the job's seeds and the same Multipass script args as
     txt2img jobs get; the outputs carry the images' names, as `multipass run --init` names
@@ -251,7 +252,7 @@ def test_jobs_with_their_own_images_go_to_img2img_with_them(hosts, tmp_path):
     for name, colour in colours.items():
         Image.new("RGB", (64, 64), colour).save(photos / name)
     listed = write_list(tmp_path, {"recipe": TWO_PASSES, "init": "photos", "seed": 7})
-    host = hosts()
+    host = hosts(flavour)
     out = tmp_path / "out"
     urls = ["--webui-url", host.url, "--images-per-request", "2"]
     assert main(["jobs", str(listed), "--out", str(out), *urls]) == 0
