@@ -75,9 +75,10 @@ def by_hand_pipeline(cls, models: Path, name: str):
 class ByHandWebUI:
     """The WebUI's process by hand on a plain diffusers pipeline's parts: the pipeline's own
     prompt encoding, the WebUI's noise for each seed (backends.rng), its sigmas and img2img
-    slice (backends.sigmas), k-diffusion's sampler (backends.sampling), VAE mean in, decode
-    out truncated to bytes, and a masked image put back outside its mask. What Multipass's
-    runs must equal pixel for pixel, for batches, passes and crops."""
+    slice (backends.sigmas), k-diffusion's sampler (backends.sampling), the VAE's posterior
+    sampled as the WebUI samples it (each image from its seed), decode out truncated to
+    bytes, and a masked image put back outside its mask. What Multipass's runs must equal pixel
+    for pixel, for batches, passes and crops."""
 
     def __init__(self, models: Path, name: str, pipe=None) -> None:
         from diffusers import StableDiffusionPipeline
@@ -128,12 +129,22 @@ class ByHandWebUI:
                 levels = S.sampler_sigmas(sampler, "", steps, model, xl=xl)
             else:
                 levels = S.img2img_sigmas(sampler, "", steps, strength, model, xl=xl)
-                latents = []
+                means, stds = [], []
                 for image in images:
                     x = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
                     x = torch.from_numpy(np.moveaxis(x, 2, 0))[None] * 2 - 1
-                    latents.append(pipe.vae.encode(x).latent_dist.mean * scale)
-                init = torch.cat(latents)
+                    dist = pipe.vae.encode(x).latent_dist
+                    means.append(dist.mean)
+                    stds.append(dist.std)
+                # the WebUI's posterior sample: torch's global generator, seeded by the seed
+                # of the batch before, which in a one-image job is the image's own
+                init = torch.cat(
+                    [
+                        m + s * torch.randn(m.shape, generator=torch.Generator().manual_seed(k))
+                        for m, s, k in zip(means, stds, seeds, strict=True)
+                    ]
+                )
+                init = init * scale
             if masks is not None:
                 rows = []
                 for m in masks:

@@ -217,3 +217,44 @@ def test_variation_seeds_per_image_and_infotext_as_the_webui_writes_them():
     assert "Variation seed" not in base_params(plain.ctx, 1)
     gpu = make_job(recipe, default_checkpoint="tiny-toon", rng="GPU")
     assert "RNG" not in base_params(gpu.ctx, 100)  # the WebUI's default goes unsaid
+
+
+def test_a_pass_encode_samples_the_posterior_as_the_webui_draws_it():
+    """The WebUI's img2img encode: mean + std x torch.randn(mean.shape) from torch's global
+    generator, which drawing the image's noise left seeded with its seed (modules/rng.py
+    randn -> torch.manual_seed); each image of a batch from its own seed; NV: the mean."""
+    import torch
+
+    from lib_multipass.backends.rng import posterior_sample
+
+    mean = torch.linspace(-1, 1, 2 * 4 * 5 * 6).reshape(2, 4, 5, 6)
+    std = torch.full_like(mean, 0.3)
+    got = posterior_sample(mean, std, [7, 9])
+    for k, seed in enumerate((7, 9)):
+        torch.manual_seed(seed)  # as the WebUI's rng.randn leaves the global generator
+        want = mean[k : k + 1] + std[k : k + 1] * torch.randn(mean[k : k + 1].shape)
+        assert torch.equal(got[k : k + 1], want)
+    assert torch.equal(posterior_sample(mean, std, [7, 9], "NV"), mean)
+
+
+def test_upsamplers_meet_odd_sizes_as_a1111s_unet_does():
+    """Off a multiple of 64 px a feature map's side is odd on the way down; A1111's UNet
+    doubles it, convolves, and its torch.cat hijack (sd_hijack_unet.py) resizes the result to
+    the skip connection's size, nearest; diffusers would interpolate to that size first."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers.models.upsampling import Upsample2D
+
+    from lib_multipass.backends.diffusers_backend import upsample_as_the_webui
+
+    torch.manual_seed(0)
+    up = Upsample2D(4, use_conv=True)
+    x = torch.randn(1, 4, 5, 5)
+    diffusers_way = up(x, (9, 9))
+    a1111_way = F.interpolate(up.conv(F.interpolate(x, scale_factor=2.0)), (9, 9))
+    holder = torch.nn.Sequential(up)
+    upsample_as_the_webui(holder)
+    upsample_as_the_webui(holder)  # once is enough: a second call changes nothing
+    assert torch.allclose(up(x, (9, 9)), a1111_way, atol=1e-6)
+    assert not torch.allclose(diffusers_way, a1111_way, atol=1e-3)
+    assert torch.allclose(up(x), up.conv(F.interpolate(x, scale_factor=2.0)), atol=1e-6)

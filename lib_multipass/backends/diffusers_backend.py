@@ -561,6 +561,7 @@ class DiffusersBackend:
             **extra,
         )
         pipe.set_progress_bar_config(disable=True)
+        upsample_as_the_webui(pipe.unet)
         return pipe  # in RAM; _activate moves the current one to the device
 
     def _evict(self, keep: str) -> None:
@@ -1058,7 +1059,13 @@ class DiffusersBackend:
                     xl=xl,
                 )
                 images = [_init_image(r) for r in requests]
-                init = torch.cat([_encode(pipe.vae, image, device) for image in images])
+                posteriors = [_posterior(pipe.vae, image, device) for image in images]
+                mean = torch.cat([m for m, _ in posteriors])
+                std = torch.cat([s for _, s in posteriors])
+                latent = rng.posterior_sample(
+                    mean.float(), std.float(), [r.seed for r in requests], first.rng
+                )
+                init = latent * pipe.vae.config.scaling_factor
                 if first.mask is not None:
                     mask = torch.cat([_latent_mask(r.mask, init.shape[-2:]) for r in requests])
                     mask = mask.to(device)
@@ -1105,6 +1112,32 @@ class DiffusersBackend:
         return image.convert("RGB").resize(size, how)
 
 
+def upsample_as_the_webui(unet: Any) -> None:
+    """Make the UNet's upsamplers meet odd sizes as A1111's does.
+
+    At a size that is not a multiple of 64 px (SD1; 32 px SDXL) a downsampled feature map has
+    an odd side, and going up again it must meet its skip connection's size. diffusers
+    interpolates straight to that size, then convolves; A1111's UNet doubles, convolves, and
+    its torch.cat hijack (modules/sd_hijack_unet.py) resizes the result to the skip's size,
+    nearest. Forge and ComfyUI go diffusers' way; Multipass headless follows A1111 1.10.1."""
+    import torch.nn.functional as F
+    from diffusers.models.upsampling import Upsample2D
+
+    for module in unet.modules():
+        if not isinstance(module, Upsample2D) or getattr(module, "_multipass_webui", False):
+            continue
+        doubled = module.forward
+
+        def forward(hidden_states: Any, output_size: Any = None, *args: Any, _up=doubled) -> Any:
+            out = _up(hidden_states, None, *args)
+            if output_size is not None and tuple(out.shape[-2:]) != tuple(output_size):
+                out = F.interpolate(out, size=tuple(output_size), mode="nearest")
+            return out
+
+        module.forward = forward
+        module._multipass_webui = True
+
+
 def _init_image(r: SampleRequest) -> Image.Image:
     """A request's init image at its size, resized with Lanczos as the WebUI's resize_image."""
     assert r.image is not None
@@ -1114,16 +1147,16 @@ def _init_image(r: SampleRequest) -> Image.Image:
     return image
 
 
-def _encode(vae: Any, image: Image.Image, device: str) -> Any:
-    """An image's latent as the WebUI encodes it ([0, 255] -> [-1, 1], the VAE, its scaling
-    factor), taking the posterior's mean where the WebUI draws from it (its spread is tiny)."""
+def _posterior(vae: Any, image: Image.Image, device: str) -> tuple[Any, Any]:
+    """The mean and spread of an image's latent as the WebUI's VAE sees the image ([0, 255] ->
+    [-1, 1]); the WebUI draws the latent from them (rng.posterior_sample)."""
     import numpy as np
     import torch
 
     x = torch.from_numpy(np.moveaxis(np.asarray(image, dtype=np.float32) / 255.0, 2, 0))
     x = (x[None] * 2 - 1).to(device, vae.dtype)
-    latent = vae.encode(x).latent_dist.mean
-    return (latent * vae.config.scaling_factor).float()
+    dist = vae.encode(x).latent_dist
+    return dist.mean, dist.std
 
 
 def _decode(vae: Any, latent: Any) -> Image.Image:

@@ -197,3 +197,28 @@ class ImageNoise:
             self._first = False
             return self.first()
         return torch.stack([g.randn(self.shape) for g in self.generators])
+
+
+def posterior_sample(
+    mean: Any, std: Any, seeds: Sequence[int], source: str = DEFAULT_SOURCE
+) -> Any:
+    """A batch's latents drawn from the VAE's posterior [B, 4, h, w] as the WebUI's img2img
+    encode draws them, each image from its own seed's numbers.
+
+    The WebUI samples them (ldm's and sgm's DiagonalGaussianDistribution.sample: mean + std x
+    torch.randn(mean.shape) on the CPU) from torch's global generator, which the seed of the
+    batch sampled just before has freshly seeded (its rng.randn calls torch.manual_seed for each
+    image's noise, CPU and GPU sources). In a job of one image, that is the image's own seed,
+    pass after pass, and so it is for the WebUI re-running one image's parameters: the numbers
+    here, which keep an image the same alone or in a batch and a continued chain the same as the
+    whole. Under NV the WebUI seeds its Philox generator, not torch's, and draws whatever the
+    process left: there the posterior's mean is taken."""
+    import torch
+
+    if source == "NV":
+        return mean
+    rows = []
+    for seed in seeds:
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        rows.append(torch.randn(tuple(mean.shape[1:]), generator=generator)[None])
+    return mean + std * torch.cat(rows).to(mean.device)
