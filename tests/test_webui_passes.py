@@ -460,3 +460,16 @@ def test_the_setting_offers_the_hosts_always_on_scripts(webui, monkeypatch):
     assert settings.pass_scripts() == settings.DEFAULT_PASS_SCRIPTS  # not set: the defaults
     webui.shared.opts.data["multipass_pass_scripts"] = ["Soft Inpainting", ""]
     assert settings.pass_scripts() == ("soft inpainting",)
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", "NONE"])
+def test_no_preprocessor_is_none_in_any_case_on_every_host(webui, spelling):
+    """A1111's sd-webui-controlnet lists 'none', Forge's built-in 'None' (seen in a real Neo,
+    which refused a recipe written on A1111): a recipe's 'none' means no preprocessor on both."""
+    unit = {**TILE, "controlnet_1_module": spelling}
+    txt2img(webui, recipe={"passes": [{"denoising_strength": 0.4, **unit}]})
+    (call,) = _passes(webui)
+    (sent,) = call["controlnet"]
+    from lib_multipass.webui import compat
+
+    assert sent["module"] == compat.controlnet_host().no_module

@@ -197,7 +197,7 @@ class WebUIBackend:
                         f"{made_for}, and the pass runs on {on} ({family})"
                     )
                     problems.append(Problem(where, u.field("model"), u.model, allowed))
-            if u.module and u.module not in modules:
+            if u.module and host.module_for(u.module) is None:
                 allowed = _listed(modules) + " or '' (no preprocessor)"
                 problems.append(Problem(where, u.field("module"), u.module, allowed))
         return problems

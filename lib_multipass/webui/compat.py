@@ -608,13 +608,21 @@ class ControlNetHost:
     def no_module(self) -> str:
         return "None" if self.builtin else "none"
 
+    def module_for(self, name: str) -> str | None:
+        """The host's spelling of a preprocessor, matched without regard to case ('', 'none'
+        or 'None': no preprocessor, which A1111's extension spells 'none' and Forge's 'None');
+        None if the host has no such preprocessor."""
+        if not name or name.lower() == "none":
+            return self.no_module
+        return next((m for m in self.modules() if m.lower() == name.lower()), None)
+
     def unit(self, u: Any, image: Any) -> Any:
         """The host's unit for a Multipass unit with its control image (PIL)."""
         import numpy as np
 
         values = {
             "enabled": True,
-            "module": u.module or self.no_module,
+            "module": self.module_for(u.module) or u.module,
             "model": self.find_model(u.model) or u.model,
             "weight": float(u.weight),
             "image": np.asarray(image.convert("RGB")),
