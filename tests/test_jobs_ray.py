@@ -46,6 +46,24 @@ def pixels(path):
     return Image.open(path).convert("RGB").tobytes()
 
 
+def tasks_and_two_workers(listed):
+    """A list's tasks and two Ray workers with `multipass jobs`' settings, both started."""
+    from lib_multipass.backends.diffusers_backend import DiffusersBackend
+    from lib_multipass.cli import backend_settings, build_parser, registry_settings
+    from lib_multipass.jobs.driver import make_tasks
+    from lib_multipass.jobs.listfile import read_job_list
+    from lib_multipass.jobs.ray_workers import ray_workers
+
+    args = build_parser()["jobs"].parse_args([str(listed)])
+    settings = backend_settings(args, 200)
+    tasks = make_tasks(
+        read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
+    )
+    workers = ray_workers(2, settings, registry_settings(args))
+    ray.get([w.actor.pid.remote() for w in workers])
+    return tasks, workers
+
+
 def test_a_list_on_two_ray_workers_gives_the_images_of_run(local_ray, home, tmp_path):
     """Each job's images equal `multipass run`'s, and each worker read each checkpoint it
     needed from disk once: affinity kept each checkpoint's jobs with the worker holding it."""
@@ -93,22 +111,12 @@ def test_a_list_on_two_ray_workers_gives_the_images_of_run(local_ray, home, tmp_
 def test_a_worker_killed_mid_job_loses_nothing(local_ray, home, tmp_path):
     """Ray restarts the killed actor; its job goes to a worker and runs again from the start;
     every job ends done, and the manifest tells the retry."""
-    from lib_multipass.backends.diffusers_backend import DiffusersBackend
-    from lib_multipass.cli import backend_settings, build_parser, registry_settings
-    from lib_multipass.jobs.driver import ListRun, make_tasks
-    from lib_multipass.jobs.listfile import read_job_list
-    from lib_multipass.jobs.ray_workers import ray_workers
+    from lib_multipass.jobs.driver import ListRun
 
     listed = write_list(
         tmp_path, {"recipe": recipe("tiny-toon", "tiny-photo", steps=16), "seeds": "1-4"}
     )
-    args = build_parser()["jobs"].parse_args([str(listed)])
-    settings = backend_settings(args, 200)
-    tasks = make_tasks(
-        read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
-    )
-    workers = ray_workers(2, settings, registry_settings(args))
-    ray.get([w.actor.pid.remote() for w in workers])
+    tasks, workers = tasks_and_two_workers(listed)
     killed = []
 
     def kill_once_mid_job(run):
@@ -142,21 +150,11 @@ def test_a_worker_killed_mid_job_loses_nothing(local_ray, home, tmp_path):
 def test_cancel_stops_every_ray_worker_after_its_step(local_ray, home, tmp_path):
     """Ctrl-C with Ray workers: each actor stops its job after the current step; both jobs
     come back cancelled with what they finished, and the waiting jobs are left for later."""
-    from lib_multipass.backends.diffusers_backend import DiffusersBackend
-    from lib_multipass.cli import backend_settings, build_parser, registry_settings
-    from lib_multipass.jobs.driver import ListRun, make_tasks
-    from lib_multipass.jobs.listfile import read_job_list
-    from lib_multipass.jobs.ray_workers import ray_workers
+    from lib_multipass.jobs.driver import ListRun
 
     slow = recipe("tiny-toon", "tiny-photo", steps=12)
     listed = write_list(tmp_path, {"recipe": slow, "seeds": [1, 3, 5, 7], "images": 2})
-    args = build_parser()["jobs"].parse_args([str(listed)])
-    settings = backend_settings(args, 200)
-    tasks = make_tasks(
-        read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
-    )
-    workers = ray_workers(2, settings, registry_settings(args))
-    ray.get([w.actor.pid.remote() for w in workers])  # both up: neither races through a job
+    tasks, workers = tasks_and_two_workers(listed)  # both up: neither races through a job
     asked = []
 
     def cancel_when_both_sample(run):
@@ -182,21 +180,12 @@ def test_a_killed_actor_keeps_its_sent_images_and_the_retry_makes_only_the_rest(
     """Each image comes back from the actor as it is made (a Ray generator) and is written at
     once; the actor killed after two images keeps them, and the job's next attempt makes only
     the rest, with the images `multipass run` makes: every image written once."""
-    from lib_multipass.backends.diffusers_backend import DiffusersBackend
-    from lib_multipass.cli import backend_settings, build_parser, main, registry_settings
-    from lib_multipass.jobs.driver import ListRun, make_tasks
-    from lib_multipass.jobs.listfile import read_job_list
-    from lib_multipass.jobs.ray_workers import ray_workers
+    from lib_multipass.cli import main
+    from lib_multipass.jobs.driver import ListRun
 
     job = recipe("tiny-toon", seed=20, steps=6)
     listed = write_list(tmp_path, {"recipe": job, "images": 6})
-    args = build_parser()["jobs"].parse_args([str(listed)])
-    settings = backend_settings(args, 200)
-    tasks = make_tasks(
-        read_job_list(listed), DiffusersBackend(**settings), default_checkpoint="tiny-toon"
-    )
-    workers = ray_workers(2, settings, registry_settings(args))
-    ray.get([w.actor.pid.remote() for w in workers])
+    tasks, workers = tasks_and_two_workers(listed)
     out = tmp_path / "out"
     killed = []
 

@@ -32,18 +32,7 @@ def text2imgapi(body, script_runner, default_script_args):
     """What POST /sdapi/v1/txt2img returns, as a dict (images are PIL here, not base64)."""
     fields = {k: v for k, v in body.items() if k not in ("alwayson_scripts", "send_images", "save_images")}
     p = processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, **fields)
-    p.is_api = True
-    p.do_not_save_samples = not body.get("save_images", False)
-    p.do_not_save_grid = not body.get("save_images", False)
-    p.scripts = script_runner
-    shared.state.begin(job="scripts_txt2img")
-    p.script_args = tuple(init_script_args(body, default_script_args, script_runner))
-    try:
-        processed = processing.process_images(p)
-    finally:
-        shared.state.end()
-    images = processed.images + processed.extra_images
-    return {"images": images, "parameters": body, "info": processed.js()}
+    return _run(p, "scripts_txt2img", body, script_runner, default_script_args)
 
 
 def img2imgapi(body, script_runner, default_script_args):
@@ -57,11 +46,16 @@ def img2imgapi(body, script_runner, default_script_args):
     mask = decode_base64_to_image(body["mask"]) if body.get("mask") else None
     p = processing.StableDiffusionProcessingImg2Img(sd_model=shared.sd_model, mask=mask, **fields)
     p.init_images = [decode_base64_to_image(x) for x in body["init_images"]]
+    return _run(p, "scripts_img2img", body, script_runner, default_script_args)
+
+
+def _run(p, job, body, script_runner, default_script_args):
+    """The rest both endpoints share: API flags, the request's scripts, the job in state."""
     p.is_api = True
     p.do_not_save_samples = not body.get("save_images", False)
     p.do_not_save_grid = not body.get("save_images", False)
     p.scripts = script_runner
-    shared.state.begin(job="scripts_img2img")
+    shared.state.begin(job=job)
     p.script_args = tuple(init_script_args(body, default_script_args, script_runner))
     try:
         processed = processing.process_images(p)
