@@ -343,3 +343,28 @@ def test_variation_seeds_go_to_the_host_as_the_job_has_them(hosts, tmp_path):
     for name in entry["files"]:
         params = parse_params_line(Image.open(folder / name).info["parameters"].splitlines()[-1])
         assert params["Seed"] == "7"
+
+
+def test_the_lists_bar_never_goes_back_when_a_hosts_share_falls():
+    """Seen in a real Forge Neo: the bar went from 18/20 back to 13/20. A host's progress is
+    its job's share (job_no / job_count + step), and Multipass grows the count when its passes
+    start, so a share can fall; the list's bar stays where it was until work passes it."""
+    from types import SimpleNamespace
+
+    from lib_multipass.jobs.progress import Display
+
+    shares = iter([900, 950, 300, 600, 1000])
+    worker = SimpleNamespace(name="h", alive=True, status=lambda: "running")
+    worker.progress = lambda: (next(shares), 1000)
+    task = SimpleNamespace(steps_left=20)
+    summary = SimpleNamespace(done=0, failed=0, cancelled=0, images=0, loads={})
+    run = SimpleNamespace(
+        summary=summary, workers=[worker], busy={"h": task}, total_steps=20, steps_done=0
+    )
+    display = Display([worker], 20, 1)
+    seen = []
+    for _ in range(5):
+        display.update(run)
+        seen.append(display.bar.n)
+    display.close()
+    assert seen == [18, 19, 19, 19, 20]

@@ -41,7 +41,9 @@ class Display:
                 f"  {w.name}: {state}" + (f" | loaded: {loads}" if loads else ""), refresh=True
             )
         text = f"jobs {ended}/{self.jobs}, {s.images} images"
-        step = min(run.total_steps, run.steps_done + running) - self.bar.n
+        # never back: a host's share of its job can fall (Multipass grows the host's job count
+        # when its passes start), and a bar that runs backwards says work was undone
+        step = max(0, min(run.total_steps, run.steps_done + running) - self.bar.n)
         if text != self.text or step:  # redrawn only when something changed (logs stay short)
             self.text = text
             self.bar.set_description(text, refresh=not step)
