@@ -86,7 +86,7 @@ class ListRun:
             if task.first >= task.job.count:  # every image was written, the job's end was not
                 self.waiting.remove(task)
                 why = "its images were all written by an earlier run of the list"
-                self._record(task, None, "done", why, files=self._files(task))
+                self._record(task, None, "done", why, files=task.written_files)
         self.busy: dict[str, Task] = {}
         self.stopping = False
         self.results: queue.Queue[tuple[str, Worker, Task, Any]] = queue.Queue()
@@ -125,7 +125,7 @@ class ListRun:
             if not self.stopping:
                 for task in self.waiting:  # no worker left to run them
                     why = "no worker left to run it"
-                    self._record(task, None, "failed", why, files=self._files(task))
+                    self._record(task, None, "failed", why, files=task.written_files)
                 self.waiting = []
             self.summary.not_started = len(self.waiting)
         finally:
@@ -146,7 +146,7 @@ class ListRun:
                 self.waiting.remove(task)
                 names = ", ".join(task.need.checkpoints)
                 why = f"no live worker has its checkpoints ({names})"
-                self._record(task, None, "failed", why, files=self._files(task))
+                self._record(task, None, "failed", why, files=task.written_files)
         for worker in live:
             if self.stopping or not self.waiting:
                 return
@@ -189,11 +189,11 @@ class ListRun:
         task.start_after_written()
         if task.first >= task.job.count:  # it sent every image before it was lost
             why = "its worker was lost after its last image; every image is written"
-            self._record(task, worker, "done", why, files=self._files(task))
+            self._record(task, worker, "done", why, files=task.written_files)
             return
         if task.attempt >= self.max_attempts:
             why = f"its worker was lost {task.attempt} times"
-            self._record(task, None, "failed", why, files=self._files(task))
+            self._record(task, None, "failed", why, files=task.written_files)
             return
         task.attempt += 1
         self.waiting.insert(0, task)
@@ -205,9 +205,6 @@ class ListRun:
         files = self.writer.ended(task, worker.name, outcome)
         self.summary.loads.setdefault(worker.name, Counter()).update(outcome.loads)
         self._record(task, worker, outcome.status, outcome.reason, outcome, files)
-
-    def _files(self, task: Task) -> list[str]:
-        return [task.written[i] for i in sorted(task.written)]
 
     def _record(
         self,

@@ -45,6 +45,11 @@ class Task:
         self.first = next(i for i in range(self.job.count + 1) if i not in self.written)
 
     @property
+    def written_files(self) -> list[str]:
+        """The files of the images written so far, in the images' order."""
+        return [self.written[i] for i in sorted(self.written)]
+
+    @property
     def to_run(self) -> Job:
         """The job the next attempt runs: the images from `first` on."""
         return rest_of(self.job, self.first)

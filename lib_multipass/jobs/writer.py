@@ -115,7 +115,7 @@ class Writer:
                     self._note(task, task.first + i, path.name, worker)
                 else:
                     task.partials.append(path.name)
-        return [task.written[i] for i in sorted(task.written)] + task.partials + animations
+        return task.written_files + task.partials + animations
 
     def record(
         self,
