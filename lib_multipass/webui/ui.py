@@ -447,8 +447,7 @@ def _preview_row(gr: Any, tab: str, index: int, preview: Callable) -> Callable[[
     """A button that shows what this pass's detector finds, as its settings stand, on an image
     given here or else the last image this tab made: chosen ones green and numbered in their
     order, the rest red, each with its confidence. Returns the function that wires it to the
-    pass's widgets (its inputs: never the state, which gradio 4 leaves out of an endpoint's
-    parameters and then warns "Too many arguments provided for the endpoint")."""
+    pass's widgets."""
     with gr.Row():
         source = gr.Image(
             label="Preview on (empty: the last image made here)",
@@ -472,7 +471,12 @@ def _preview_row(gr: Any, tab: str, index: int, preview: Callable) -> Callable[[
         return drawn, html.escape(text)
 
     def wire(pass_widgets: list[Any]) -> None:
-        button.click(fn=on_click, inputs=[source, *pass_widgets], outputs=[shown, note])
+        button.click(
+            fn=on_click,
+            inputs=[source, *pass_widgets],
+            outputs=[shown, note],
+            api_name=api_name(elem_id(tab, index, "preview"), "click"),
+        )
 
     return wire
 
@@ -511,14 +515,27 @@ def _refresh_button(gr, dropdown, tab, index, refresh) -> None:
     def on_click():
         return gr.update(choices=[SAME["checkpoint"], *refresh()])
 
-    button.click(fn=on_click, inputs=[], outputs=[dropdown])
+    name = api_name(elem_id(tab, index, "refresh"), "click")
+    button.click(fn=on_click, inputs=[], outputs=[dropdown], api_name=name)
+
+
+def api_name(widget_id: str, event: str) -> str:
+    """The api_name of one of Multipass's events, e.g. 'multipass_txt2img_p1_steps_change':
+    javascript/multipass.js describes every event whose name starts with "multipass_" to
+    gradio 4.40's page, whose client otherwise warns "Too many arguments provided for the
+    endpoint" each time one sends its values (it finds no description of an event sent by
+    number); unique names, as gradio 3.41 warns of a repeated one."""
+    return f"{widget_id}_{event}"
 
 
 def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progress) -> None:
     """Every widget's change recomputes the state (and hints) from all widgets (the state is
-    an output only: gradio 4 warns of "too many arguments" for an event with a state input)."""
-    inputs = [widgets[elem_id(tab, i, f.name)] for i, f in slots]
+    an output only: every value in it comes from the widgets)."""
+    names = [elem_id(tab, i, f.name) for i, f in slots]
+    inputs = [widgets[name] for name in names]
     extra = [base_steps] if base_steps is not None else []
+    if extra:
+        names.append(elem_id(tab, None, "base_steps"))
 
     def on_change(*values):
         widget_values = list(values[: len(slots)])
@@ -534,8 +551,14 @@ def _wire(gr, tab, slots, widgets, state, hints, base_steps, step_mode, no_progr
     options: dict[str, Any] = {"show_progress": no_progress}
     if no_progress == "hidden":  # gradio 4: one queue for the accordion keeps events in order
         options["concurrency_id"] = f"multipass_{tab}"
-    for widget in [*inputs, *extra]:
-        widget.change(fn=on_change, inputs=[*inputs, *extra], outputs=[state, *hints], **options)
+    for name, widget in zip(names, [*inputs, *extra], strict=True):
+        widget.change(
+            fn=on_change,
+            inputs=[*inputs, *extra],
+            outputs=[state, *hints],
+            api_name=api_name(name, "change"),
+            **options,
+        )
 
 
 def _widget(gr, f: Field, tab: str, i: int, values: dict[str, Any], choices: Choices) -> Any:

@@ -1,13 +1,16 @@
 """The Multipass accordion in a real gradio app, as the WebUI builds it (run in .venv-ui).
 
-    .venv-ui/bin/python tests/ui/app.py PORT
+    .venv-ui/bin/python tests/ui/app.py PORT [--without-multipass]
 
 Builds the script's real ui() inside a txt2img-like tab with the thin `modules` stand-in (the
 flavour in MULTIPASS_STUB_FLAVOUR), and a Generate button that shows the args the WebUI would
 pass to the script, as JSON. The steps slider is set to 30 after ui() ran, as the WebUI applies
-ui-config.json, so the first hint must read the slider at page load.
+ui-config.json, so the first hint must read the slider at page load. The page carries the
+extension's javascript/*.js at the end of <head>, as the WebUI puts it there.
+`--without-multipass`: the same host page with no Multipass in it.
 """
 
+import itertools
 import json
 import os
 import sys
@@ -50,35 +53,65 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 
 
-def build() -> gr.Blocks:
+def inject_javascript() -> None:
+    """What the WebUI's modules/ui_gradio_extensions.py reload_javascript does (A1111 1.10.1,
+    Forge Neo): every extension's javascript/*.js as a classic script just before </head>,
+    after gradio's own inline scripts (window.gradio_config, and on gradio 4
+    window.gradio_api_info) and before its deferred module runs. The WebUI links each file
+    (src="file=..."); the stand-in writes it inline, which runs at the same moment."""
+    import gradio.routes
+
+    original = gradio.routes.templates.TemplateResponse
+    js = "".join(
+        f'<script type="text/javascript">{path.read_text()}</script>\n'
+        for path in sorted((ROOT / "javascript").glob("*.js"))
+    )
+
+    def template_response(*args, **kwargs):
+        res = original(*args, **kwargs)
+        res.body = res.body.replace(b"</head>", f"{js}</head>".encode())
+        res.init_headers()
+        return res
+
+    gradio.routes.templates.TemplateResponse = template_response
+
+
+def build(with_multipass: bool = True) -> gr.Blocks:
     script = module.MultipassScript()
     css = (ROOT / "style.css").read_text()  # the WebUI loads every extension's style.css
     with gr.Blocks(title="Multipass UI test", analytics_enabled=False, css=css) as demo:
+        prompt = gr.Textbox(label="Prompt", elem_id="txt2img_prompt")
         with gr.Row():
             steps = gr.Slider(
                 1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps"
             )
-            script.after_component(steps, elem_id="txt2img_steps")
-        args = script.ui(False)
+            if with_multipass:
+                script.after_component(steps, elem_id="txt2img_steps")
+        args = script.ui(False) if with_multipass else []
         steps.value = 30  # what ui-config.json holds, applied after the scripts' ui()
         generate = gr.Button("Generate", elem_id="txt2img_generate")
         out = gr.Textbox(label="script args", elem_id="script_args")
         pasted = gr.Textbox(label="parameters to paste", elem_id="paste_text")
         paste = gr.Button("Paste", elem_id="paste_button")
 
-        def run(*values):
-            return json.dumps(list(values), default=str)
+        presses = itertools.count(1)
 
-        generate.click(fn=run, inputs=list(args), outputs=[out])
+        def run(_prompt, _steps, *values):
+            return json.dumps({"press": next(presses), "args": list(values)}, default=str)
 
-        # what the WebUI's infotext_utils.connect_paste does with a script's infotext_fields
-        fields = script.infotext_fields
+        # the WebUI's Generate sends the host's own fields (prompt, steps, ...), then every
+        # script's inputs
+        generate.click(fn=run, inputs=[prompt, steps, *args], outputs=[out])
+
+        # what the WebUI's infotext_utils.connect_paste does with the host's fields (the
+        # prompt) and a script's infotext_fields
+        fields = script.infotext_fields if with_multipass else []
 
         def paste_func(text):
             from lib_multipass.infotext import parse_params_line
 
             params = parse_params_line(text.strip().splitlines()[-1])
-            res = []
+            res = [gr.update(value=text.strip().splitlines()[0])]
             for output, key in fields:
                 v = key(params) if callable(key) else params.get(key)
                 if v is None:
@@ -87,9 +120,9 @@ def build() -> gr.Blocks:
                 valtype = type(output.value)
                 val = False if valtype is bool and v == "False" else valtype(v)
                 res.append(gr.update(value=val))
-            return res
+            return res if len(res) > 1 else res[0]  # gradio: one output, one value
 
-        paste.click(fn=paste_func, inputs=[pasted], outputs=[c for c, _ in fields])
+        paste.click(fn=paste_func, inputs=[pasted], outputs=[prompt, *(c for c, _ in fields)])
     return demo
 
 
@@ -115,6 +148,7 @@ if __name__ == "__main__":
 
     gradio.networking.url_ok = patient_url_ok(gradio.networking.url_ok)
     port = int(sys.argv[1])
-    build().queue().launch(
+    inject_javascript()
+    build("--without-multipass" not in sys.argv).queue().launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=False, show_api=False
     )
