@@ -365,7 +365,7 @@ class _JobRun:
         """Sampling steps one piece of `run` takes (a seams-fix piece at its own strength)."""
         if piece.seams:
             strength = self._pass_of(run).seams_fix_strength
-            return img2img_steps(strength, run.steps, self.job.ctx.step_mode).run
+            return img2img_steps(strength, run.steps, self.job.ctx.step_mode, run.sampler).run
         return run.count.run
 
     def _planned_steps(self, run: Run) -> int:

@@ -12,7 +12,7 @@ from .detectors import what_from_name
 from .fields import MAX_PIXELS, MAX_SIDE, SEP
 from .geometry import FAMILY_SIDE, UNSIZED, Crop, Size, upscaled_size
 from .recipe import BASE_INDEX, Problem, RecipeError, where_pass
-from .schedule import StepCount, img2img_steps, pass_strengths
+from .schedule import UNIPC_ORDER, StepCount, img2img_steps, pass_strengths, txt2img_steps
 
 MAX_RUNS = 256
 
@@ -204,7 +204,7 @@ def base_run(ctx: JobContext) -> Run:
         steps=ctx.steps,
         cfg_scale=ctx.cfg_scale,
         strength=1.0,
-        count=StepCount(ctx.steps, ctx.steps, 1.0),
+        count=txt2img_steps(ctx.steps, ctx.sampler),
         size_in=(ctx.width, ctx.height),
         size=(ctx.width, ctx.height),
         upscaler=None,
@@ -214,6 +214,34 @@ def base_run(ctx: JobContext) -> Run:
         crops=None,
         clip_skip=ctx.clip_skip,
     )
+
+
+def _unipc_problems(
+    where: str, sampler: str, strengths: list[float], steps: int, mode: str
+) -> list[Problem]:
+    """UniPC takes at least its order's steps (the WebUI stops with "UniPC order must be <
+    sampling steps"): a strength that would run fewer is named before the job, with the least
+    strength that runs enough at these steps."""
+    if sampler != "UniPC":
+        return []
+
+    def enough(d: float) -> bool:
+        return img2img_steps(d, steps, mode, sampler).run >= UNIPC_ORDER
+
+    short = [d for d in strengths if d and not enough(d)]
+    if not short:
+        return []
+    least = next((k / steps for k in range(1, steps + 1) if enough(k / steps)), None)
+    what = f"a strength of at least {least:.2f}" if least else f"more than {steps} steps"
+    return [
+        Problem(
+            where,
+            "denoising_strength",
+            short[0],
+            f"with sampler UniPC at {steps} steps, {what} (UniPC runs at least "
+            f"{UNIPC_ORDER} steps), or another sampler",
+        )
+    ]
 
 
 def _boxes_outside(p: Any, base: Size) -> list[int]:
@@ -233,6 +261,10 @@ def plan_runs(
     problems: list[Problem] = []
     runs: list[Run] = []
     size: Size = (ctx.width, ctx.height)
+    if ctx.sampler == "UniPC" and txt2img_steps(ctx.steps, ctx.sampler).run < UNIPC_ORDER:
+        problems.append(
+            Problem("base", "steps", ctx.steps, f"at least {UNIPC_ORDER} with sampler UniPC")
+        )
     checkpoint, vae, text_encoders = ctx.checkpoint, ctx.vae, ()
     start, stop = chain_span(recipe)
     for i, p in enumerate(recipe.passes):
@@ -286,6 +318,8 @@ def plan_runs(
             )
         steps = p.steps or ctx.steps
         strengths = pass_strengths(p)
+        sampler = p.sampler or ctx.sampler
+        problems += _unipc_problems(where, sampler, strengths, steps, ctx.step_mode)
         family = family_of(checkpoint)
         if p.region == "crop" and not p.working_width and family not in FAMILY_SIDE:
             known = ", ".join(FAMILY_SIDE)
@@ -325,12 +359,12 @@ def plan_runs(
                     crop_negatives=crop_prompts(
                         p.negative_prompt_mode, p.negative_prompt, ctx.negative_prompt
                     ),
-                    sampler=p.sampler or ctx.sampler,
+                    sampler=sampler,
                     scheduler=p.scheduler or ctx.scheduler,
                     steps=steps,
                     cfg_scale=p.cfg_scale or ctx.cfg_scale,
                     strength=strength,
-                    count=img2img_steps(strength, steps, ctx.step_mode),
+                    count=img2img_steps(strength, steps, ctx.step_mode, sampler),
                     size_in=size_in if k == 0 else size,
                     size=size,
                     upscaler=p.upscaler if k == 0 and size != size_in else None,
@@ -342,7 +376,7 @@ def plan_runs(
                     detect_max=p.detect_max,
                     mask_split=p.mask_split and p.mask_source in ("job", "image"),
                     tiles=tiles,
-                    seams_count=img2img_steps(p.seams_fix_strength, steps, ctx.step_mode)
+                    seams_count=img2img_steps(p.seams_fix_strength, steps, ctx.step_mode, sampler)
                     if tiles is not None and tiles.seam_pieces
                     else None,
                     clip_skip=p.clip_skip or ctx.clip_skip,

@@ -35,13 +35,50 @@ class StepCount:
         )
 
 
-def img2img_steps(strength: float, steps: int, mode: str = "proportional") -> StepCount:
+# the WebUI's samplers that walk the model's timesteps (sd_samplers_timesteps.py), not sigmas
+TIMESTEP_SAMPLERS = ("DDIM", "PLMS", "UniPC")
+UNIPC_ORDER = 3  # UniPC needs at least this many steps (the WebUI's "UniPC order" default)
+
+
+def timestep_grid(steps: int) -> list[int]:
+    """The WebUI's timesteps for `steps` steps: range(0, 1000, 1000 // steps) + 1, clipped to
+    999 (CompVisSampler.get_timesteps), so 7 steps make 8 timesteps and 30 make 31."""
+    return [min(t + 1, 999) for t in range(0, 1000, max(1000 // steps, 1))]
+
+
+def timestep_steps(sampler: str, timesteps: int) -> int:
+    """The steps a timestep sampler takes over `timesteps` timesteps: DDIM and PLMS one per
+    timestep after the first, UniPC one per timestep."""
+    return timesteps if sampler == "UniPC" else max(timesteps - 1, 0)
+
+
+def setup_img2img(strength: float, steps: int, mode: str = "proportional") -> tuple[int, int]:
+    """(schedule steps, t_enc) of the WebUI's setup_img2img_steps for a strength above 0."""
+    d = min(strength, 0.999)
+    if mode == "fixed":
+        return int(steps / d), steps - 1
+    return steps, int(d * steps)
+
+
+def txt2img_steps(steps: int, sampler: str = "") -> StepCount:
+    """The steps the WebUI runs for txt2img with `steps` steps: all of them, but for the
+    timestep samplers, which take as many as their grid gives."""
+    if sampler in TIMESTEP_SAMPLERS:
+        return StepCount(timestep_steps(sampler, len(timestep_grid(steps))), steps, 1.0)
+    return StepCount(steps, steps, 1.0)
+
+
+def img2img_steps(
+    strength: float, steps: int, mode: str = "proportional", sampler: str = ""
+) -> StepCount:
     """The steps the WebUI runs for img2img at `strength` with `steps` sampling steps.
 
     proportional (the default): a schedule of `steps`, of which int(min(d, 0.999) * steps) + 1
     run. fixed ('do exactly the amount of steps the slider specifies', and hires fix): exactly
     `steps` run, over a schedule of int(steps / min(d, 0.999)). Strength 0 runs nothing: Multipass
-    treats it as an upscale-only pass.
+    treats it as an upscale-only pass. The timestep samplers (DDIM, PLMS, UniPC) noise the image
+    to the grid's timestep t_enc and take their steps over the t_enc timesteps below it: DDIM and
+    PLMS one fewer, so two fewer than the others.
     """
     if mode not in STEP_MODES:
         raise ValueError(f"step mode {mode!r} is not one of {', '.join(STEP_MODES)}")
@@ -53,12 +90,10 @@ def img2img_steps(strength: float, steps: int, mode: str = "proportional") -> St
         )
     if strength == 0:
         return StepCount(0, steps, 0.0)
-    d = min(strength, 0.999)
-    if mode == "fixed":
-        schedule = int(steps / d)
-        return StepCount(steps, schedule, steps / schedule)
-    run = int(d * steps) + 1
-    return StepCount(run, steps, run / steps)
+    schedule, t_enc = setup_img2img(strength, steps, mode)
+    if sampler in TIMESTEP_SAMPLERS:
+        return StepCount(timestep_steps(sampler, t_enc), schedule, t_enc / schedule)
+    return StepCount(t_enc + 1, schedule, (t_enc + 1) / schedule)
 
 
 def curve_strengths(start: float, final: float, runs: int, curve: str = "linear") -> list[float]:

@@ -511,10 +511,13 @@ CASES = [
         files={R: recipe(base={"sampler": "Euler z"})},
     ),
     Case(
-        "schedule type the sampler lacks",
+        "schedule type that is not one",
         ["run", R],
-        ["pass 1, field 'scheduler'", "with 'PLMS'"],
-        files={R: recipe({"sampler": "PLMS", "scheduler": "Karras"})},
+        [
+            "pass 1, field 'scheduler': got 'Karras 2'",
+            "one of '', 'Automatic', 'Uniform', 'Karras'",
+        ],
+        files={R: recipe({"sampler": "PLMS", "scheduler": "Karras 2"})},
     ),
     Case(
         "truncated checkpoint",
@@ -889,6 +892,21 @@ CASES = [
         ["plan", R],
         ["pass 1, field 'sampler': got 'x'", "one of Euler, Euler a"],
         files={R: recipe({"sampler": "x"})},
+    ),
+    Case(
+        "UniPC at a strength that runs fewer than its 3 steps",
+        ["plan", R],
+        [
+            "pass 1, field 'denoising_strength': got 0.1",
+            "with sampler UniPC at 4 steps, a strength of at least 0.75 (UniPC runs at least 3",
+        ],
+        files={R: recipe({"sampler": "UniPC", "denoising_strength": 0.1})},
+    ),
+    Case(
+        "UniPC base at 2 steps",
+        ["plan", R],
+        ["base, field 'steps': got 2", "at least 3 with sampler UniPC"],
+        files={R: recipe(base={"sampler": "UniPC", "steps": 2})},
     ),
     Case(
         "run --device cuda without CUDA",

@@ -14,11 +14,9 @@ from lib_multipass.backends.diffusers_backend import (  # noqa: E402
     BackendError,
     DiffusersBackend,
     clip_vocabulary,
-    diffusers_steps,
-    supported_schedule_types,
 )
 from lib_multipass.engine import SampleRequest  # noqa: E402
-from lib_multipass.schedule import img2img_steps  # noqa: E402
+from lib_multipass.schedule import img2img_steps, txt2img_steps  # noqa: E402
 
 
 def test_tiny_models_are_deterministic_and_small(tmp_path, tiny_models):
@@ -73,23 +71,29 @@ def test_tokenizer_takes_any_text(backend):
 
 
 @pytest.mark.parametrize(
-    ("strength", "steps", "mode"),
+    ("strength", "steps", "mode", "sampler"),
     [
-        (0.5, 8, "proportional"),
-        (0.3, 10, "proportional"),
-        (1.0, 6, "proportional"),
-        (0.05, 20, "proportional"),
-        (0.5, 6, "fixed"),
-        (0.7, 5, "fixed"),
+        (0.5, 8, "proportional", "Euler"),
+        (0.3, 10, "proportional", "Euler"),
+        (1.0, 6, "proportional", "Euler"),
+        (0.05, 20, "proportional", "Euler"),
+        (0.5, 6, "fixed", "Euler"),
+        (0.7, 5, "fixed", "Euler"),
+        (0.5, 8, "proportional", "DDIM"),
+        (0.7, 5, "fixed", "PLMS"),
+        (0.6, 10, "proportional", "UniPC"),
+        (0.5, 8, "proportional", "DPM++ 2M SDE"),
     ],
 )
-def test_img2img_runs_exactly_the_webui_steps(backend, strength, steps, mode):
+def test_img2img_runs_exactly_the_webui_steps(backend, strength, steps, mode, sampler):
+    """Each step is reported once, against the total the plan counts (the timestep samplers
+    take fewer than the others at the same strength), and the bar ends at 100%."""
     backend.load_checkpoint("tiny-toon")
     calls = []
     request = SampleRequest(
         "x",
         "",
-        "Euler",
+        sampler,
         "",
         steps,
         5.0,
@@ -101,28 +105,26 @@ def test_img2img_runs_exactly_the_webui_steps(backend, strength, steps, mode):
         image=Image.new("RGB", (64, 64), (120, 60, 30)),
     )
     backend.generate([request], lambda s, n: calls.append((s, n)))
-    want = img2img_steps(strength, steps, mode)
-    assert len(calls) == want.run
-    assert diffusers_steps(strength, steps, mode)[0] == want.schedule
+    want = img2img_steps(strength, steps, mode, sampler).run
+    assert calls == [(k, want) for k in range(1, want + 1)]
 
 
 def test_every_listed_sampler_runs(backend):
     backend.load_checkpoint("tiny-toon")
     for sampler in SAMPLERS:
-        for scheduler in supported_schedule_types(sampler)[:3]:
+        for scheduler in ("", "Karras", "Exponential"):
             steps: list[int] = []
             request = SampleRequest("x", "", sampler, scheduler, 4, 5.0, 1, 64, 64)
             (image,) = backend.generate([request], lambda s, n, steps=steps: steps.append(s))
-            assert image.size == (64, 64) and steps, (sampler, scheduler)
-
-    assert "Karras" in supported_schedule_types("DPM++ 2M")
+            want = txt2img_steps(4, sampler).run
+            assert image.size == (64, 64) and steps == list(range(1, want + 1)), sampler
 
 
 def test_unknown_sampler_scheduler_vae_and_upscaler_are_named(backend):
     problems = backend.check_sampling("Euler z", "", "", "pass 1")
     assert problems[0].field == "sampler" and "'Euler a'" not in problems[0].allowed
     assert "Euler a" in problems[0].allowed
-    problems = backend.check_sampling("DDIM", "Polyexponential", "vae-ft-mse", "pass 2")
+    problems = backend.check_sampling("DDIM", "Karras 2", "vae-ft-mse", "pass 2")
     assert [p.field for p in problems] == ["scheduler", "vae"]
     with pytest.raises(BackendError, match="upscaler 'ESRGAN_4x' is not one of Lanczos"):
         backend.upscale(Image.new("RGB", (8, 8)), (16, 16), "ESRGAN_4x")

@@ -12,10 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_multipass.backends import rng, sampling
+from lib_multipass.backends import rng, sampling, timesteps
 from lib_multipass.backends import sigmas as S
-from lib_multipass.schedule import img2img_steps
-from tests.data.a1111_noise import REF, SAMPLED
+from lib_multipass.schedule import img2img_steps, timestep_grid
+from tests.data.a1111_noise import REF, SAMPLED, TIMESTEP_SAMPLED
 
 
 def flat(t: torch.Tensor) -> list[float]:
@@ -174,6 +174,111 @@ def test_samplers_step_as_the_webuis_k_diffusion(key: str) -> None:
     got = [*flat(x[:, :, 0, :2]), float(x.sum())]
     assert close(got[:-1], SAMPLED[key][:-1], 2e-6) and abs(got[-1] - SAMPLED[key][-1]) < 1e-3
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+class ToyNoiseModel:
+    """The toy noise model TIMESTEP_SAMPLED was made with, recording the timesteps asked for."""
+
+    def __init__(self) -> None:
+        self.alphas_cumprod = S.alphas_cumprod()
+        self.init_latent = self.mask = None
+        self.ts: list[float] = []
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.ts.append(round(float(t[0]), 4))
+        return 0.7 * x * (t / 1000).reshape(-1, 1, 1, 1) + 0.3 * torch.tanh(x)
+
+
+def seeded(seed: int) -> torch.Tensor:
+    return torch.randn((4, 4, 4), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    "key", [k for k in TIMESTEP_SAMPLED if "|txt2img|" in k or "|img2img|" in k]
+)
+def test_timestep_samplers_step_as_the_webuis(key: str) -> None:
+    """DDIM, PLMS and UniPC over the WebUI's timestep grid, txt2img and img2img (its t_enc and
+    noising), end where A1111's own functions do, asking the model for the same timesteps."""
+    name, kind, *rest = key.split("|")
+    want = TIMESTEP_SAMPLED[key]
+    model = ToyNoiseModel()
+    steps: list[int] = []
+    noise = rng.ImageNoise((4, 4, 4), [3, 4]).next()
+    if kind == "txt2img":
+        x = timesteps.sample(name, model, noise, int(rest[0]), steps.append)
+    else:
+        init = 0.5 * seeded(9).expand(2, 4, 4, 4) + torch.linspace(-1, 1, 4).reshape(1, 1, 1, 4)
+        strength, n, mode = float(rest[0]), int(rest[1]), rest[2]
+        x = timesteps.sample(
+            name, model, noise, n, steps.append, init, strength, fixed=mode == "fixed"
+        )
+    got = [*flat(x[:, :, 0, :2]), float(x.sum())]
+    assert close(got[:-1], want["x"][:-1], 2e-6) and abs(got[-1] - want["x"][-1]) < 1e-3
+    assert model.ts == pytest.approx(want["calls"], abs=1e-3)
+    assert steps == list(range(1, want["steps"] + 1))
+
+
+@pytest.mark.parametrize("key", [k for k in TIMESTEP_SAMPLED if k.startswith("DPM++ 2M SDE")])
+def test_dpmpp_2m_sde_draws_the_webuis_brownian_noise(key: str) -> None:
+    """DPM++ 2M SDE (midpoint and Heun), its noise from a Brownian tree per image seed over the
+    whole schedule even when an img2img pass runs only its tail, ends where k-diffusion's does
+    in the WebUI."""
+    _, solver, n, run = key.split("|")
+    full = S.exponential(int(n), REF["sigma_min"], REF["sigma_max"])
+    levels = full[int(n) - int(run) :]
+    first = rng.ImageNoise((4, 4, 4), [3, 4]).next()
+    brownian = rng.BrownianNoise(first, full, [3, 4])
+    name = "DPM++ 2M SDE Heun" if solver == "heun" else "DPM++ 2M SDE"
+    steps: list[int] = []
+    x = sampling.SAMPLERS[name](toy_denoiser, first * levels[0], levels, brownian, steps.append)
+    want = TIMESTEP_SAMPLED[key]["x"]
+    got = [*flat(x[:, :, 0, :2]), float(x.sum())]
+    assert close(got[:-1], want[:-1], 2e-6) and abs(got[-1] - want[-1]) < 1e-3
+    assert steps == list(range(1, int(run) + 1))
+
+
+def test_brownian_noise_is_the_webuis_and_an_image_is_the_same_alone() -> None:
+    first = rng.ImageNoise((4, 4, 4), [3, 4]).next()
+    levels = torch.tensor([10.0, 0.5, 0.0])
+    w = rng.BrownianNoise(first, levels, [3, 4])(torch.tensor(8.0), torch.tensor(4.0))
+    assert close(flat(w[:, :, 0, :2]), TIMESTEP_SAMPLED["brownian|3,4|8->4"]["x"], 2e-6)
+    alone = rng.BrownianNoise(first[1:], levels, [4])(torch.tensor(8.0), torch.tensor(4.0))
+    assert torch.equal(alone[0], w[1])
+
+
+@given(st.integers(1, 150))
+def test_the_timestep_grid_is_the_webuis(steps: int) -> None:
+    """range(0, 1000, 1000 // steps) + 1 clipped to 999: rising from 1 by 1000 // steps (the
+    last gap shorter where the clip bites), at least `steps` long."""
+    g = timestep_grid(steps)
+    gaps = [b - a for a, b in itertools.pairwise(g)]
+    assert g[0] == 1 and len(g) >= steps and g[-1] <= 999
+    assert all(gap == 1000 // steps for gap in gaps[:-1])
+    assert not gaps or 0 < gaps[-1] <= 1000 // steps
+
+
+def test_timestep_samplers_keep_the_init_latent_outside_the_mask() -> None:
+    """The WebUI's timestep denoiser blends before each model call (mask_before_denoising), and
+    the result is blended once more: outside the mask the init latent comes back exactly."""
+    from types import SimpleNamespace
+
+    seen: list[torch.Tensor] = []
+
+    class UNet:
+        dtype = torch.float32
+
+        def __call__(self, x: torch.Tensor, t: torch.Tensor, **_: object) -> SimpleNamespace:
+            seen.append(x)
+            return SimpleNamespace(sample=0.7 * x * (t / 1000).reshape(-1, 1, 1, 1))
+
+    c = SimpleNamespace(cond=torch.ones(1, 2, 8), uncond=torch.zeros(1, 2, 8), cond_pooled=None)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2] = 1
+    model = timesteps.NoiseDenoiser(UNet(), S.alphas_cumprod(), lambda k: c, 7.0, mask=mask)
+    init = seeded(9)[None]
+    out = timesteps.sample("DDIM", model, seeded(3)[None], 8, lambda _: None, init, 0.7)
+    assert torch.equal(out[..., :2], init[..., :2]) and not torch.equal(out, init)
+    assert seen and all(torch.equal(x[:, :, :, :2], init.expand_as(x)[..., :2]) for x in seen)
 
 
 # -- on the tiny models ---------------------------------------------------------------------

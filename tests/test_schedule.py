@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from lib_multipass.fields import MIN_STRENGTH
 from lib_multipass.recipe import parse_pass
-from lib_multipass.schedule import curve_strengths, img2img_steps, pass_strengths
+from lib_multipass.schedule import (
+    curve_strengths,
+    img2img_steps,
+    pass_strengths,
+    timestep_grid,
+    txt2img_steps,
+)
 
 
 def webui_steps_run(strength: float, steps: int, fix_steps: bool) -> tuple[int, int]:
@@ -81,6 +87,43 @@ def test_matches_webui_everywhere(d, steps, fix):
     if not fix:
         # the real strength is never below the asked one, and at most one step above
         assert d - 1e-9 <= count.strength <= d + 1 / steps + 1e-9 or d > 0.999
+
+
+# (sampler, strength, steps, mode) -> steps A1111 1.10.1 ran (the callbacks counted by running its
+# own CompVisSampler.sample_img2img on a toy model: tests/data/a1111_noise.py, TIMESTEP_SAMPLED)
+TIMESTEP_RUNS = [
+    ("DDIM", 0.6, 10, "proportional", 5),
+    ("DDIM", 0.35, 8, "fixed", 6),
+    ("DDIM", 0.75, 7, "proportional", 4),
+    ("PLMS", 0.6, 10, "proportional", 5),
+    ("UniPC", 0.6, 10, "proportional", 6),
+    ("UniPC", 0.35, 8, "fixed", 7),
+    ("UniPC", 0.75, 7, "proportional", 5),
+]
+
+
+@pytest.mark.parametrize(("sampler", "d", "steps", "mode", "run"), TIMESTEP_RUNS)
+def test_timestep_samplers_run_what_the_webui_ran(sampler, d, steps, mode, run):
+    assert img2img_steps(d, steps, mode, sampler).run == run
+
+
+@given(
+    st.sampled_from(["DDIM", "PLMS", "UniPC"]),
+    st.floats(MIN_STRENGTH, 1.0),
+    st.integers(1, 150),
+    st.booleans(),
+)
+def test_timestep_samplers_run_two_or_one_fewer(sampler, d, steps, fix):
+    """DDIM and PLMS take t_enc - 1 steps, UniPC t_enc: two and one fewer than k-diffusion's
+    t_enc + 1 (never below 0); txt2img, one per timestep of the grid (after the first)."""
+    mode = "fixed" if fix else "proportional"
+    k = img2img_steps(d, steps, mode)
+    t = img2img_steps(d, steps, mode, sampler)
+    assert t.run == max(k.run - (1 if sampler == "UniPC" else 2), 0)
+    assert t.schedule == k.schedule
+    grid = len(timestep_grid(steps))
+    assert txt2img_steps(steps, sampler).run == (grid if sampler == "UniPC" else grid - 1)
+    assert txt2img_steps(steps, "Euler").run == steps
 
 
 def test_zero_strength_is_no_sampling():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import inspect
 import json
 import os
 from collections import Counter, OrderedDict
@@ -39,49 +38,19 @@ from ..plan import Run
 from ..prompts import LoraUse, ParsedPrompt, PromptError, parse_prompt
 from ..protocol import SampleRequest, StepCallback
 from ..recipe import Problem, where_pass
-from ..schedule import img2img_steps
+from ..schedule import img2img_steps, setup_img2img, txt2img_steps
 from . import lora as lora_merge
-from . import rng, sampling, sigmas
+from . import rng, sampling, sigmas, timesteps
 from .conditioning import PromptEncoder, mentioned_embeddings, schedule_steps, tokenize
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-# samplers the runner runs as the WebUI runs them: k-diffusion's, on the WebUI's noise and sigmas
-# (lib_multipass.backends.sampling), with every schedule type of the WebUI
-WEBUI_SAMPLERS = tuple(sampling.SAMPLERS)
-WEBUI_SCHEDULE_TYPES = ("", "Automatic", *sigmas.SCHEDULE_TYPES)
-# samplers left on diffusers' schedulers (the WebUI runs them with code of its own: DDIM, PLMS
-# and UniPC are timestep samplers, DPM++ 2M SDE draws a Brownian tree): the WebUI's sampler
-# names -> (diffusers scheduler class, settings)
-DIFFUSERS_SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "DDIM": ("DDIMScheduler", {}),
-    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
-    "UniPC": ("UniPCMultistepScheduler", {}),
-}
-SAMPLERS: tuple[str, ...] = (
-    "Euler",
-    "Euler a",
-    "DPM++ 2M",
-    "DPM++ 2M SDE",
-    "DPM++ 2S a",
-    "DDIM",
-    "PLMS",
-    "LMS",
-    "Heun",
-    "DPM2",
-    "DPM2 a",
-    "UniPC",
-)
-# the WebUI's schedule types -> diffusers scheduler settings ("" and Automatic: the sampler's own)
-SCHEDULE_TYPES: dict[str, dict[str, Any]] = {
-    "": {},
-    "Automatic": {},
-    "Uniform": {},
-    "Karras": {"use_karras_sigmas": True},
-    "Exponential": {"use_exponential_sigmas": True},
-    "Beta": {"use_beta_sigmas": True},
-}
+# every sampler runs as the WebUI runs it: k-diffusion's on the WebUI's sigmas
+# (lib_multipass.backends.sampling, with every schedule type of the WebUI), DDIM, PLMS and UniPC
+# on its timesteps (lib_multipass.backends.timesteps, where the schedule type has no effect, as
+# in the WebUI)
+SAMPLERS: tuple[str, ...] = (*sampling.SAMPLERS, *timesteps.SAMPLERS)
+SCHEDULE_TYPES = ("", "Automatic", *sigmas.SCHEDULE_TYPES)
 UPSCALERS = {
     "Lanczos": Image.Resampling.LANCZOS,
     "Bicubic": Image.Resampling.BICUBIC,
@@ -293,28 +262,6 @@ def _pickle_family(path: Path) -> tuple[str | None, str | None]:
     if not isinstance(state, dict) or not state:
         return None, "a pickle that holds no model (no state dict of tensors)"
     return family_from_keys([str(k) for k in state]), None
-
-
-def _scheduler_class(name: str) -> Any:
-    import diffusers
-
-    return getattr(diffusers, name)
-
-
-def _takes(scheduler_class: str, settings: dict[str, Any]) -> bool:
-    """Whether a diffusers scheduler class has every one of these settings."""
-    params = inspect.signature(_scheduler_class(scheduler_class).__init__).parameters
-    return all(name in params for name in settings)
-
-
-def supported_schedule_types(sampler: str) -> list[str]:
-    """The schedule types `sampler` supports: all of the WebUI's for the samplers that run as
-    the WebUI runs them, the ones this diffusers version has for the others."""
-    if sampler in WEBUI_SAMPLERS:
-        return list(WEBUI_SCHEDULE_TYPES)
-    cls = _scheduler_class(DIFFUSERS_SAMPLERS[sampler][0])
-    params = inspect.signature(cls.__init__).parameters
-    return [k for k, v in SCHEDULE_TYPES.items() if all(name in params for name in v)]
 
 
 CLIP_MERGES = Path(__file__).resolve().parent.parent / "data" / "clip_merges.txt.gz"
@@ -680,7 +627,6 @@ class DiffusersBackend:
                     )
                 )
         problems += self.check_sampling(run.sampler, run.scheduler, run.vae, where)
-        problems += self._prediction_problems(run, where)
         problems += self._prompt_problems(run, where)
         if run.text_encoders:
             allowed = "[] (the diffusers runner uses each checkpoint's own text encoders)"
@@ -696,39 +642,14 @@ class DiffusersBackend:
             problems.append(Problem(where, unit.field("model"), unit.model, allowed))
         return problems
 
-    def _prediction_problems(self, run: Run, where: str) -> list[Problem]:
-        """A sampler that cannot run the checkpoint's prediction type (v-prediction, zero
-        terminal SNR) would make a silently wrong image: named before the job instead."""
-        name = run.checkpoint or self._current
-        try:
-            settings = self.prediction(name) if name else {}
-        except (BackendError, ValueError, OSError):
-            return []
-        if not settings or run.sampler not in SAMPLERS:
-            return []
-        able = [
-            s for s in SAMPLERS if s in WEBUI_SAMPLERS or _takes(DIFFUSERS_SAMPLERS[s][0], settings)
-        ]
-        if run.sampler in able:
-            return []
-        what = "zero-terminal-SNR v-prediction" if len(settings) > 1 else "v-prediction"
-        allowed = f"a sampler that runs {what} ({name} has the key '{V_PRED}'"
-        allowed += f" and '{ZTSNR}')" if len(settings) > 1 else ")"
-        allowed += ": one of " + ", ".join(able)
-        return [Problem(where, "sampler", run.sampler, allowed, about=("sampler", "checkpoint"))]
-
     def check_sampling(self, sampler: str, scheduler: str, vae: str, where: str) -> list[Problem]:
         """Problems with a sampler, schedule type or VAE choice, named as the recipe names them."""
         problems = []
         if sampler not in SAMPLERS:
             problems.append(Problem(where, "sampler", sampler, "one of " + ", ".join(SAMPLERS)))
-        elif sigmas.SCHEDULE_ALIASES.get(scheduler, scheduler) not in supported_schedule_types(
-            sampler
-        ):
-            allowed = ", ".join(repr(s) for s in supported_schedule_types(sampler))
-            problems.append(
-                Problem(where, "scheduler", scheduler, f"with {sampler!r}: one of {allowed}")
-            )
+        elif sigmas.SCHEDULE_ALIASES.get(scheduler, scheduler) not in SCHEDULE_TYPES:
+            allowed = ", ".join(repr(s) for s in SCHEDULE_TYPES)
+            problems.append(Problem(where, "scheduler", scheduler, f"one of {allowed}"))
         if vae:
             problems.append(
                 Problem(where, "vae", vae, "'' (the diffusers runner uses each checkpoint's VAE)")
@@ -908,19 +829,6 @@ class DiffusersBackend:
             self._pipes[key] = out
         return self._pipes[key]
 
-    def _scheduler(self, pipe: Any, sampler: str, scheduler: str) -> Any:
-        key = (self._current, sampler, scheduler)
-        if key not in self._schedulers:
-            problems = self.check_sampling(sampler, scheduler, "", "sampling")
-            if problems:
-                raise BackendError(str(problems[0]))
-            cls_name, settings = DIFFUSERS_SAMPLERS[sampler]
-            base = self._cache[self._current][0].scheduler.config
-            cls = _scheduler_class(cls_name)
-            kind = SCHEDULE_TYPES[sigmas.SCHEDULE_ALIASES.get(scheduler, scheduler)]
-            self._schedulers[key] = cls.from_config(base, **settings, **kind)
-        return self._schedulers[key]
-
     def generate(
         self, requests: Sequence[SampleRequest], on_step: StepCallback
     ) -> list[Image.Image]:
@@ -946,70 +854,7 @@ class DiffusersBackend:
     def _generate(
         self, requests: Sequence[SampleRequest], on_step: StepCallback
     ) -> list[Image.Image]:
-        import torch
-
-        first = requests[0]
-        if first.sampler in WEBUI_SAMPLERS:
-            return self._generate_webui(requests, on_step)
-        kind = "txt2img" if first.image is None else "img2img"
-        if first.mask is not None:
-            kind = "inpaint"
-        pipe = self._pipeline(kind)
-        pipe.scheduler = self._scheduler(pipe, first.sampler, first.scheduler)
-        xl = _family_of_pipeline(pipe) == "sdxl"
-        cond = self.conditioning(pipe, requests)
-
-        def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            on_step(i + 1, p.num_timesteps)
-            if cond.scheduled:  # prompt editing: the next model call's conditioning
-                kwargs |= pipeline_embeds(cond.padded_at(i + 1), xl, p.do_classifier_free_guidance)
-            return kwargs
-
-        one = len(requests) == 1
-        generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
-        args: dict[str, Any] = {
-            "guidance_scale": first.cfg_scale,
-            "generator": generators[0] if one else generators,
-            "callback_on_step_end": callback,
-            "output_type": "pil",
-        }
-        if xl:
-            args |= sdxl_conditioning(first.width, first.height)
-        if kind == "txt2img":
-            args |= {
-                "num_inference_steps": first.steps,
-                "height": first.height,
-                "width": first.width,
-            }
-        else:
-            steps, strength = diffusers_steps(first.strength, first.steps, first.step_mode)
-            images = []
-            for r in requests:
-                image = r.image.convert("RGB")
-                if image.size != (r.width, r.height):
-                    image = image.resize((r.width, r.height), Image.Resampling.LANCZOS)
-                images.append(image)
-            args |= {
-                "image": images[0] if one else images,
-                "num_inference_steps": steps,
-                "strength": strength,
-            }
-            if kind == "inpaint":
-                masks = [r.mask for r in requests]
-                args |= {
-                    "mask_image": masks[0] if one else masks,
-                    "height": first.height,
-                    "width": first.width,
-                }
-        with torch.inference_mode():
-            c = cond.padded_at(0)
-            args |= {"prompt_embeds": c.cond, "negative_prompt_embeds": c.uncond}
-            if xl:
-                args |= {
-                    "pooled_prompt_embeds": c.cond_pooled,
-                    "negative_pooled_prompt_embeds": c.uncond_pooled,
-                }
-            return list(pipe(**args).images)
+        return self._generate_webui(requests, on_step)
 
     def _model_sigmas(self) -> sigmas.ModelSigmas:
         """The loaded checkpoint's noise levels (zero terminal SNR where its markers say)."""
@@ -1024,15 +869,14 @@ class DiffusersBackend:
         self, requests: Sequence[SampleRequest], on_step: StepCallback
     ) -> list[Image.Image]:
         """A batch sampled as the WebUI samples it: the WebUI's noise for each image's seed, its
-        sigmas, k-diffusion's sampler on its CFG denoiser, VAE encode and decode one image at
-        a time, pixels truncated to bytes, and a masked image put back outside its mask."""
+        sigmas (k-diffusion's samplers) or timesteps (DDIM, PLMS, UniPC) on its CFG denoiser,
+        VAE encode and decode one image at a time, pixels truncated to bytes, and a masked
+        image put back outside its mask."""
         import torch
 
         first = requests[0]
         pipe = self._cache[self._current][0]
         xl = _family_of_pipeline(pipe) == "sdxl"
-        cond = self.conditioning(pipe, requests)
-        model = self._model_sigmas()
         device = str(pipe.unet.device)
         noise = rng.ImageNoise(
             (4, first.height // 8, first.width // 8),
@@ -1043,57 +887,24 @@ class DiffusersBackend:
             device=device,
         )
         with torch.inference_mode():
-            init, mask = None, None
-            if first.image is None:
-                levels = sigmas.sampler_sigmas(
-                    first.sampler, first.scheduler, first.steps, model, xl=xl
-                )
-            else:
-                levels = sigmas.img2img_sigmas(
-                    first.sampler,
-                    first.scheduler,
-                    first.steps,
-                    first.strength,
-                    model,
-                    fixed=first.step_mode == "fixed",
-                    xl=xl,
-                )
-                images = [_init_image(r) for r in requests]
-                posteriors = [_posterior(pipe.vae, image, device) for image in images]
-                mean = torch.cat([m for m, _ in posteriors])
-                std = torch.cat([s for _, s in posteriors])
-                latent = rng.posterior_sample(
-                    mean.float(), std.float(), [r.seed for r in requests], first.rng
-                )
-                init = latent * pipe.vae.config.scaling_factor
-                if first.mask is not None:
-                    mask = torch.cat([_latent_mask(r.mask, init.shape[-2:]) for r in requests])
-                    mask = mask.to(device)
+            init, mask = self._init_latents(pipe, requests, device)
             time_ids = None
             if xl:
-                h, w = first.height, first.width
-                time_ids = torch.tensor([h, w, 0, 0, h, w], dtype=torch.float32)
-            settings = self.prediction(self._current)
-            denoiser = sampling.Denoiser(
-                pipe.unet,
-                model,
-                cond.cond_at,
-                first.cfg_scale,
-                v_prediction=settings.get("prediction_type") == "v_prediction",
+                ids = sdxl_time_ids(first.width, first.height)
+                time_ids = torch.tensor(ids, dtype=torch.float32)
+            model = dict(
+                conds=self.conditioning(pipe, requests).cond_at,
+                cfg_scale=first.cfg_scale,
+                v_prediction=self.prediction(self._current).get("prediction_type")
+                == "v_prediction",
                 time_ids=time_ids,
                 init_latent=init,
                 mask=mask,
             )
-            total = len(levels) - 1
-            latents = sampling.sample(
-                first.sampler,
-                denoiser,
-                noise.next(),
-                levels,
-                noise.next,
-                lambda step: on_step(step, total),
-                init,
-            )
+            if first.sampler in timesteps.SAMPLERS:
+                latents = self._sample_timesteps(pipe, requests, model, noise, on_step, init)
+            else:
+                latents = self._sample_sigmas(pipe, requests, model, noise, on_step, init, xl)
             out = [_decode(pipe.vae, latents[k : k + 1]) for k in range(len(requests))]
         if first.mask is not None:
             out = [
@@ -1101,6 +912,100 @@ class DiffusersBackend:
                 for image, r in zip(out, requests, strict=True)
             ]
         return out
+
+    def _init_latents(
+        self, pipe: Any, requests: Sequence[SampleRequest], device: str
+    ) -> tuple[Any, Any]:
+        """(init latent, latent mask) of an img2img batch, each image's latent drawn from the
+        VAE's posterior as the WebUI draws it; (None, None) for txt2img."""
+        import torch
+
+        first = requests[0]
+        if first.image is None:
+            return None, None
+        images = [_init_image(r) for r in requests]
+        posteriors = [_posterior(pipe.vae, image, device) for image in images]
+        mean = torch.cat([m for m, _ in posteriors])
+        std = torch.cat([s for _, s in posteriors])
+        latent = rng.posterior_sample(
+            mean.float(), std.float(), [r.seed for r in requests], first.rng
+        )
+        init = latent * pipe.vae.config.scaling_factor
+        if first.mask is None:
+            return init, None
+        mask = torch.cat([_latent_mask(r.mask, init.shape[-2:]) for r in requests])
+        return init, mask.to(device)
+
+    def _sample_sigmas(
+        self,
+        pipe: Any,
+        requests: Sequence[SampleRequest],
+        model: dict[str, Any],
+        noise: rng.ImageNoise,
+        on_step: StepCallback,
+        init: Any,
+        xl: bool,
+    ) -> Any:
+        """k-diffusion's sampler over the WebUI's sigmas for the batch."""
+        first = requests[0]
+        levels = self._model_sigmas()
+        mode = first.step_mode
+
+        def schedule(steps: int) -> Any:
+            return sigmas.sampler_sigmas(first.sampler, first.scheduler, steps, levels, xl=xl)
+
+        if init is None:
+            run = whole = schedule(first.steps)
+        else:
+            fixed = mode == "fixed"
+            run = sigmas.img2img_sigmas(
+                first.sampler,
+                first.scheduler,
+                first.steps,
+                first.strength,
+                levels,
+                fixed=fixed,
+                xl=xl,
+            )
+            whole = schedule(setup_img2img(first.strength, first.steps, mode)[0])
+        denoiser = sampling.Denoiser(pipe.unet, levels, **model)
+        start = noise.next()
+        then: Any = noise.next
+        if first.sampler in sampling.BROWNIAN:  # a tree over the whole schedule the run is cut from
+            then = rng.BrownianNoise(start, whole, [r.seed for r in requests])
+        total = len(run) - 1
+        return sampling.sample(
+            first.sampler, denoiser, start, run, then, lambda k: on_step(k, total), init
+        )
+
+    def _sample_timesteps(
+        self,
+        pipe: Any,
+        requests: Sequence[SampleRequest],
+        model: dict[str, Any],
+        noise: rng.ImageNoise,
+        on_step: StepCallback,
+        init: Any,
+    ) -> Any:
+        """The WebUI's DDIM, PLMS or UniPC over its timestep grid for the batch."""
+        first = requests[0]
+        alphas = self._model_sigmas().alphas_cumprod
+        denoiser = timesteps.NoiseDenoiser(pipe.unet, alphas, **model)
+        fixed = first.step_mode == "fixed"
+        if init is None:
+            total = txt2img_steps(first.steps, first.sampler).run
+        else:
+            total = img2img_steps(first.strength, first.steps, first.step_mode, first.sampler).run
+        return timesteps.sample(
+            first.sampler,
+            denoiser,
+            noise.next(),
+            first.steps,
+            lambda k: on_step(k, total),
+            init,
+            first.strength,
+            fixed,
+        )
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:
         """`image` resized to `size`: with the named filter, or, to a smaller size, with Lanczos
@@ -1221,18 +1126,6 @@ def _lora_names(prompt: str) -> tuple:
     return tuple((u.name, u.te, u.unet, u.dyn) for u in uses)
 
 
-def pipeline_embeds(c: Any, xl: bool, guided: bool) -> dict[str, Any]:
-    """A step's conditioning in a diffusers pipeline's loop variables: negative and positive
-    joined along the batch when it guides (its classifier-free guidance), pooled too (SDXL)."""
-    import torch
-
-    out = {"prompt_embeds": torch.cat([c.uncond, c.cond]) if guided else c.cond}
-    if xl:
-        pooled = torch.cat([c.uncond_pooled, c.cond_pooled]) if guided else c.cond_pooled
-        out["add_text_embeds"] = pooled
-    return out
-
-
 def _pipeline_class(family: str, kind: str) -> Any:
     import diffusers
 
@@ -1265,27 +1158,10 @@ def pipeline_bytes(pipe: Any) -> int:
     return total
 
 
-def sdxl_conditioning(width: int, height: int) -> dict[str, Any]:
+def sdxl_time_ids(width: int, height: int) -> tuple[int, ...]:
     """SDXL's size and crop conditioning as the WebUI sets it for a generation of this size:
-    original and target size both the generation's (height, width), crop offsets the settings'
-    sdxl_crop_top / sdxl_crop_left, 0 by default; the negative prompt gets the same (A1111
-    1.10.1 modules/sd_models_xl.py, get_learned_conditioning; Forge's sdxl engine likewise)."""
-    size = (height, width)
-    return {
-        "original_size": size,
-        "target_size": size,
-        "crops_coords_top_left": (0, 0),
-        "negative_original_size": size,
-        "negative_target_size": size,
-        "negative_crops_coords_top_left": (0, 0),
-    }
-
-
-def diffusers_steps(strength: float, steps: int, mode: str) -> tuple[int, float]:
-    """num_inference_steps and strength that make diffusers run what the WebUI runs.
-
-    diffusers runs int(num_inference_steps * strength) steps of its schedule; asking for
-    (k + 0.5) / n runs exactly k of n, where k and n come from the WebUI's arithmetic.
-    """
-    count = img2img_steps(strength, steps, mode)
-    return count.schedule, min(1.0, (count.run + 0.5) / count.schedule)
+    original size, crop offsets, target size, the sizes the generation's (height, width), the
+    crop the settings' sdxl_crop_top / sdxl_crop_left, 0 by default; the negative prompt gets the
+    same (A1111 1.10.1 modules/sd_models_xl.py, get_learned_conditioning; Forge's sdxl engine
+    likewise)."""
+    return (height, width, 0, 0, height, width)

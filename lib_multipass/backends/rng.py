@@ -19,6 +19,7 @@ Facts from A1111's `modules/rng.py`, `modules/rng_philox.py` and `processing.py`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -222,3 +223,30 @@ def posterior_sample(
         generator = torch.Generator("cpu").manual_seed(int(seed))
         rows.append(torch.randn(tuple(mean.shape[1:]), generator=generator)[None])
     return mean + std * torch.cat(rows).to(mean.device)
+
+
+class BrownianNoise:
+    """The noise DPM++ 2M SDE adds between two levels, as the WebUI draws it (its
+    create_noise_sampler: k-diffusion's BrownianTreeNoiseSampler over the whole schedule's
+    smallest and largest nonzero sigma, one torchsde Brownian tree per image seed), so an image
+    is the same alone or in a batch. Needs torchsde (the `run` extra)."""
+
+    def __init__(self, latent: Any, sigmas: Any, seeds: Sequence[int]) -> None:
+        import torch
+        import torchsde
+
+        low, high = sigmas[sigmas > 0].min(), sigmas.max()
+        w0 = torch.zeros_like(latent[0])
+        self.trees = [torchsde.BrownianTree(low, w0, high, entropy=int(s)) for s in seeds]
+
+    def __call__(self, sigma: Any, sigma_next: Any) -> Any:
+        """Each image's Brownian increment from sigma to sigma_next, scaled to unit variance."""
+        import torch
+
+        t0, t1 = torch.as_tensor(sigma), torch.as_tensor(sigma_next)
+        low, high, sign = (t0, t1, 1) if t0 < t1 else (t1, t0, -1)
+        with warnings.catch_warnings():
+            # torchsde warns when an end level is a rounding off its own float32 copy
+            warnings.filterwarnings("ignore", "Should have", UserWarning)
+            w = torch.stack([tree(low, high) for tree in self.trees]) * sign
+        return w / (t1 - t0).abs().sqrt()

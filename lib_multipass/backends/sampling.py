@@ -245,6 +245,49 @@ def dpmpp_2m(model: Denoiser, x: Any, sigmas: Any, noise: Noise, callback: Callb
     return x
 
 
+def dpmpp_2m_sde(
+    model: Denoiser,
+    x: Any,
+    sigmas: Any,
+    noise: Any,
+    callback: Callback,
+    solver: str = "midpoint",
+) -> Any:
+    """DPM-Solver++(2M) SDE at eta 1; `noise(sigma, sigma_next)` is the images' Brownian
+    noise between two levels (lib_multipass.backends.rng.BrownianNoise)."""
+    eta = 1.0
+    s_in = x.new_ones([x.shape[0]])
+    old, h_last = None, None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        callback(i + 1)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            t, s = -sigmas[i].log(), -sigmas[i + 1].log()
+            h = s - t
+            eta_h = eta * h
+            x = (
+                sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x
+                + (-h - eta_h).expm1().neg() * denoised
+            )
+            if old is not None:
+                r = h_last / h
+                if solver == "heun":
+                    phi = (-h - eta_h).expm1().neg()
+                    x = x + (phi / (-h - eta_h) + 1) * (1 / r) * (denoised - old)
+                else:
+                    x = x + 0.5 * (-h - eta_h).expm1().neg() * (1 / r) * (denoised - old)
+            step_noise = noise(sigmas[i], sigmas[i + 1])
+            x = x + step_noise * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * 1.0
+        old, h_last = denoised, h
+    return x
+
+
+def dpmpp_2m_sde_heun(model: Denoiser, x: Any, sigmas: Any, noise: Any, callback: Callback) -> Any:
+    return dpmpp_2m_sde(model, x, sigmas, noise, callback, solver="heun")
+
+
 Sampler = Callable[[Denoiser, Any, Any, Noise, Callback], Any]
 # the WebUI's sampler names whose k-diffusion functions run here
 SAMPLERS: dict[str, Sampler] = {
@@ -256,7 +299,12 @@ SAMPLERS: dict[str, Sampler] = {
     "LMS": lms,
     "DPM++ 2S a": dpmpp_2s_ancestral,
     "DPM++ 2M": dpmpp_2m,
+    "DPM++ 2M SDE": dpmpp_2m_sde,
+    "DPM++ 2M SDE Heun": dpmpp_2m_sde_heun,
 }
+# samplers whose noise is a Brownian tree per image seed over the whole schedule's levels (the
+# WebUI's create_noise_sampler), not the images' next draws
+BROWNIAN = ("DPM++ 2M SDE", "DPM++ 2M SDE Heun")
 
 
 def sample(
@@ -270,7 +318,8 @@ def sample(
 ) -> Any:
     """Run `sampler` from `noise` (the images' first draw) over `sigmas`: txt2img from
     noise * sigmas[0], img2img from init_latent + noise * sigmas[0]; masked, the result keeps
-    the init latent outside the mask, as processing.py blends it."""
+    the init latent outside the mask, as processing.py blends it. `next_noise` is the images'
+    next draw, or for a Brownian sampler their noise between two levels."""
     sigmas = sigmas.to(noise.device)
     x = noise * sigmas[0] if init_latent is None else init_latent + noise * sigmas[0]
     out = SAMPLERS[sampler](model, x, sigmas, next_noise, callback)

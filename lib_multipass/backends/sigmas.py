@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..schedule import setup_img2img
+
 # sampler -> (its "Automatic" schedule type, drops the next-to-last sigma), as A1111 1.10.1's
 # samplers_k_diffusion options say
 SAMPLER_SCHEDULES: dict[str, tuple[str, bool]] = {
@@ -74,6 +76,7 @@ class ModelSigmas:
     """A checkpoint's discrete noise levels and k-diffusion's mapping between sigma and t."""
 
     def __init__(self, alphas_bar: Any) -> None:
+        self.alphas_cumprod = alphas_bar
         self.sigmas = ((1 - alphas_bar) / alphas_bar) ** 0.5
         self.log_sigmas = self.sigmas.log()
 
@@ -307,10 +310,6 @@ def img2img_sigmas(
 ) -> Any:
     """The sigmas an img2img pass runs: the schedule of the WebUI's step arithmetic
     (setup_img2img_steps) from step steps - t_enc - 1 on, so t_enc + 1 steps run."""
-    d = min(strength, 0.999)
-    if fixed:
-        schedule, t_enc = int(steps / d), steps - 1
-    else:
-        schedule, t_enc = steps, int(d * steps)
+    schedule, t_enc = setup_img2img(strength, steps, "fixed" if fixed else "proportional")
     sigmas = sampler_sigmas(sampler, scheduler, schedule, model, xl=xl)
     return sigmas[schedule - t_enc - 1 :]

@@ -194,7 +194,7 @@ def hint(
     where = "" if p.steps or base_steps else " (base steps assumed 20)"
     parts = []
     for s in dict.fromkeys(pass_strengths(p)):
-        parts.append(img2img_steps(s, steps, step_mode).describe(s, steps))
+        parts.append(img2img_steps(s, steps, step_mode, p.sampler).describe(s, steps))
     runs = len(pass_strengths(p))
     head = f"{runs} runs: " if runs > 1 else ""
     return head + "; ".join(parts) + where + _region_hint(p, steps, step_mode)
@@ -211,7 +211,7 @@ def _region_hint(p: Any, steps: int, step_mode: str) -> str:
     else:
         text += f" with {p.padding:g} {p.padding_unit} of context, {p.tile_order} order"
         if p.seams_fix != "none":
-            seams = img2img_steps(p.seams_fix_strength, steps, step_mode)
+            seams = img2img_steps(p.seams_fix_strength, steps, step_mode, p.sampler)
             text += f"; seams fix {p.seams_fix}: {seams.describe(p.seams_fix_strength, steps)}"
     return text
 
