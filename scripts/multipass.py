@@ -65,6 +65,9 @@ class MultipassScript(scripts.Script):
     def process(self, p, enabled, recipe, *args):
         job.process(p, enabled, recipe)
 
+    def process_batch(self, p, enabled, recipe, *args, batch_number=0, **kwargs):
+        job.process_batch(p, batch_number)
+
     def postprocess(self, p, processed, enabled, recipe, *args):
         job.postprocess(p, processed)
 

@@ -313,6 +313,85 @@ def test_the_hosts_bar_and_console_total_cover_the_passes(webui, recipe):
         assert set(totals) == {console._tqdm.n}  # known from the passes' first step, and right
 
 
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"passes": [{"denoising_strength": 0.6}, {"upscale_by": 1.5, "denoising_strength": 0.5}]},
+        {
+            "passes": [
+                {
+                    "region": "tiles",
+                    "tile_width": 64,
+                    "tile_height": 64,
+                    "tile_overlap": 16,
+                    "upscale_by": 2,
+                    "denoising_strength": 0.4,
+                }
+            ]
+        },
+    ],
+    ids=["whole", "tiles"],
+)
+def test_the_hosts_bar_counts_the_passes_from_the_jobs_start_and_never_runs_back(webui, recipe):
+    """A real Forge 2 showed the bar at 93% when its base images were done and 34% when the
+    passes started (job_count grew from 2 to 6 then), its ETA 4 s before two minutes of passes:
+    the count and the console's total include the passes from the job's first batch on, so
+    the base's jobs already see them and the bar only moves forward."""
+    console = getattr(webui.shared, "total_tqdm", None)
+    seen = []
+
+    def record(call):
+        total = console._tqdm.total if console is not None else None
+        seen.append((call["kind"], call["job_no"], call["job_count"], total))
+
+    if console is not None:
+        console.clear()
+    webui.processing.on_call.append(record)
+    txt2img(webui, recipe=recipe, batch_size=1, n_iter=2)
+    state = webui.shared.state
+    assert [k for k, *_ in seen[:2]] == ["txt2img", "txt2img"]
+    assert len({count for _, _, count, _ in seen}) == 1, seen  # known before the first image
+    assert state.job_no == state.job_count == seen[0][2]
+    if console is not None:
+        assert len({total for *_, total in seen}) == 1, seen
+        assert console._tqdm.n == console._tqdm.total == seen[0][3]
+
+
+def test_an_img2img_jobs_console_total_counts_its_own_steps_and_the_passes_from_the_start(webui):
+    """An img2img job samples t_enc + 1 steps an image (0.6 of 20: 13), which the console's
+    total made at the first batch counts as the host would have."""
+    from PIL import Image
+
+    console = getattr(webui.shared, "total_tqdm", None)
+    if console is None:
+        pytest.skip("the newest Neo has no console total")
+    console.clear()
+    totals = []
+    webui.processing.on_call.append(lambda call: totals.append(console._tqdm.total))
+    webui.shared.state.begin()
+    p = webui.processing.StableDiffusionProcessingImg2Img(
+        prompt="a castle",
+        negative_prompt="",
+        seed=5,
+        steps=20,
+        sampler_name="Euler",
+        width=64,
+        height=64,
+        init_images=[Image.new("RGB", (64, 64), (90, 120, 150))],
+        denoising_strength=0.6,
+        outpath_samples="out",
+        outpath_grids="grids",
+    )
+    p.scripts = webui.runner
+    args = [None] * len(webui.runner.inputs)
+    args[webui.script.args_from] = True
+    args[webui.script.args_from + 1] = {"passes": [{"denoising_strength": 0.5}]}
+    p.script_args = tuple(args)
+    webui.processing.process_images(p)
+    assert totals == [13 + 11, 13 + 11]  # the base's 13 steps and the pass's 11, from the start
+    assert console._tqdm.n == 24
+
+
 def test_the_count_follows_a_detect_pass_and_never_falls_behind(webui):
     """Faces are found per image, so a detect pass is counted one crop an image: here none is
     found, and both bars still end where they are; a job the count did not foresee grows it

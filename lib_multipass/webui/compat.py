@@ -705,22 +705,24 @@ def controlnet_module_names() -> list[str]:
 class HostProgress:
     """The host's progress bar, ETA and console bar cover the passes, as its own hires fix
     makes them cover its second pass (processing.py, txt2img init: the job count grows, the
-    console's total grows by the second pass's steps).
+    console's total grows by the second pass's steps, before the first image).
 
     The WebUI's bar is job_no / job_count plus the current job's step fraction
-    (modules/progress.py), each nested pass job counting one job: the count grows by the
-    passes' nested jobs when they start, never falls behind the jobs really run (a detect
-    pass finds its crops on the way), and ends at the jobs run. The console's "Total progress"
-    bar (shared.total_tqdm; newest Neo has none) grows by the passes' sampling steps and ends
-    where it counted."""
+    (modules/progress.py), each nested pass job counting one job. `count_ahead` counts the
+    passes' nested jobs at the job's first batch, so the bar never runs back when the passes
+    start (a real Forge 2 went from 93% to 34% when they were counted only then); here, when
+    they start, the count and the console total take the difference to what they will really
+    run, never fall behind the jobs really run (a detect pass finds its crops on the way), and
+    end at the jobs run. The console's "Total progress" bar (shared.total_tqdm; newest Neo has
+    none) counts the passes' sampling steps and ends where it counted."""
 
-    def __init__(self, jobs: int, steps: int) -> None:
+    def __init__(self, jobs: int, steps: int, ahead: tuple[int, int] = (0, 0)) -> None:
         state = _shared().state
-        state.job_count = max(int(state.job_count), int(state.job_no)) + jobs
+        state.job_count = max(int(state.job_count), int(state.job_no)) + jobs - ahead[0]
         self.tqdm = getattr(_shared(), "total_tqdm", None)
         total = _tqdm_total(self.tqdm)
         if total is not None:
-            self._set_total(total + steps)
+            self._set_total(total + steps - ahead[1])
 
     def _set_total(self, total: int) -> None:
         with contextlib.suppress(Exception):
@@ -733,6 +735,42 @@ class HostProgress:
         done = getattr(inner, "n", None)
         if isinstance(done, int) and done != _tqdm_total(self.tqdm):
             self._set_total(done)  # a detect pass found more or fewer crops than counted
+
+
+def count_ahead(jobs: int, steps: int, steps_per_job: int) -> tuple[int, int]:
+    """The passes' nested jobs and sampling steps added to the host's count and console total
+    at the job's first batch (the `process_batch` hook: after the host set its count, Forge 2
+    and A1111 processing.py:921, and hires fix its total, :1325-1334), as (jobs, steps)
+    counted. The console bar is made at the first step from job_count * sampling_steps
+    (shared_total_tqdm.py), so where it is not made yet its total is set here from the job's
+    own steps per job (`steps_per_job`)."""
+    state = _shared().state
+    if int(state.job_count) < 0:
+        return 0, 0
+    bar = getattr(_shared(), "total_tqdm", None)
+    counted = 0
+    if bar is not None:
+        total = _tqdm_total(bar)
+        if total is None:
+            total = int(state.job_count) * steps_per_job
+        with contextlib.suppress(Exception):
+            bar.updateTotal(total + steps)
+            counted = steps if _tqdm_total(bar) == total + steps else 0
+    state.job_count = int(state.job_count) + jobs
+    return jobs, counted
+
+
+def job_sampling_steps(p: Any) -> int:
+    """The steps the host's sampler runs for one of the job's own images, as it counts them in
+    its console bar: txt2img its steps; img2img t_enc + 1 (sd_samplers_common.py
+    setup_img2img_steps, sd_samplers_kdiffusion.py sample_img2img: launch_sampling(t_enc + 1))."""
+    steps = int(getattr(p, "steps", 0) or 0)
+    if not hasattr(p, "init_images"):
+        return steps
+    opts = host_module("modules.shared").opts
+    if getattr(opts, "img2img_fix_steps", False):
+        return steps
+    return int(min(float(getattr(p, "denoising_strength", 0) or 0), 0.999) * steps) + 1
 
 
 def _tqdm_total(bar: Any) -> int | None:

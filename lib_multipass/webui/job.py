@@ -41,6 +41,8 @@ class JobState:
     job_mask: Image.Image | None = None
     runs: list[Any] = dataclasses.field(default_factory=list)  # plan.Run, as validated
     masks: dict[int, Any] = dataclasses.field(default_factory=dict)  # the passes' mask images
+    work: tuple[int, int] = (0, 0)  # the passes' nested jobs and steps, foreseen at `process`
+    ahead: tuple[int, int] = (0, 0)  # what of them the host's bar counts from the first batch
 
 
 _jobs: dict[int, JobState] = {}
@@ -252,7 +254,7 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
             p.comment(message)
         compat.host_module("modules.shared").state.interrupted = True
         return
-    _jobs[id(p)] = JobState(
+    _jobs[id(p)] = state = JobState(
         recipe,
         save_samples=not p.do_not_save_samples,
         save_grid=not p.do_not_save_grid,
@@ -260,9 +262,41 @@ def process(p: Any, enabled: Any, recipe_arg: Any) -> None:
         runs=runs,
         masks=masks,
     )
+    with contextlib.suppress(Exception):  # a count the bar cannot know is counted at the passes
+        state.work = foreseen_work(p, state)
     # the recipe goes into each image's infotext after the passes, saying what really ran
     p.do_not_save_samples = True  # the finished images are saved after the passes
     p.do_not_save_grid = True
+
+
+def foreseen_work(p: Any, state: JobState) -> tuple[int, int]:
+    """The passes' nested jobs and sampling steps over the job's images, as `postprocess` will
+    count them, foreseen before the first image (for the host's bar)."""
+    size = final_size(p)
+    if state.recipe.from_pass > 1:
+        size = sent_size(p) or size
+    ctx = drawn_on(context(p, *size, has_mask=state.job_mask is not None), final_size(p))
+    regions = Regions(
+        state.recipe, masks=state.masks, job_mask=state.job_mask, boxes_drawn_on=ctx.boxes_drawn_on
+    )
+    backend = WebUIBackend()
+    batch = max(1, int(getattr(p, "batch_size", 1) or 1))
+    images = batch * max(1, int(getattr(p, "n_iter", 1) or 1))
+    return nested_work(
+        state.runs,
+        lambda run: regions.planned(run, backend.checkpoint_family(run.checkpoint)),
+        images,
+        batch,
+    )
+
+
+def process_batch(p: Any, batch_number: int) -> None:
+    """The job's first batch: the host's bar counts the passes from here on, so it never runs
+    back when they start (the host has set its own count by now)."""
+    state = _jobs.get(id(p))
+    if state is None or batch_number != 0 or state.ahead != (0, 0):
+        return
+    state.ahead = compat.count_ahead(*state.work, compat.job_sampling_steps(p))
 
 
 def nested_work(
@@ -344,7 +378,8 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
     def planned(run: Any) -> Any:
         return regions.planned(run, backend.checkpoint_family(run.checkpoint))
 
-    bar = compat.HostProgress(*nested_work(state.runs, planned, len(images), job.batch_size))
+    work = nested_work(state.runs, planned, len(images), job.batch_size)
+    bar = compat.HostProgress(*work, ahead=state.ahead)
 
     def progress(pr: Progress) -> None:
         shared.state.textinfo = f"{PREFIX}: {pr.label}, image {pr.image + 1} of {pr.images}"

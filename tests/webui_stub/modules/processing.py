@@ -353,6 +353,15 @@ def process_images_inner(p):
             sd_models.forge_model_reload()  # model can be changed for example by refiner
         else:
             sd_models.reload_model_weights()  # model can be changed for example by refiner
+        if p.scripts is not None:  # Forge 2 processing.py:960, after the job count is set (:921)
+            batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
+            p.scripts.process_batch(
+                p,
+                batch_number=n,
+                prompts=all_prompts[batch],
+                seeds=all_seeds[batch],
+                subseeds=all_subseeds[batch],
+            )
         if FLAVOUR == "reforge":  # processing.py:1065, no None check
             next((x for x in p.scripts.alwayson_scripts if x.name == "advanced model sampling"), None)
         for i in range(p.batch_size):

@@ -44,6 +44,11 @@ class Script:
     def process(self, p, *args):
         pass
 
+    def process_batch(self, p, *args, **kwargs):
+        # called for every batch, after the host set its job count (kwargs: batch_number,
+        # prompts, seeds, subseeds; A1111 1.10.1 and Forge 2 modules/scripts.py:201)
+        pass
+
     def postprocess(self, p, processed, *args):
         pass
 
@@ -85,6 +90,15 @@ class ScriptRunner:
 
     def process(self, p):
         self._each("process", p)
+
+    def process_batch(self, p, **kwargs):
+        # ScriptRunner.process_batch (Forge 2 modules/scripts.py:880-886): the script's args,
+        # then the keywords
+        for script in self.alwayson_scripts:
+            try:
+                script.process_batch(p, *p.script_args[script.args_from : script.args_to], **kwargs)
+            except Exception:
+                errors.report(f"Error running process_batch: {script.filename}", exc_info=True)
 
     def postprocess(self, p, processed):
         self._each("postprocess", p, processed)
