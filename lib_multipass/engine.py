@@ -327,6 +327,9 @@ class _JobRun:
                 requests = [self._request(runs[j], piece, seeds[j], works[j]) for j, piece in chunk]
                 images = sorted({batch[j] for j, _ in chunk})
                 on_step = self._on_step(runs[0].number, runs[0].label, images, len(chunk))
+                # say what is sampled before it is: a host's text under its bar hears of
+                # nothing else until the nested job ends
+                self._report(runs[0].number, runs[0].label, images, 0, requests[0].steps)
                 made = self.backend.generate(requests, on_step)
                 for (j, piece), image in zip(chunk, made, strict=True):
                     works[j].put(piece, image)

@@ -357,6 +357,23 @@ def test_the_hosts_bar_counts_the_passes_from_the_jobs_start_and_never_runs_back
         assert console._tqdm.n == console._tqdm.total == seen[0][3]
 
 
+def test_the_text_under_the_bar_names_the_pass_and_image_being_sampled(webui):
+    """A real Forge 2 showed "pass 1, image 1 of 2" while image 2 of pass 1 sampled, and no
+    text at all during the first: the text was set when a nested job had finished."""
+    seen = []
+    webui.processing.on_call.append(
+        lambda call: call["kind"] == "img2img" and seen.append(webui.shared.state.textinfo)
+    )
+    recipe = {"passes": [{"denoising_strength": 0.6}, {"denoising_strength": 0.5}]}
+    txt2img(webui, recipe=recipe, batch_size=1, n_iter=2)
+    assert seen == [
+        "Multipass: pass 1, image 1 of 2",
+        "Multipass: pass 1, image 2 of 2",
+        "Multipass: pass 2, image 1 of 2",
+        "Multipass: pass 2, image 2 of 2",
+    ]
+
+
 def test_an_img2img_jobs_console_total_counts_its_own_steps_and_the_passes_from_the_start(webui):
     """An img2img job samples t_enc + 1 steps an image (0.6 of 20: 13), which the console's
     total made at the first batch counts as the host would have."""
