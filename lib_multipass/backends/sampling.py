@@ -284,6 +284,70 @@ def dpmpp_2m_sde(
     return x
 
 
+def dpmpp_sde(model: Denoiser, x: Any, sigmas: Any, noise: Any, callback: Callback) -> Any:
+    """DPM-Solver++ (stochastic) at eta 1, r 1/2: two model calls a step, Brownian noise
+    (`noise(sigma, sigma_next)`) at the midpoint and the end."""
+    s_in = x.new_ones([x.shape[0]])
+    r = 1 / 2
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        callback(i + 1)
+        if sigmas[i + 1] == 0:
+            x = x + _to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+            continue
+        t, t_next = sigmas[i].log().neg(), sigmas[i + 1].log().neg()
+        h = t_next - t
+        s = t + h * r
+        fac = 1 / (2 * r)
+        down, up = _ancestral(t.neg().exp(), s.neg().exp())
+        s_ = down.log().neg()
+        x_2 = (s_.neg().exp() / t.neg().exp()) * x - (t - s_).expm1() * denoised
+        x_2 = x_2 + noise(t.neg().exp(), s.neg().exp()) * 1.0 * up
+        denoised_2 = model(x_2, s.neg().exp() * s_in)
+        down, up = _ancestral(t.neg().exp(), t_next.neg().exp())
+        t_next_ = down.log().neg()
+        blended = (1 - fac) * denoised + fac * denoised_2
+        x = (t_next_.neg().exp() / t.neg().exp()) * x - (t - t_next_).expm1() * blended
+        x = x + noise(t.neg().exp(), t_next.neg().exp()) * 1.0 * up
+    return x
+
+
+def dpmpp_3m_sde(model: Denoiser, x: Any, sigmas: Any, noise: Any, callback: Callback) -> Any:
+    """DPM-Solver++(3M) SDE at eta 1, Brownian noise (`noise(sigma, sigma_next)`)."""
+    import torch
+
+    eta = 1.0
+    s_in = x.new_ones([x.shape[0]])
+    denoised_1 = denoised_2 = h = h_1 = h_2 = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        callback(i + 1)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            t, s = -sigmas[i].log(), -sigmas[i + 1].log()
+            h = s - t
+            h_eta = h * (eta + 1)
+            x = torch.exp(-h_eta) * x + (-h_eta).expm1().neg() * denoised
+            if h_2 is not None:
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0 = (denoised - denoised_1) / r0
+                d1_1 = (denoised_1 - denoised_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                phi_2 = h_eta.neg().expm1() / h_eta + 1
+                phi_3 = phi_2 / h_eta - 0.5
+                x = x + phi_2 * d1 - phi_3 * d2
+            elif h_1 is not None:
+                phi_2 = h_eta.neg().expm1() / h_eta + 1
+                x = x + phi_2 * ((denoised - denoised_1) / (h_1 / h))
+            step_noise = noise(sigmas[i], sigmas[i + 1])
+            x = x + step_noise * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * 1.0
+        denoised_1, denoised_2 = denoised, denoised_1
+        h_1, h_2 = h, h_1
+    return x
+
+
 def dpmpp_2m_sde_heun(model: Denoiser, x: Any, sigmas: Any, noise: Any, callback: Callback) -> Any:
     return dpmpp_2m_sde(model, x, sigmas, noise, callback, solver="heun")
 
@@ -299,12 +363,14 @@ SAMPLERS: dict[str, Sampler] = {
     "LMS": lms,
     "DPM++ 2S a": dpmpp_2s_ancestral,
     "DPM++ 2M": dpmpp_2m,
+    "DPM++ SDE": dpmpp_sde,
     "DPM++ 2M SDE": dpmpp_2m_sde,
     "DPM++ 2M SDE Heun": dpmpp_2m_sde_heun,
+    "DPM++ 3M SDE": dpmpp_3m_sde,
 }
 # samplers whose noise is a Brownian tree per image seed over the whole schedule's levels (the
 # WebUI's create_noise_sampler), not the images' next draws
-BROWNIAN = ("DPM++ 2M SDE", "DPM++ 2M SDE Heun")
+BROWNIAN = ("DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE")
 
 
 def sample(
