@@ -374,6 +374,16 @@ def test_the_text_under_the_bar_names_the_pass_and_image_being_sampled(webui):
     ]
 
 
+def test_the_text_under_the_bar_names_every_image_of_a_batch_sampled_together(webui):
+    """A real Forge 2 said "image 1 of 2" while a pass sampled the job's batch of two."""
+    seen = []
+    webui.processing.on_call.append(
+        lambda call: call["kind"] == "img2img" and seen.append(webui.shared.state.textinfo)
+    )
+    txt2img(webui, recipe={"passes": [{"denoising_strength": 0.5}]}, batch_size=2, n_iter=1)
+    assert seen == ["Multipass: pass 1, images 1-2 of 2"] * 2  # one nested job of two
+
+
 def test_an_img2img_jobs_console_total_counts_its_own_steps_and_the_passes_from_the_start(webui):
     """An img2img job samples t_enc + 1 steps an image (0.6 of 20: 13), which the console's
     total made at the first batch counts as the host would have."""

@@ -382,7 +382,10 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
     bar = compat.HostProgress(*work, ahead=state.ahead)
 
     def progress(pr: Progress) -> None:
-        shared.state.textinfo = f"{PREFIX}: {pr.label}, image {pr.image + 1} of {pr.images}"
+        which = f"image {pr.image + 1}"
+        if pr.batch > 1:  # sampled together: the job's batch
+            which = f"images {pr.image + 1}-{pr.image + pr.batch}"
+        shared.state.textinfo = f"{PREFIX}: {pr.label}, {which} of {pr.images}"
 
     held = getattr(p, "sd_model", None)
     try:
