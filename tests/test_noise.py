@@ -218,37 +218,14 @@ def test_timestep_samplers_step_as_the_webuis(key: str) -> None:
     assert steps == list(range(1, want["steps"] + 1))
 
 
-@pytest.mark.parametrize("key", [k for k in TIMESTEP_SAMPLED if k.startswith("DPM++ 2M SDE|")])
-def test_dpmpp_2m_sde_draws_the_webuis_brownian_noise(key: str) -> None:
-    """DPM++ 2M SDE (midpoint and Heun), its noise from a Brownian tree per image seed over the
-    whole schedule even when an img2img pass runs only its tail, ends where k-diffusion's does
-    in the WebUI."""
-    _, solver, n, run = key.split("|")
-    full = S.exponential(int(n), REF["sigma_min"], REF["sigma_max"])
-    levels = full[int(n) - int(run) :]
-    first = rng.ImageNoise((4, 4, 4), [3, 4]).next()
-    brownian = rng.BrownianNoise(first, full, [3, 4])
-    name = "DPM++ 2M SDE Heun" if solver == "heun" else "DPM++ 2M SDE"
-    steps: list[int] = []
-    x = sampling.SAMPLERS[name](toy_denoiser, first * levels[0], levels, brownian, steps.append)
-    want = TIMESTEP_SAMPLED[key]["x"]
-    got = [*flat(x[:, :, 0, :2]), float(x.sum())]
-    assert close(got[:-1], want[:-1], 2e-6) and abs(got[-1] - want[-1]) < 1e-3
-    assert steps == list(range(1, int(run) + 1))
-
-
-@pytest.mark.parametrize(
-    "key", [k for k in TIMESTEP_SAMPLED if k.startswith(("DPM++ SDE|", "DPM++ 3M SDE|"))]
-)
-def test_dpmpp_sde_and_3m_sde_draw_the_webuis_brownian_noise(key: str) -> None:
-    """DPM++ SDE (Karras levels, two model calls a step, noise at the midpoint) and DPM++ 3M SDE
-    (Exponential levels, the next-to-last dropped) as k-diffusion runs them in the WebUI."""
-    name, _, n, run = key.split("|")
-    if name == "DPM++ SDE":
-        full = S.karras(int(n), REF["sigma_min"], REF["sigma_max"])
-    else:
-        full = S.exponential(int(n) + 1, REF["sigma_min"], REF["sigma_max"])
-        full = torch.cat([full[:-2], full[-1:]])
+@pytest.mark.parametrize("key", [k for k in TIMESTEP_SAMPLED if k.startswith("DPM++")])
+def test_sde_samplers_draw_the_webuis_brownian_noise(key: str) -> None:
+    """DPM++ SDE, DPM++ 2M SDE (midpoint and Heun) and DPM++ 3M SDE on their Automatic levels,
+    their noise from a Brownian tree per image seed over the whole schedule even when an img2img
+    pass runs only its tail, end where k-diffusion's do in the WebUI."""
+    name, solver, n, run = key.split("|")
+    name += " Heun" if solver == "heun" else ""
+    full = S.sampler_sigmas(name, "", int(n), MODEL)
     levels = full[int(n) - int(run) :]
     first = rng.ImageNoise((4, 4, 4), [3, 4]).next()
     brownian = rng.BrownianNoise(first, full, [3, 4])

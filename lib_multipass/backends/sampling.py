@@ -51,23 +51,7 @@ class Denoiser:
 
     def __call__(self, x: Any, sigma: Any) -> Any:
         """The denoised latent for a batch x [B, 4, h, w] at noise levels sigma [B]."""
-        import torch
-
-        c = self.conds(self.step)
-        n = x.shape[0]
-        if c.cond.shape[1] == c.uncond.shape[1]:
-            both = self._unet(
-                torch.cat([x, x]),
-                torch.cat([sigma, sigma]),
-                torch.cat([c.cond, c.uncond]),
-                None if c.cond_pooled is None else torch.cat([c.cond_pooled, c.uncond_pooled]),
-            )
-            out_cond, out_uncond = both[:n], both[n:]
-        else:
-            out_cond = self._unet(x, sigma, c.cond, c.cond_pooled)
-            out_uncond = self._unet(x, sigma, c.uncond, c.uncond_pooled)
-        denoised = out_uncond.clone()
-        denoised += (out_cond - out_uncond) * self.cfg_scale
+        denoised = guided(self._unet, x, sigma, self.conds(self.step), self.cfg_scale)
         if self.mask is not None:
             denoised = denoised * (1 - self.mask) + self.init_latent * self.mask
         self.step += 1
@@ -78,18 +62,47 @@ class Denoiser:
         sig = sigma.reshape(-1, 1, 1, 1)
         c_in = 1 / (sig**2 + 1) ** 0.5
         t = self.model.sigma_to_t(sigma.cpu())
-        dtype = self.unet.dtype
-        kwargs: dict[str, Any] = {}
-        if pooled is not None:
-            ids = self.time_ids.to(x.device, dtype).repeat(x.shape[0], 1)
-            kwargs["added_cond_kwargs"] = {"text_embeds": pooled.to(dtype), "time_ids": ids}
-        out = self.unet(
-            (x * c_in).to(dtype), t.to(x.device), encoder_hidden_states=context.to(dtype), **kwargs
-        ).sample.float()
+        out = unet_call(self.unet, self.time_ids, x * c_in, t, context, pooled)
         self.calls.append(x.shape[0])
         if self.v_prediction:
             return x / (sig**2 + 1) - out * sig / (sig**2 + 1) ** 0.5
         return x - out * sig
+
+
+def guided(unet: Callable[..., Any], x: Any, level: Any, c: Any, cfg_scale: float) -> Any:
+    """One call of the WebUI's CFG denoiser: prompt then negative prompt in one batch (two calls
+    when their lengths differ, as with "Pad prompt/negative prompt" off), then
+    uncond + (cond - uncond) * scale. `unet(x, level, context, pooled)` runs one batch."""
+    import torch
+
+    n = x.shape[0]
+    if c.cond.shape[1] == c.uncond.shape[1]:
+        both = unet(
+            torch.cat([x, x]),
+            torch.cat([level, level]),
+            torch.cat([c.cond, c.uncond]),
+            None if c.cond_pooled is None else torch.cat([c.cond_pooled, c.uncond_pooled]),
+        )
+        out_cond, out_uncond = both[:n], both[n:]
+    else:
+        out_cond = unet(x, level, c.cond, c.cond_pooled)
+        out_uncond = unet(x, level, c.uncond, c.uncond_pooled)
+    out = out_uncond.clone()
+    out += (out_cond - out_uncond) * cfg_scale
+    return out
+
+
+def unet_call(unet: Any, time_ids: Any, x: Any, t: Any, context: Any, pooled: Any) -> Any:
+    """The diffusers UNet's output (float32) for a batch at timesteps t, in its own dtype, with
+    SDXL's pooled text and size ids where given."""
+    dtype = unet.dtype
+    kwargs: dict[str, Any] = {}
+    if pooled is not None:
+        ids = time_ids.to(x.device, dtype).repeat(x.shape[0], 1)
+        kwargs["added_cond_kwargs"] = {"text_embeds": pooled.to(dtype), "time_ids": ids}
+    return unet(
+        x.to(dtype), t.to(x.device), encoder_hidden_states=context.to(dtype), **kwargs
+    ).sample.float()
 
 
 def _to_d(x: Any, sigma: Any, denoised: Any) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..schedule import TIMESTEP_SAMPLERS, UNIPC_ORDER, setup_img2img, timestep_grid
-from .sampling import Callback
+from .sampling import Callback, guided, unet_call
 
 SAMPLERS = TIMESTEP_SAMPLERS
 
@@ -49,37 +49,14 @@ class NoiseDenoiser:
 
     def __call__(self, x: Any, t: Any) -> Any:
         """The guided noise prediction for a batch x [B, 4, h, w] at timesteps t [B]."""
-        import torch
-
         if self.mask is not None:
             x = x * (1 - self.mask) + self.init_latent * self.mask
-        c = self.conds(self.step)
-        n = x.shape[0]
-        if c.cond.shape[1] == c.uncond.shape[1]:
-            both = self._unet(
-                torch.cat([x, x]),
-                torch.cat([t, t]),
-                torch.cat([c.cond, c.uncond]),
-                None if c.cond_pooled is None else torch.cat([c.cond_pooled, c.uncond_pooled]),
-            )
-            out_cond, out_uncond = both[:n], both[n:]
-        else:
-            out_cond = self._unet(x, t, c.cond, c.cond_pooled)
-            out_uncond = self._unet(x, t, c.uncond, c.uncond_pooled)
-        eps = out_uncond.clone()
-        eps += (out_cond - out_uncond) * self.cfg_scale
+        eps = guided(self._unet, x, t, self.conds(self.step), self.cfg_scale)
         self.step += 1
         return eps
 
     def _unet(self, x: Any, t: Any, context: Any, pooled: Any) -> Any:
-        dtype = self.unet.dtype
-        kwargs: dict[str, Any] = {}
-        if pooled is not None:
-            ids = self.time_ids.to(x.device, dtype).repeat(x.shape[0], 1)
-            kwargs["added_cond_kwargs"] = {"text_embeds": pooled.to(dtype), "time_ids": ids}
-        out = self.unet(
-            x.to(dtype), t.to(x.device), encoder_hidden_states=context.to(dtype), **kwargs
-        ).sample.float()
+        out = unet_call(self.unet, self.time_ids, x, t, context, pooled)
         self.calls.append(x.shape[0])
         if not self.v_prediction:
             return out
