@@ -384,6 +384,35 @@ def test_the_text_under_the_bar_names_every_image_of_a_batch_sampled_together(we
     assert seen == ["Multipass: pass 1, images 1-2 of 2"] * 2  # one nested job of two
 
 
+def test_a_pass_on_another_checkpoint_keeps_no_other_model_alive(webui):
+    """A real Forge 2 held three SD1.5 models (18.8 GB) during pass 2 of an A->B->A job: the
+    base's, kept by the job's own sampler, and the one before the pass, kept by the nested
+    job's arguments while the pass's model loaded and sampled. Forge frees the model it
+    replaces only when nothing else holds it."""
+    import gc
+    import weakref
+
+    models = []
+    alive = []
+
+    def record(call):
+        models.append(weakref.ref(webui.shared.sd_model))
+        if call["kind"] == "img2img":
+            gc.collect()
+            alive.append(len({id(m()) for m in models if m() is not None}))
+
+    webui.processing.on_call.append(record)
+    recipe = {
+        "passes": [
+            {"checkpoint": "photo", "denoising_strength": 0.5},
+            {"checkpoint": "toon.safetensors [aaaa]", "denoising_strength": 0.3},
+            {"checkpoint": "photo", "denoising_strength": 0.3},
+        ]
+    }
+    txt2img(webui, recipe=recipe)
+    assert alive == [1, 1, 1]
+
+
 def test_an_img2img_jobs_console_total_counts_its_own_steps_and_the_passes_from_the_start(webui):
     """An img2img job samples t_enc + 1 steps an image (0.6 of 20: 13), which the console's
     total made at the first batch counts as the host would have."""

@@ -231,8 +231,10 @@ class WebUIBackend:
         info = compat.current_checkpoint()
         first = requests[0]
         one = len(requests) == 1
+        # no sd_model: every host's p.sd_model is shared.sd_model (a property whose setter
+        # does nothing, processing.py:262-268), and arguments naming the model loaded before
+        # the pass would keep it alive beside the pass's (Forge frees one nothing else holds)
         args: dict[str, Any] = {
-            "sd_model": shared.sd_model,
             "outpath_samples": self.outpath_samples,
             "outpath_grids": self.outpath_grids,
             "prompt": first.prompt if one else [r.prompt for r in requests],

@@ -389,9 +389,12 @@ def postprocess(p: Any, processed: Any) -> JobResult | None:
 
     held = getattr(p, "sd_model", None)
     try:
-        # the job keeps the model it made its images with; let go of it, so a switch never
-        # holds two models (Forge frees the old one before loading the next)
+        # the job keeps the model it made its images with, and its sampler does too; let go
+        # of both, so a switch never holds two models (Forge frees the old one before loading
+        # the next); the host closes the job's sampler after the passes anyway
         _set_model(p, None)
+        with contextlib.suppress(AttributeError):
+            p.sampler = None
         del held
         result = run_job(state.recipe, job, backend, control=WebUIControl(), progress=progress)
     except Exception as e:  # the passes could not start: the images are kept and say so

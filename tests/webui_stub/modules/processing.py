@@ -7,6 +7,7 @@ of the loaded checkpoint (its file), VAE and modules, and the seed."""
 import hashlib
 import json
 import os
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,8 +130,11 @@ class StableDiffusionProcessing:
         StableDiffusionProcessing.cached_c = [None, None, None]
         StableDiffusionProcessing.cached_uc = [None, None, None]
 
+    sampler = None
+
     def close(self):
-        pass
+        # processing.py:384-390 (A1111 1.10.1, Forge 2): the job lets go of its sampler
+        self.sampler = None
 
 
 @dataclass(repr=False)
@@ -373,6 +377,10 @@ def process_images_inner(p):
             size = (p.width // opt_f * opt_f, p.height // opt_f * opt_f)  # whole latents
             out = _tint(model.sd_checkpoint_info.filename, vae, seed, size)
             _sample_steps(p)
+            # the sampler the job keeps until it is closed holds the model it sampled with
+            # (Forge 2 sd_samplers_kdiffusion.py:59-79: CFGDenoiserKDiffusion.inner_model, a
+            # ForgeScheduleLinker whose inner_model is shared.sd_model)
+            p.sampler = SimpleNamespace(model_wrap=SimpleNamespace(inner_model=model))
             call = {
                 "job_no": shared.state.job_no,
                 "job_count": shared.state.job_count,
@@ -407,6 +415,7 @@ def process_images_inner(p):
                 blended = Image.blend(init, out, p.denoising_strength)
                 mask = getattr(p, "image_mask", None)
                 out = Image.composite(blended, init, mask.convert("L")) if mask is not None else blended
+            del model  # the job's own frame holds no model past its image (its sampler does)
             for hook in on_call:
                 hook(call)
             calls.append(call)
