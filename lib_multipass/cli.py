@@ -56,6 +56,7 @@ FLAG_FIELDS: dict[str, Field] = {
     "--images": _BASE["images"],
     "--seed": _BASE["seed"],
     "--rng": _BASE["rng"],
+    "--image-rules": _BASE["image_rules"],
     "--steps": _BASE["steps"],
     "--step-mode": _RECIPE["step_mode"],
     "--from-pass": _RECIPE["from_pass"],
@@ -209,6 +210,11 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     run.add_argument("--seed", help="first image's seed, -1 for random (default: recipe)")
     run.add_argument(
         "--rng", help="the WebUI's random number source: CPU, GPU or NV (default: recipe, CPU)"
+    )
+    run.add_argument(
+        "--image-rules",
+        help="whose image a seed makes where the WebUIs differ: A1111 or Forge (Forge 2, "
+        "reForge, Neo) (default: recipe, A1111)",
     )
     run.add_argument("--size", help="base image size, e.g. 512x768 (default: recipe)")
     run.add_argument("--batch-size", help="images (or tiles) sampled together, 1 to 64 (default 1)")
@@ -771,6 +777,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     images = _flag("--images", args.images, problems)
     seed = _flag("--seed", args.seed, problems)
     rng = _flag("--rng", args.rng, problems)
+    rules = _flag("--image-rules", args.image_rules, problems)
     size = _size(args.size, problems)
     batch_size = _flag("--batch-size", args.batch_size, problems) or 1
     cache_mb = _model_flags(args, problems)
@@ -797,6 +804,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             inputs=inputs,
             job_mask=job_mask,
             rng=rng,
+            image_rules=rules,
         )
         _checked_job(recipe, job, backend, problems)
         if any(not c.pickled for c in backend.checkpoints()) and _uses_tiny(recipe, job):

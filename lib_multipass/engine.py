@@ -205,6 +205,7 @@ class _JobRun:
                     subseed=(ctx.subseed + i) % SEED_MODULUS,
                     subseed_strength=ctx.subseed_strength,
                     rng=ctx.rng,
+                    image_rules=ctx.image_rules,
                 )
                 for i in batch
             ]
@@ -356,6 +357,7 @@ class _JobRun:
             text_encoders=run.text_encoders,
             clip_skip=run.clip_skip,
             rng=self.job.ctx.rng,
+            image_rules=self.job.ctx.image_rules,
             controlnet=run.controlnet,
         )
 

@@ -111,6 +111,8 @@ SEP = "[SEP]"  # between the prompts of a crop pass's crops (detections, boxes),
 PADDING_UNITS = ("px", "fraction")
 STEP_MODES = ("proportional", "fixed")
 RNG_SOURCES = ("CPU", "GPU", "NV")  # the WebUI's "Random number generator source"
+# whose rules a headless image follows where the WebUIs part ways (lib_multipass.backends)
+IMAGE_RULES = ("A1111", "Forge")
 ANIMATION_FORMATS = ("none", "webp", "gif")
 # ControlNet's three control modes (sd-webui-controlnet and Forge's built-in ControlNet:
 # ControlMode "Balanced", "My prompt is more important", "ControlNet is more important")
@@ -380,6 +382,10 @@ BASE_FIELDS: tuple[Field, ...] = (
           help="The WebUI's setting: CPU draws the same noise on any machine; GPU on the "
                "device the model runs on (on a CPU, the CPU's numbers); NV CUDA's numbers on "
                "any machine."),
+    Field("image_rules", "choice", "A1111", "Image rules", None, choices=IMAGE_RULES,
+          help="Whose image a seed makes headless where the WebUIs differ: A1111 1.10 (the "
+               "default), or Forge (Forge 2, reForge and Neo: a pass's VAE encode draws from "
+               "the seed + 100000, and odd sizes are upsampled the way diffusers does)."),
     Field("images", "int", 1, "Images", None, minimum=1, maximum=64, step=1),
 )
 

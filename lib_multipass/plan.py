@@ -40,6 +40,7 @@ class JobContext:
     subseed: int = -1  # the first image's variation seed (image i: + i), resolved
     subseed_strength: float = 0.0
     rng: str = "CPU"  # the WebUI's random number source, for the base and the passes
+    image_rules: str = "A1111"  # whose rules headless images follow (fields.IMAGE_RULES)
 
     @property
     def boxes_drawn_on(self) -> tuple[int, int]:
@@ -65,6 +66,7 @@ class JobContext:
             subseed=base.subseed,
             subseed_strength=base.subseed_strength,
             rng=base.rng,
+            image_rules=base.image_rules,
         )
 
 

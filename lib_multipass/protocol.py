@@ -49,6 +49,7 @@ class SampleRequest:
     subseed: int = -1  # the WebUI's variation seed, mixed in at subseed_strength
     subseed_strength: float = 0.0
     rng: str = "CPU"  # the WebUI's random number source: CPU, GPU or NV
+    image_rules: str = "A1111"  # whose rules the image follows where WebUIs differ
 
 
 StepCallback = Callable[[int, int], None]

@@ -41,6 +41,7 @@ def make_job(
     inputs: Sequence[Input] | None = None,
     job_mask: Image.Image | None = None,
     rng: str | None = None,
+    image_rules: str | None = None,
 ) -> Job:
     """The job a recipe describes, with command-line overrides; seeds go +1 per image (with a
     variation strength the variation seeds do, as in the WebUI).
@@ -66,6 +67,8 @@ def make_job(
         base = dataclasses.replace(base, subseed=random.randrange(2**32))
     if rng is not None:
         base = dataclasses.replace(base, rng=rng)
+    if image_rules is not None:
+        base = dataclasses.replace(base, image_rules=image_rules)
     if inputs and seed is None and recipe.from_pass > 1:
         # a chain continued from its own images goes on with the seeds that made them
         seeds = [s if i.seed is None else i.seed for s, i in zip(seeds, inputs, strict=True)]
@@ -152,6 +155,8 @@ def infotext(
             "Size": f"{ctx.width}x{ctx.height}",
             "Multipass input": protect(given),
         }
+    if ctx.image_rules != "A1111":  # whose rules the passes' encodes followed
+        params["Multipass image rules"] = ctx.image_rules
     params |= result_params(recipe, passes_ran, result, found, changes)
     if stage:
         params["Multipass stage"] = protect(stage)

@@ -903,6 +903,18 @@ CASES = [
         files={R: recipe({"sampler": "UniPC", "denoising_strength": 0.1})},
     ),
     Case(
+        "image rules that are no WebUI's",
+        ["run", R, "--image-rules", "comfy"],
+        ["command line, field '--image-rules': got 'comfy'", "one of 'A1111', 'Forge'"],
+        files={R: recipe()},
+    ),
+    Case(
+        "image rules in a recipe that are no WebUI's",
+        ["plan", R],
+        ["base, field 'image_rules': got 'forge2'", "one of 'A1111', 'Forge'"],
+        files={R: recipe(base={"image_rules": "forge2"})},
+    ),
+    Case(
         "UniPC base at 2 steps",
         ["plan", R],
         ["base, field 'steps': got 2", "at least 3 with sampler UniPC"],

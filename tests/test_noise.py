@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from lib_multipass.backends import rng, sampling, timesteps
 from lib_multipass.backends import sigmas as S
+from lib_multipass.backends.rng import encode_seeds
 from lib_multipass.schedule import img2img_steps, timestep_grid
 from tests.data.a1111_noise import REF, SAMPLED, TIMESTEP_SAMPLED
 
@@ -350,7 +351,7 @@ def test_upsamplers_meet_odd_sizes_as_a1111s_unet_does():
     import torch.nn.functional as F
     from diffusers.models.upsampling import Upsample2D
 
-    from lib_multipass.backends.diffusers_backend import upsample_as_the_webui
+    from lib_multipass.backends.diffusers_backend import upsample_as, upsample_as_the_webui
 
     torch.manual_seed(0)
     up = Upsample2D(4, use_conv=True)
@@ -363,3 +364,47 @@ def test_upsamplers_meet_odd_sizes_as_a1111s_unet_does():
     assert torch.allclose(up(x, (9, 9)), a1111_way, atol=1e-6)
     assert not torch.allclose(diffusers_way, a1111_way, atol=1e-3)
     assert torch.allclose(up(x), up.conv(F.interpolate(x, scale_factor=2.0)), atol=1e-6)
+    # Forge's rules (Forge 2, reForge, Neo): diffusers' way, and back again
+    upsample_as(holder, "Forge")
+    assert torch.equal(up(x, (9, 9)), diffusers_way)
+    upsample_as(holder, "A1111")
+    assert torch.allclose(up(x, (9, 9)), a1111_way, atol=1e-6)
+
+
+def test_forge_encodes_from_the_seed_plus_100000():
+    """Forge 2, reForge and Neo seed torch's global generator with (seed + 100000) % 65536
+    when an image's noise has its own generator (their modules/rng.py randn), and their VAE
+    encode draws the pass's latent from it; A1111 leaves it at the image's seed."""
+    assert encode_seeds([1234, 4000000000], "A1111") == [1234, 4000000000]
+    assert encode_seeds([1234, 4000000000], "Forge") == [101234 % 65536, 4000100000 % 65536]
+
+
+def test_image_rules_reach_the_encode_and_the_infotext(backend, monkeypatch):
+    """A job under Forge's rules draws each pass's latent from Forge's seed, and its images say
+    so; under A1111's, from the image's seed, unsaid."""
+    import dataclasses
+
+    from lib_multipass.backends import rng as rng_module
+    from lib_multipass.engine import run_job
+    from lib_multipass.recipe import parse_recipe
+    from lib_multipass.runner import infotext, make_job
+
+    seen: list[list[int]] = []
+    real = rng_module.posterior_sample
+
+    def spy(mean, std, seeds, source="CPU"):
+        seen.append(list(seeds))
+        return real(mean, std, seeds, source)
+
+    monkeypatch.setattr(rng_module, "posterior_sample", spy)
+    base = {"steps": 2, "width": 64, "height": 64, "seed": 7, "sampler": "Euler"}
+    recipe = parse_recipe({"base": base, "passes": [{"denoising_strength": 0.5}]})
+    for rules in ("A1111", "Forge"):
+        job = make_job(recipe, default_checkpoint="tiny-toon", image_rules=rules)
+        assert run_job(recipe, job, backend).complete
+        text = infotext(recipe, job.ctx, 7, [0], "complete")
+        assert ("Multipass image rules: Forge" in text) == (rules == "Forge")
+    assert seen == [[7], [(7 + 100000) % 65536]]
+    forge = parse_recipe({"base": {**base, "image_rules": "Forge"}, "passes": []})
+    assert make_job(forge, default_checkpoint="tiny-toon").ctx.image_rules == "Forge"
+    assert dataclasses.is_dataclass(forge.base)

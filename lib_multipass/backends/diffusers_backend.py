@@ -886,6 +886,7 @@ class DiffusersBackend:
             source=first.rng,
             device=device,
         )
+        upsample_as(pipe.unet, first.image_rules)
         with torch.inference_mode():
             init, mask = self._init_latents(pipe, requests, device)
             time_ids = None
@@ -927,9 +928,8 @@ class DiffusersBackend:
         posteriors = [_posterior(pipe.vae, image, device) for image in images]
         mean = torch.cat([m for m, _ in posteriors])
         std = torch.cat([s for _, s in posteriors])
-        latent = rng.posterior_sample(
-            mean.float(), std.float(), [r.seed for r in requests], first.rng
-        )
+        seeds = rng.encode_seeds([r.seed for r in requests], first.image_rules)
+        latent = rng.posterior_sample(mean.float(), std.float(), seeds, first.rng)
         init = latent * pipe.vae.config.scaling_factor
         if first.mask is None:
             return init, None
@@ -1024,16 +1024,20 @@ def upsample_as_the_webui(unet: Any) -> None:
     an odd side, and going up again it must meet its skip connection's size. diffusers
     interpolates straight to that size, then convolves; A1111's UNet doubles, convolves, and
     its torch.cat hijack (modules/sd_hijack_unet.py) resizes the result to the skip's size,
-    nearest. Forge and ComfyUI go diffusers' way; Multipass headless follows A1111 1.10.1."""
+    nearest. Forge and ComfyUI go diffusers' way (`upsample_as(unet, "Forge")`)."""
     import torch.nn.functional as F
     from diffusers.models.upsampling import Upsample2D
 
     for module in unet.modules():
         if not isinstance(module, Upsample2D) or getattr(module, "_multipass_webui", False):
             continue
-        doubled = module.forward
+        own = module.forward
 
-        def forward(hidden_states: Any, output_size: Any = None, *args: Any, _up=doubled) -> Any:
+        def forward(
+            hidden_states: Any, output_size: Any = None, *args: Any, _up=own, _m=module
+        ) -> Any:
+            if _m._multipass_rules != "A1111":
+                return _up(hidden_states, output_size, *args)
             out = _up(hidden_states, None, *args)
             if output_size is not None and tuple(out.shape[-2:]) != tuple(output_size):
                 out = F.interpolate(out, size=tuple(output_size), mode="nearest")
@@ -1041,6 +1045,14 @@ def upsample_as_the_webui(unet: Any) -> None:
 
         module.forward = forward
         module._multipass_webui = True
+        module._multipass_rules = "A1111"
+
+
+def upsample_as(unet: Any, rules: str) -> None:
+    """Odd sizes upsampled by `rules` (fields.IMAGE_RULES): A1111's way or Forge's (diffusers')."""
+    for module in unet.modules():
+        if getattr(module, "_multipass_webui", False):
+            module._multipass_rules = rules
 
 
 def _init_image(r: SampleRequest) -> Image.Image:

@@ -200,6 +200,16 @@ class ImageNoise:
         return torch.stack([g.randn(self.shape) for g in self.generators])
 
 
+def encode_seeds(seeds: Sequence[int], rules: str = "A1111") -> list[int]:
+    """The seed each image's VAE encode draws from (posterior_sample): its own under A1111's
+    rules; under Forge's (Forge 2, reForge and Neo), (seed + 100000) % 65536, the number their
+    rng.randn seeds torch's global generator with when an image's noise comes from its own
+    generator, "to avoid global torch.rand to get same noise again"."""
+    if rules == "Forge":
+        return [(int(s) + 100000) % 65536 for s in seeds]
+    return [int(s) for s in seeds]
+
+
 def posterior_sample(
     mean: Any, std: Any, seeds: Sequence[int], source: str = DEFAULT_SOURCE
 ) -> Any:
