@@ -99,6 +99,7 @@ def webui(request, monkeypatch, tmp_path):
     assert shared.opts.saved == []
     processing.calls.clear()
     processing.on_call.clear()
+    processing.on_step.clear()
     _purge()
 
 

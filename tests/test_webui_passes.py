@@ -469,6 +469,115 @@ def test_the_count_follows_a_detect_pass_and_never_falls_behind(webui):
     assert state.job_count == 8
 
 
+def _bar(state):
+    """The host's bar as its progress API computes it (A1111 1.10.1 modules/progress.py:
+    104-110, the same in Forge 2 and Neo): job_no / job_count plus the job's step fraction."""
+    progress = 0.0
+    if state.job_count > 0:
+        progress += state.job_no / state.job_count
+        if state.sampling_steps > 0:
+            progress += state.sampling_step / state.sampling_steps / state.job_count
+    return min(progress, 1.0)
+
+
+def _img2img_p(webui, recipe, **kw):
+    """An img2img job with Multipass's args set, as the UI and API build one."""
+    from PIL import Image
+
+    webui.shared.state.begin()
+    fields = {
+        "prompt": "a castle",
+        "negative_prompt": "",
+        "seed": 5,
+        "steps": 20,
+        "sampler_name": "Euler",
+        "width": 64,
+        "height": 64,
+        "init_images": [Image.new("RGB", (64, 64), (90, 120, 150))],
+        "denoising_strength": 0.6,
+        "outpath_samples": "out",
+        "outpath_grids": "grids",
+    }
+    p = webui.processing.StableDiffusionProcessingImg2Img(**(fields | kw))
+    p.scripts = webui.runner
+    args = [None] * len(webui.runner.inputs)
+    args[webui.script.args_from] = True
+    args[webui.script.args_from + 1] = recipe
+    if webui.controlnet is not None:
+        cn = webui.controlnet
+        args[cn.args_from : cn.args_to] = test_webui.disabled_units(webui)
+    p.script_args = tuple(args)
+    return p
+
+
+def _polled(webui):
+    """What a poll of the host's progress sees after every sampling step: (bar, job_no,
+    job_count, console total, console steps done)."""
+    state, console = webui.shared.state, getattr(webui.shared, "total_tqdm", None)
+    seen = []
+
+    def poll():
+        inner = getattr(console, "_tqdm", None)
+        total, done = (inner.total, inner.n) if inner is not None else (None, None)
+        seen.append((_bar(state), state.job_no, state.job_count, total, done))
+
+    if console is not None:
+        console.clear()
+    webui.processing.on_step.append(poll)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["txt2img", "hires", "img2img"])
+def test_an_xyz_plots_bar_never_runs_back_across_its_cells(webui, kind):
+    """A real Forge 2 ran its bar from 0.95 back to 0.76 once per further cell of an XYZ plot:
+    the plot counts every cell's jobs before the first (cells * n_iter), Multipass counted a
+    cell's passes at that cell's first batch, and its end of the passes set the count to the
+    jobs run, dropping the cells still to come. The count covers every cell's passes from the
+    first cell's first batch on, and the bar only moves forward."""
+    import xyz_grid
+
+    from lib_multipass.webui import xyz
+
+    recipe = {"passes": [{"denoising_strength": 0.5}, {"denoising_strength": 0.4}]}
+    common = {"steps": 8, "n_iter": 2, "batch_size": 1}
+    if kind == "img2img":
+        p = _img2img_p(webui, recipe, **common)
+    else:
+        p = test_webui.make_p(webui, recipe=recipe, **common, enable_hr=kind == "hires")
+    seen = _polled(webui)
+    cells = [lambda pc, x=x: xyz.apply_value(pc, 0, "denoising_strength", x) for x in (0.3, 0.7)]
+    results = xyz_grid.run(p, cells * 2 if kind == "txt2img" else cells)
+    state = webui.shared.state
+    assert all("Multipass result: complete" in r.infotexts[-1] for r in results)
+    bars = [bar for bar, *_ in seen]
+    back = next((k for k in range(1, len(bars)) if bars[k] < bars[k - 1]), None)
+    assert back is None, f"the bar ran back from {bars[back - 1]:.2f} to {bars[back]:.2f}"
+    assert len({count for _, _, count, *_ in seen}) == 1, seen  # every cell's, from the start
+    assert state.job_no == state.job_count == seen[0][2]  # and it ends full
+    if seen[0][3] is not None:  # the console's total: never passed, and met at the end
+        assert all(done <= total for *_, total, done in seen)
+        assert webui.shared.total_tqdm._tqdm.n == webui.shared.total_tqdm._tqdm.total
+
+
+@pytest.mark.parametrize("sampler", ["DDIM", "UniPC"])
+@pytest.mark.parametrize("kind", ["txt2img", "img2img"])
+def test_the_console_total_counts_the_steps_the_sampler_really_runs(webui, kind, sampler):
+    """DDIM and PLMS take two steps fewer than k-diffusion's samplers at an img2img strength,
+    UniPC one fewer (and at 20 steps txt2img DDIM takes 19): the total counted at the first
+    batch, base and passes, is what runs, from the first step on."""
+    recipe = {"passes": [{"denoising_strength": 0.5}]}
+    if kind == "img2img":
+        p = _img2img_p(webui, recipe, sampler_name=sampler)
+    else:
+        p = test_webui.make_p(webui, recipe=recipe, sampler_name=sampler, n_iter=2)
+    if getattr(webui.shared, "total_tqdm", None) is None:
+        pytest.skip("the newest Neo has no console total")
+    seen = _polled(webui)
+    webui.processing.process_images(p)
+    done = webui.shared.total_tqdm._tqdm.n
+    assert {total for *_, total, _ in seen} == {done}, (done, seen[0])
+
+
 # -- the newest Forge Neo (mid-2026) ----------------------------------------------------------
 
 

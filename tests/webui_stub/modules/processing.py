@@ -269,21 +269,73 @@ def _tint(checkpoint_file, vae, seed, size):
     return Image.new("RGB", size, tuple(hashlib.sha256(key.encode()).digest()[:3]))
 
 
-def _sample_steps(p):
-    """The sampler's progress (sd_samplers_common.py:271-278): sampling_steps is the steps
-    it runs (img2img: int(strength * steps) + 1 as A1111 counts t_enc), every step updates the
-    console's total bar. A batch is sampled once: only its first image steps."""
+TIMESTEP_SAMPLERS = ("DDIM", "PLMS", "UniPC")  # sd_samplers_timesteps.py samplers_data_timesteps
+on_step = []  # test hooks, each called after every sampling step (as a poll of the progress)
+
+
+def _steps_run(p, steps, t_enc=None):
+    """The steps (callbacks, each one console update) the host's sampler takes: k-diffusion
+    all `steps` (img2img t_enc + 1: sd_samplers_kdiffusion.py sample_img2img, sigmas
+    [steps - t_enc - 1:]); the timestep samplers walk range(0, 1000, 1000 // steps)
+    (sd_samplers_timesteps.py:84-93 get_timesteps; img2img timesteps[:t_enc], :102), DDIM and
+    PLMS one step per timestep after the first (sd_samplers_timesteps_impl.py:22, :109:
+    trange(len(timesteps) - 1)), UniPC one a timestep (UniPCCFG.after_update)."""
+    if p.sampler_name not in TIMESTEP_SAMPLERS:
+        return steps if t_enc is None else t_enc + 1
+    timesteps = len(range(0, 1000, 1000 // steps)) if t_enc is None else t_enc
+    return timesteps if p.sampler_name == "UniPC" else max(timesteps - 1, 0)
+
+
+def _img2img_setup(p, steps=None):
+    """sd_samplers_common.py setup_img2img_steps: (steps, t_enc)."""
+    if shared.opts.data.get("img2img_fix_steps") or steps is not None:
+        requested = steps or p.steps
+        d = p.denoising_strength
+        return (int(requested / min(d, 0.999)) if d > 0 else 0), requested - 1
+    return p.steps, int(min(p.denoising_strength, 0.999) * p.steps)
+
+
+def _sample_steps(p, hires=False):
+    """The sampler's progress (sd_samplers_common.py:271-278): sampling_steps is what
+    launch_sampling was given (txt2img steps, img2img t_enc + 1), the steps that run update
+    the console's total bar (callback_state). A batch is sampled once: only its first image
+    steps. `hires`: the hires fix's second pass, img2img over hr_second_pass_steps or steps
+    (processing.py sample_hr_pass: sample_img2img(..., steps=self.hr_second_pass_steps or
+    self.steps))."""
     if getattr(p, "_stub_sampled", None) == shared.state.job_no:
         return
     p._stub_sampled = shared.state.job_no
-    steps = p.steps
-    if hasattr(p, "init_images"):
-        steps = min(int(p.denoising_strength * p.steps) + 1, p.steps)
-    shared.state.sampling_steps = steps
-    for step in range(steps):
+    if hires:
+        _, t_enc = _img2img_setup(p, p.hr_second_pass_steps or p.steps)
+        launched, run = t_enc + 1, _steps_run(p, p.steps, t_enc)
+    elif hasattr(p, "init_images"):
+        _, t_enc = _img2img_setup(p)
+        launched, run = t_enc + 1, _steps_run(p, p.steps, t_enc)
+    else:
+        launched, run = p.steps, _steps_run(p, p.steps)
+    shared.state.sampling_steps = launched
+    for step in range(run):
         shared.state.sampling_step = step
         if hasattr(shared, "total_tqdm"):  # the newest Neo has none
             shared.total_tqdm.update()
+        for hook in on_step:
+            hook()
+
+
+def _refine_job_count(p):
+    """Hires fix counts its second pass before the job's count is set (A1111 1.10.1
+    processing.py:1290-1299 in txt2img init, Forge 2 :1325-1334, Neo :1338-1347): once a
+    request, the console total becomes (steps + hires steps) * job_count and the count doubles."""
+    state = shared.state
+    if not getattr(p, "enable_hr", False) or state.processing_has_refined_job_count:
+        return
+    if state.job_count == -1:
+        state.job_count = p.n_iter
+    total_steps = (p.steps + (p.hr_second_pass_steps or p.steps)) * state.job_count
+    if hasattr(shared, "total_tqdm"):
+        shared.total_tqdm.updateTotal(total_steps)
+    state.job_count = state.job_count * 2
+    state.processing_has_refined_job_count = True
 
 
 def manage_model_and_prompt_cache(p):
@@ -334,7 +386,8 @@ def process_images(p):
 def process_images_inner(p):
     if p.scripts is not None:
         p.scripts.process(p)
-    if shared.state.job_count == -1:  # A1111 processing.py:921, Forge :921
+    _refine_job_count(p)  # in p.init, before the count (A1111 processing.py:921-930)
+    if shared.state.job_count == -1:  # A1111 processing.py:929, Forge :921
         shared.state.job_count = p.n_iter
     images, seeds, prompts, infotexts = [], [], [], []
     base_seed = p.seed if p.seed != -1 else 1000
@@ -377,6 +430,9 @@ def process_images_inner(p):
             size = (p.width // opt_f * opt_f, p.height // opt_f * opt_f)  # whole latents
             out = _tint(model.sd_checkpoint_info.filename, vae, seed, size)
             _sample_steps(p)
+            if getattr(p, "enable_hr", False) and i == 0:  # the batch's second pass
+                shared.state.nextjob()  # sample_hr_pass (A1111 processing.py:1425)
+                _sample_steps(p, hires=True)
             # the sampler the job keeps until it is closed holds the model it sampled with
             # (Forge 2 sd_samplers_kdiffusion.py:59-79: CFGDenoiserKDiffusion.inner_model, a
             # ForgeScheduleLinker whose inner_model is shared.sd_model)

@@ -13,6 +13,7 @@ class State:
     textinfo = None
     job_timestamp = "0"
     time_start = None
+    processing_has_refined_job_count = False
 
     def skip(self):
         self.skipped = True
@@ -29,6 +30,7 @@ class State:
         # until process_images_inner sets it to n_iter (hires fix doubles it)
         self.skipped = self.interrupted = self.stopping_generation = False
         self.job_count = -1
+        self.processing_has_refined_job_count = False
         self.job_no = 0
         self.sampling_step = self.sampling_steps = 0
         self.job = job
