@@ -559,6 +559,29 @@ def test_an_xyz_plots_bar_never_runs_back_across_its_cells(webui, kind):
         assert webui.shared.total_tqdm._tqdm.n == webui.shared.total_tqdm._tqdm.total
 
 
+def test_an_xyz_cell_without_passes_lets_go_of_what_was_counted_for_it(webui):
+    """The first cell counts every cell's passes; a later cell whose axis turns Multipass off
+    runs none, so its share goes (the bar moves forward) and the bar still ends full."""
+    import xyz_grid
+
+    def off(pc):
+        args = list(pc.script_args)
+        args[webui.script.args_from] = False
+        pc.script_args = tuple(args)
+
+    recipe = {"passes": [{"denoising_strength": 0.5}, {"denoising_strength": 0.4}]}
+    p = test_webui.make_p(webui, recipe=recipe, steps=8, n_iter=2)
+    seen = _polled(webui)
+    xyz_grid.run(p, [lambda pc: None, off, lambda pc: None])
+    state = webui.shared.state
+    bars = [bar for bar, *_ in seen]
+    assert bars == sorted(bars)
+    assert seen[0][2] == 6 + 3 * 4  # 3 cells of 2 jobs, 4 passes
+    assert state.job_no == state.job_count == 6 + 2 * 4
+    if seen[0][3] is not None:
+        assert webui.shared.total_tqdm._tqdm.n == webui.shared.total_tqdm._tqdm.total
+
+
 @pytest.mark.parametrize("sampler", ["DDIM", "UniPC"])
 @pytest.mark.parametrize("kind", ["txt2img", "img2img"])
 def test_the_console_total_counts_the_steps_the_sampler_really_runs(webui, kind, sampler):

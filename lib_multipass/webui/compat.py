@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..schedule import img2img_steps, txt2img_steps
+
 MINIMUM = "AUTOMATIC1111 WebUI 1.6, reForge, Forge 2 or Forge Neo"
 MODULE_EXTENSIONS = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 # Forge 2 / Neo diffusion engines (backend/diffusion_engine/*.py) -> Multipass family
@@ -713,64 +715,127 @@ class HostProgress:
     start (a real Forge 2 went from 93% to 34% when they were counted only then); here, when
     they start, the count and the console total take the difference to what they will really
     run, never fall behind the jobs really run (a detect pass finds its crops on the way), and
-    end at the jobs run. The console's "Total progress" bar (shared.total_tqdm; newest Neo has
-    none) counts the passes' sampling steps and ends where it counted."""
+    end at the jobs run plus what the request still has to run after this job (the further
+    cells of an X/Y/Z plot and their passes, counted at the first cell). The console's "Total
+    progress" bar (shared.total_tqdm; newest Neo has none) counts the passes' sampling steps
+    and ends where it counted."""
 
     def __init__(self, jobs: int, steps: int, ahead: tuple[int, int] = (0, 0)) -> None:
+        global _after
         state = _shared().state
         state.job_count = max(int(state.job_count), int(state.job_no)) + jobs - ahead[0]
+        # what the request runs after these passes: counted before, kept to the end
+        self.after = _after = max(int(state.job_count) - int(state.job_no) - jobs, 0)
         self.tqdm = getattr(_shared(), "total_tqdm", None)
         total = _tqdm_total(self.tqdm)
+        self.after_steps = 0
         if total is not None:
-            self._set_total(total + steps - ahead[1])
+            total = total + steps - ahead[1]
+            self._set_total(total)
+            done = _tqdm_done(self.tqdm) or 0
+            self.after_steps = max(total - done - steps, 0) if self.after else 0
 
     def _set_total(self, total: int) -> None:
         with contextlib.suppress(Exception):
             self.tqdm.updateTotal(total)
 
     def finish(self) -> None:
+        global _after
+        _after = 0
         state = _shared().state
-        state.job_count = max(int(state.job_no), 1)
-        inner = getattr(self.tqdm, "_tqdm", None)
-        done = getattr(inner, "n", None)
-        if isinstance(done, int) and done != _tqdm_total(self.tqdm):
-            self._set_total(done)  # a detect pass found more or fewer crops than counted
+        state.job_count = max(int(state.job_no) + self.after, 1)
+        done = _tqdm_done(self.tqdm)
+        if done is not None and done + self.after_steps != _tqdm_total(self.tqdm):
+            self._set_total(done + self.after_steps)  # a detect pass found more or fewer crops
 
 
-def count_ahead(jobs: int, steps: int, steps_per_job: int) -> tuple[int, int]:
+_after = 0  # the jobs the request runs after the passes running now (HostProgress)
+
+
+@dataclasses.dataclass
+class _Ahead:
+    """The passes counted ahead for the request's later jobs (the further cells of an X/Y/Z
+    plot, which counts every cell's own jobs before the first): per job of the host's count,
+    how many nested jobs and steps the passes add, and what is counted for them now."""
+
+    request: Any = None
+    jobs_per_job: float = 0.0
+    steps_per_job: float = 0.0
+    jobs: int = 0
+    steps: int = 0
+
+
+_ahead = _Ahead()
+
+
+def count_ahead(jobs: int, steps: int, steps_per_job: int, own_jobs: int = 1) -> tuple[int, int]:
     """The passes' nested jobs and sampling steps added to the host's count and console total
     at the job's first batch (the `process_batch` hook: after the host set its count, Forge 2
     and A1111 processing.py:921, and hires fix its total, :1325-1334), as (jobs, steps)
-    counted. The console bar is made at the first step from job_count * sampling_steps
-    (shared_total_tqdm.py), so where it is not made yet its total is set here from the job's
-    own steps per job (`steps_per_job`)."""
+    counted for this job. The console bar is made at the first step from job_count *
+    sampling_steps (shared_total_tqdm.py), so where it is not made yet its total is set here
+    from the job's own steps per job (`steps_per_job`).
+
+    An X/Y/Z plot counts all its cells' jobs before the first cell (xyz_grid.py: job_count =
+    cells * n_iter, A1111 1.10.1 :296, Forge 2 :320, Neo :319; its console total, :675), each
+    cell a job of its own: the jobs counted beyond this one's `own_jobs` (n_iter, doubled by
+    hires fix) are taken to run passes like this one's, so every cell's passes are counted at
+    the first cell and the bar never runs back at the next; each later job (`jobs` 0 where
+    Multipass is off) takes its share and sets the rest right."""
     state = _shared().state
     if int(state.job_count) < 0:
         return 0, 0
+    request = (getattr(state, "time_start", None), getattr(state, "job_timestamp", None))
+    if int(state.job_no) == 0 or _ahead.request != request:  # the request's first job
+        _ahead.__init__(request)
+    if not (jobs or steps or _ahead.jobs or _ahead.steps):
+        return 0, 0  # nothing to count, nothing counted for this job before
+    if jobs or steps:
+        _ahead.jobs_per_job = jobs / max(own_jobs, 1)
+        _ahead.steps_per_job = steps / max(own_jobs, 1)
+    later = max(int(state.job_count) - int(state.job_no) - own_jobs - _ahead.jobs, 0)
+    later_jobs = round(_ahead.jobs_per_job * later)
+    later_steps = round(_ahead.steps_per_job * later)
     bar = getattr(_shared(), "total_tqdm", None)
     counted = 0
     if bar is not None:
         total = _tqdm_total(bar)
         if total is None:
             total = int(state.job_count) * steps_per_job
+        want = total + steps + later_steps - _ahead.steps
         with contextlib.suppress(Exception):
-            bar.updateTotal(total + steps)
-            counted = steps if _tqdm_total(bar) == total + steps else 0
-    state.job_count = int(state.job_count) + jobs
+            bar.updateTotal(want)
+            counted = steps if _tqdm_total(bar) == want else 0
+        _ahead.steps = later_steps if counted or not steps else 0
+    state.job_count = int(state.job_count) + jobs + later_jobs - _ahead.jobs
+    _ahead.jobs = later_jobs
     return jobs, counted
 
 
 def job_sampling_steps(p: Any) -> int:
-    """The steps the host's sampler runs for one of the job's own images, as it counts them in
-    its console bar: txt2img its steps; img2img t_enc + 1 (sd_samplers_common.py
-    setup_img2img_steps, sd_samplers_kdiffusion.py sample_img2img: launch_sampling(t_enc + 1))."""
+    """The steps the host's sampler runs for one of the job's own images, as its console bar
+    counts them (one a sampler callback): txt2img its steps, img2img t_enc + 1 for k-diffusion
+    (sd_samplers_common.py setup_img2img_steps, sd_samplers_kdiffusion.py sample_img2img);
+    DDIM, PLMS and UniPC walk the WebUI's timestep grid and take fewer
+    (sd_samplers_timesteps.py, schedule.txt2img_steps / img2img_steps)."""
     steps = int(getattr(p, "steps", 0) or 0)
-    if not hasattr(p, "init_images"):
+    sampler = str(getattr(p, "sampler_name", "") or "")
+    try:
+        if not hasattr(p, "init_images"):
+            return txt2img_steps(steps, sampler).run
+        opts = host_module("modules.shared").opts
+        mode = "fixed" if getattr(opts, "img2img_fix_steps", False) else "proportional"
+        strength = float(getattr(p, "denoising_strength", 0) or 0)
+        return img2img_steps(strength, steps, mode, sampler).run
+    except ValueError:  # a strength or step count the host takes and the schedule does not
         return steps
-    opts = host_module("modules.shared").opts
-    if getattr(opts, "img2img_fix_steps", False):
-        return steps
-    return int(min(float(getattr(p, "denoising_strength", 0) or 0), 0.999) * steps) + 1
+
+
+def job_own_jobs(p: Any) -> int:
+    """The jobs the host counts for the job itself: n_iter, doubled by hires fix (txt2img
+    init, A1111 processing.py:1298, Forge 2 :1333, Neo :1346)."""
+    n_iter = max(1, int(getattr(p, "n_iter", 1) or 1))
+    return n_iter * (2 if getattr(p, "enable_hr", False) else 1)
 
 
 def _tqdm_total(bar: Any) -> int | None:
@@ -779,11 +844,17 @@ def _tqdm_total(bar: Any) -> int | None:
     return int(total) if isinstance(total, (int, float)) else None
 
 
+def _tqdm_done(bar: Any) -> int | None:
+    done = getattr(getattr(bar, "_tqdm", None), "n", None)
+    return int(done) if isinstance(done, (int, float)) else None
+
+
 def before_nested_job() -> None:
-    """A nested job starts: the job count never falls behind the jobs run."""
+    """A nested job starts: the job count never falls behind the jobs run, nor eats into
+    what the request counted after the passes."""
     state = _shared().state
-    if state.job_no >= state.job_count:
-        state.job_count = state.job_no + 1
+    if state.job_no + _after >= state.job_count:
+        state.job_count = state.job_no + _after + 1
 
 
 def latent_factor() -> int:

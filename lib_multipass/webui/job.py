@@ -294,9 +294,16 @@ def process_batch(p: Any, batch_number: int) -> None:
     """The job's first batch: the host's bar counts the passes from here on, so it never runs
     back when they start (the host has set its own count by now)."""
     state = _jobs.get(id(p))
-    if state is None or batch_number != 0 or state.ahead != (0, 0):
+    if batch_number != 0:
         return
-    state.ahead = compat.count_ahead(*state.work, compat.job_sampling_steps(p))
+    if state is None:  # no passes here: a count made for them at an earlier job is let go
+        compat.count_ahead(0, 0, compat.job_sampling_steps(p), compat.job_own_jobs(p))
+        return
+    if state.ahead != (0, 0):
+        return
+    state.ahead = compat.count_ahead(
+        *state.work, compat.job_sampling_steps(p), compat.job_own_jobs(p)
+    )
 
 
 def nested_work(
