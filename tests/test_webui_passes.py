@@ -527,8 +527,9 @@ def _polled(webui):
     return seen
 
 
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
 @pytest.mark.parametrize("kind", ["txt2img", "hires", "img2img"])
-def test_an_xyz_plots_bar_never_runs_back_across_its_cells(webui, kind):
+def test_an_xyz_plots_bar_never_runs_back_across_its_cells(webui, kind, sampler):
     """A real Forge 2 ran its bar from 0.95 back to 0.76 once per further cell of an XYZ plot:
     the plot counts every cell's jobs before the first (cells * n_iter), Multipass counted a
     cell's passes at that cell's first batch, and its end of the passes set the count to the
@@ -539,7 +540,7 @@ def test_an_xyz_plots_bar_never_runs_back_across_its_cells(webui, kind):
     from lib_multipass.webui import xyz
 
     recipe = {"passes": [{"denoising_strength": 0.5}, {"denoising_strength": 0.4}]}
-    common = {"steps": 8, "n_iter": 2, "batch_size": 1}
+    common = {"steps": 8, "n_iter": 2, "batch_size": 1, "sampler_name": sampler}
     if kind == "img2img":
         p = _img2img_p(webui, recipe, **common)
     else:
