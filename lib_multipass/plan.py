@@ -12,7 +12,7 @@ from .detectors import what_from_name
 from .fields import MAX_PIXELS, MAX_SIDE, SEP
 from .geometry import FAMILY_SIDE, UNSIZED, Crop, Size, upscaled_size
 from .recipe import BASE_INDEX, Problem, RecipeError, where_pass
-from .schedule import UNIPC_ORDER, StepCount, img2img_steps, pass_strengths, txt2img_steps
+from .schedule import StepCount, img2img_steps, least_steps, pass_strengths, txt2img_steps
 
 MAX_RUNS = 256
 
@@ -218,30 +218,35 @@ def base_run(ctx: JobContext) -> Run:
     )
 
 
-def _unipc_problems(
-    where: str, sampler: str, strengths: list[float], steps: int, mode: str
+def _short_run_problems(
+    where: str,
+    sampler: str,
+    strengths: list[float],
+    steps: int,
+    mode: str,
+    field: str = "denoising_strength",
 ) -> list[Problem]:
-    """UniPC takes at least its order's steps (the WebUI stops with "UniPC order must be <
-    sampling steps"): a strength that would run fewer is named before the job, with the least
-    strength that runs enough at these steps."""
-    if sampler != "UniPC":
-        return []
+    """A strength at which `sampler` would run fewer steps than it may (least_steps: none for
+    DDIM and PLMS at low strengths, under 3 for UniPC) is named before the job, with the least
+    strength (to the field's 0.01) that runs enough at these steps."""
+    least = least_steps(sampler)
 
     def enough(d: float) -> bool:
-        return img2img_steps(d, steps, mode, sampler).run >= UNIPC_ORDER
+        return img2img_steps(d, steps, mode, sampler).run >= least
 
     short = [d for d in strengths if d and not enough(d)]
     if not short:
         return []
-    least = next((k / steps for k in range(1, steps + 1) if enough(k / steps)), None)
-    what = f"a strength of at least {least:.2f}" if least else f"more than {steps} steps"
+    need = next((k / 100 for k in range(1, 101) if enough(k / 100)), None)
+    what = f"a strength of at least {need:.2f}" if need else f"more than {steps} steps"
+    runs = f"fewer than {least} steps" if least > 1 else "no step"
     return [
         Problem(
             where,
-            "denoising_strength",
+            field,
             short[0],
-            f"with sampler UniPC at {steps} steps, {what} (UniPC runs at least "
-            f"{UNIPC_ORDER} steps), or another sampler",
+            f"with sampler {sampler} at {steps} steps, {what} (below it {sampler} runs {runs}), "
+            "or another sampler",
         )
     ]
 
@@ -263,9 +268,11 @@ def plan_runs(
     problems: list[Problem] = []
     runs: list[Run] = []
     size: Size = (ctx.width, ctx.height)
-    if ctx.sampler == "UniPC" and txt2img_steps(ctx.steps, ctx.sampler).run < UNIPC_ORDER:
+    least = least_steps(ctx.sampler)
+    if txt2img_steps(ctx.steps, ctx.sampler).run < least:
+        fewest = next(n for n in range(1, 1000) if txt2img_steps(n, ctx.sampler).run >= least)
         problems.append(
-            Problem("base", "steps", ctx.steps, f"at least {UNIPC_ORDER} with sampler UniPC")
+            Problem("base", "steps", ctx.steps, f"at least {fewest} with sampler {ctx.sampler}")
         )
     checkpoint, vae, text_encoders = ctx.checkpoint, ctx.vae, ()
     start, stop = chain_span(recipe)
@@ -321,7 +328,12 @@ def plan_runs(
         steps = p.steps or ctx.steps
         strengths = pass_strengths(p)
         sampler = p.sampler or ctx.sampler
-        problems += _unipc_problems(where, sampler, strengths, steps, ctx.step_mode)
+        problems += _short_run_problems(where, sampler, strengths, steps, ctx.step_mode)
+        if p.region == "tiles" and p.seams_fix != "none":
+            seams = [p.seams_fix_strength]
+            problems += _short_run_problems(
+                where, sampler, seams, steps, ctx.step_mode, "seams_fix_strength"
+            )
         family = family_of(checkpoint)
         if p.region == "crop" and not p.working_width and family not in FAMILY_SIDE:
             known = ", ".join(FAMILY_SIDE)

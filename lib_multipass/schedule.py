@@ -40,6 +40,13 @@ TIMESTEP_SAMPLERS = ("DDIM", "PLMS", "UniPC")
 UNIPC_ORDER = 3  # UniPC needs at least this many steps (the WebUI's "UniPC order" default)
 
 
+def least_steps(sampler: str) -> int:
+    """The fewest steps a run of `sampler` may take: UniPC its order (the WebUI stops with
+    "UniPC order must be < sampling steps"), the others one (a timestep sampler's img2img that
+    takes none gives back the image noised, undenoised)."""
+    return UNIPC_ORDER if sampler == "UniPC" else 1
+
+
 def timestep_grid(steps: int) -> list[int]:
     """The WebUI's timesteps for `steps` steps: range(0, 1000, 1000 // steps) + 1, clipped to
     999 (CompVisSampler.get_timesteps), so 7 steps make 8 timesteps and 30 make 31."""

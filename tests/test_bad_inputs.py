@@ -898,7 +898,8 @@ CASES = [
         ["plan", R],
         [
             "pass 1, field 'denoising_strength': got 0.1",
-            "with sampler UniPC at 4 steps, a strength of at least 0.75 (UniPC runs at least 3",
+            "with sampler UniPC at 4 steps, a strength of at least 0.75 (below it UniPC runs "
+            "fewer than 3 steps)",
         ],
         files={R: recipe({"sampler": "UniPC", "denoising_strength": 0.1})},
     ),
@@ -913,6 +914,22 @@ CASES = [
         ["plan", R],
         ["base, field 'image_rules': got 'forge2'", "one of 'A1111', 'Forge'"],
         files={R: recipe(base={"image_rules": "forge2"})},
+    ),
+    Case(
+        "DDIM at a strength that runs no step",
+        ["plan", R],
+        [
+            "pass 1, field 'denoising_strength': got 0.3",
+            "with sampler DDIM at 4 steps, a strength of at least 0.50 (below it DDIM runs no "
+            "step)",
+        ],
+        files={R: recipe({"sampler": "DDIM", "denoising_strength": 0.3})},
+    ),
+    Case(
+        "PLMS base at 1 step",
+        ["plan", R],
+        ["base, field 'steps': got 1", "at least 2 with sampler PLMS"],
+        files={R: recipe(base={"sampler": "PLMS", "steps": 1})},
     ),
     Case(
         "UniPC base at 2 steps",
