@@ -125,6 +125,19 @@ def disabled_units(webui):
     return [unit(enabled=False) for _ in range(cn.args_to - cn.args_from)]
 
 
+def with_args(webui, p, enabled, recipe):
+    """`p` run by the host's scripts with Multipass's args set (ControlNet's units off)."""
+    p.scripts = webui.runner
+    args = [None] * len(webui.runner.inputs)
+    args[webui.script.args_from] = enabled
+    args[webui.script.args_from + 1] = recipe
+    if webui.controlnet is not None:
+        cn = webui.controlnet
+        args[cn.args_from : cn.args_to] = disabled_units(webui)
+    p.script_args = tuple(args)
+    return p
+
+
 def make_p(webui, enabled=True, recipe=RECIPE, **kw):
     """A txt2img job with Multipass's args set, as the UI and API build one."""
     webui.shared.state.begin()  # as the UI and API do before the job's args are set
@@ -140,15 +153,7 @@ def make_p(webui, enabled=True, recipe=RECIPE, **kw):
         "outpath_grids": "grids",
     }
     p = webui.processing.StableDiffusionProcessingTxt2Img(**(fields | kw))
-    p.scripts = webui.runner
-    args = [None] * len(webui.runner.inputs)
-    args[webui.script.args_from] = enabled
-    args[webui.script.args_from + 1] = recipe
-    if webui.controlnet is not None:
-        cn = webui.controlnet
-        args[cn.args_from : cn.args_to] = disabled_units(webui)
-    p.script_args = tuple(args)
-    return p
+    return with_args(webui, p, enabled, recipe)
 
 
 def txt2img(webui, enabled=True, recipe=RECIPE, **kw):

@@ -499,15 +499,7 @@ def _img2img_p(webui, recipe, **kw):
         "outpath_grids": "grids",
     }
     p = webui.processing.StableDiffusionProcessingImg2Img(**(fields | kw))
-    p.scripts = webui.runner
-    args = [None] * len(webui.runner.inputs)
-    args[webui.script.args_from] = True
-    args[webui.script.args_from + 1] = recipe
-    if webui.controlnet is not None:
-        cn = webui.controlnet
-        args[cn.args_from : cn.args_to] = test_webui.disabled_units(webui)
-    p.script_args = tuple(args)
-    return p
+    return test_webui.with_args(webui, p, True, recipe)
 
 
 def _polled(webui):
