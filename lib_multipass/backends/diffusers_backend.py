@@ -326,8 +326,7 @@ class DiffusersBackend:
             for c in list_checkpoints(folder) if folder.is_dir() else []:
                 self._files.setdefault(c.name, c)
         self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-        self._pipes: dict[tuple[str, str], Any] = {}  # (checkpoint, kind) -> pipeline
-        self._schedulers: dict[tuple[str, str, str], Any] = {}
+        self._sigmas: dict[str, sigmas.ModelSigmas] = {}  # checkpoint -> its noise levels
         self._current = ""
         self._families: dict[str, str] = {}
         self._file_problems: dict[tuple, str | None] = {}
@@ -479,10 +478,7 @@ class DiffusersBackend:
         if name == self._current:
             self._current = ""  # nothing is loaded until the next checkpoint is read
 
-        for key in [k for k in self._pipes if k[0] == name]:
-            del self._pipes[key]
-        for key in [k for k in self._schedulers if k[0] == name]:
-            del self._schedulers[key]
+        self._sigmas.pop(name, None)
         for key in [k for k in self._encoders if k[0] == name]:
             del self._encoders[key]
         self._applied.pop(name, None)  # its weights, LoRAs and all, go with it
@@ -500,7 +496,7 @@ class DiffusersBackend:
         if family == "sd1":
             extra = {"safety_checker": None, "feature_extractor": None}
             extra["requires_safety_checker"] = False
-        pipe = _pipeline_class(family, "txt2img").from_single_file(
+        pipe = _pipeline_class(family).from_single_file(
             str(c.path),
             config=str(self._config_dir(c)),
             local_files_only=True,
@@ -815,19 +811,12 @@ class DiffusersBackend:
 
     # -- sampling ----------------------------------------------------------------------------
 
-    def _pipeline(self, kind: str) -> Any:
-        """The loaded checkpoint's pipeline for txt2img, img2img or inpaint, made once: they
-        share the checkpoint's components (no weight is copied)."""
+    def _pipeline(self, kind: str = "txt2img") -> Any:
+        """The loaded checkpoint's pipeline, whose parts (UNet, VAE, text encoders) the runner
+        samples with for every kind of job."""
         if not self._current:
             raise BackendError("no checkpoint is loaded")
-        key = (self._current, kind)
-        if key not in self._pipes:
-            pipe = self._cache[self._current][0]
-            cls = _pipeline_class(_family_of_pipeline(pipe), kind)
-            out = pipe if cls is type(pipe) else cls(**pipe.components)
-            out.set_progress_bar_config(disable=True)
-            self._pipes[key] = out
-        return self._pipes[key]
+        return self._cache[self._current][0]
 
     def generate(
         self, requests: Sequence[SampleRequest], on_step: StepCallback
@@ -851,21 +840,16 @@ class DiffusersBackend:
                 out[k] = image
         return [image for image in out if image is not None]
 
-    def _generate(
-        self, requests: Sequence[SampleRequest], on_step: StepCallback
-    ) -> list[Image.Image]:
-        return self._generate_webui(requests, on_step)
-
     def _model_sigmas(self) -> sigmas.ModelSigmas:
         """The loaded checkpoint's noise levels (zero terminal SNR where its markers say)."""
-        key = ("sigmas", self._current)
-        if key not in self._schedulers:
+        key = self._current
+        if key not in self._sigmas:
             config = dict(self._cache[self._current][0].scheduler.config)
             ztsnr = bool(config.get("rescale_betas_zero_snr"))
-            self._schedulers[key] = sigmas.ModelSigmas.from_config(config, zero_terminal_snr=ztsnr)
-        return self._schedulers[key]
+            self._sigmas[key] = sigmas.ModelSigmas.from_config(config, zero_terminal_snr=ztsnr)
+        return self._sigmas[key]
 
-    def _generate_webui(
+    def _generate(
         self, requests: Sequence[SampleRequest], on_step: StepCallback
     ) -> list[Image.Image]:
         """A batch sampled as the WebUI samples it: the WebUI's noise for each image's seed, its
@@ -1138,22 +1122,13 @@ def _lora_names(prompt: str) -> tuple:
     return tuple((u.name, u.te, u.unet, u.dyn) for u in uses)
 
 
-def _pipeline_class(family: str, kind: str) -> Any:
+def _pipeline_class(family: str) -> Any:
+    """The diffusers pipeline a checkpoint of `family` is read into (its parts are what the
+    runner samples with)."""
     import diffusers
 
-    names = {
-        "sd1": (
-            "StableDiffusionPipeline",
-            "StableDiffusionImg2ImgPipeline",
-            "StableDiffusionInpaintPipeline",
-        ),
-        "sdxl": (
-            "StableDiffusionXLPipeline",
-            "StableDiffusionXLImg2ImgPipeline",
-            "StableDiffusionXLInpaintPipeline",
-        ),
-    }[family]
-    return getattr(diffusers, names[("txt2img", "img2img", "inpaint").index(kind)])
+    names = {"sd1": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+    return getattr(diffusers, names[family])
 
 
 def _family_of_pipeline(pipe: Any) -> str:
