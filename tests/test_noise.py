@@ -210,9 +210,7 @@ def test_timestep_samplers_step_as_the_webuis(key: str) -> None:
     else:
         init = 0.5 * seeded(9).expand(2, 4, 4, 4) + torch.linspace(-1, 1, 4).reshape(1, 1, 1, 4)
         strength, n, mode = float(rest[0]), int(rest[1]), rest[2]
-        x = timesteps.sample(
-            name, model, noise, n, steps.append, init, strength, fixed=mode == "fixed"
-        )
+        x = timesteps.sample(name, model, noise, n, steps.append, init, strength, mode)
     got = [*flat(x[:, :, 0, :2]), float(x.sum())]
     assert close(got[:-1], want["x"][:-1], 2e-6) and abs(got[-1] - want["x"][-1]) < 1e-3
     assert model.ts == pytest.approx(want["calls"], abs=1e-3)

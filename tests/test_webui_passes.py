@@ -416,33 +416,13 @@ def test_a_pass_on_another_checkpoint_keeps_no_other_model_alive(webui):
 def test_an_img2img_jobs_console_total_counts_its_own_steps_and_the_passes_from_the_start(webui):
     """An img2img job samples t_enc + 1 steps an image (0.6 of 20: 13), which the console's
     total made at the first batch counts as the host would have."""
-    from PIL import Image
-
     console = getattr(webui.shared, "total_tqdm", None)
     if console is None:
         pytest.skip("the newest Neo has no console total")
     console.clear()
     totals = []
     webui.processing.on_call.append(lambda call: totals.append(console._tqdm.total))
-    webui.shared.state.begin()
-    p = webui.processing.StableDiffusionProcessingImg2Img(
-        prompt="a castle",
-        negative_prompt="",
-        seed=5,
-        steps=20,
-        sampler_name="Euler",
-        width=64,
-        height=64,
-        init_images=[Image.new("RGB", (64, 64), (90, 120, 150))],
-        denoising_strength=0.6,
-        outpath_samples="out",
-        outpath_grids="grids",
-    )
-    p.scripts = webui.runner
-    args = [None] * len(webui.runner.inputs)
-    args[webui.script.args_from] = True
-    args[webui.script.args_from + 1] = {"passes": [{"denoising_strength": 0.5}]}
-    p.script_args = tuple(args)
+    p = _img2img_p(webui, {"passes": [{"denoising_strength": 0.5}]})
     webui.processing.process_images(p)
     assert totals == [13 + 11, 13 + 11]  # the base's 13 steps and the pass's 11, from the start
     assert console._tqdm.n == 24

@@ -38,7 +38,7 @@ from ..plan import Run
 from ..prompts import LoraUse, ParsedPrompt, PromptError, parse_prompt
 from ..protocol import SampleRequest, StepCallback
 from ..recipe import Problem, where_pass
-from ..schedule import img2img_steps, setup_img2img, txt2img_steps
+from ..schedule import img2img_steps, txt2img_steps
 from . import lora as lora_merge
 from . import rng, sampling, sigmas, timesteps
 from .conditioning import PromptEncoder, mentioned_embeddings, schedule_steps, tokenize
@@ -933,25 +933,20 @@ class DiffusersBackend:
         """k-diffusion's sampler over the WebUI's sigmas for the batch."""
         first = requests[0]
         levels = self._model_sigmas()
-        mode = first.step_mode
-
-        def schedule(steps: int) -> Any:
-            return sigmas.sampler_sigmas(first.sampler, first.scheduler, steps, levels, xl=xl)
-
         if init is None:
-            run = whole = schedule(first.steps)
+            run = whole = sigmas.sampler_sigmas(
+                first.sampler, first.scheduler, first.steps, levels, xl=xl
+            )
         else:
-            fixed = mode == "fixed"
-            run = sigmas.img2img_sigmas(
+            whole, run = sigmas.img2img_levels(
                 first.sampler,
                 first.scheduler,
                 first.steps,
                 first.strength,
                 levels,
-                fixed=fixed,
-                xl=xl,
+                first.step_mode,
+                xl,
             )
-            whole = schedule(setup_img2img(first.strength, first.steps, mode)[0])
         denoiser = sampling.Denoiser(pipe.unet, levels, **model)
         start = noise.next()
         then: Any = noise.next
@@ -975,7 +970,6 @@ class DiffusersBackend:
         first = requests[0]
         alphas = self._model_sigmas().alphas_cumprod
         denoiser = timesteps.NoiseDenoiser(pipe.unet, alphas, **model)
-        fixed = first.step_mode == "fixed"
         if init is None:
             total = txt2img_steps(first.steps, first.sampler).run
         else:
@@ -988,7 +982,7 @@ class DiffusersBackend:
             lambda k: on_step(k, total),
             init,
             first.strength,
-            fixed,
+            first.step_mode,
         )
 
     def upscale(self, image: Image.Image, size: Size, upscaler: str) -> Image.Image:

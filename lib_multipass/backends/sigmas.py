@@ -310,6 +310,21 @@ def img2img_sigmas(
 ) -> Any:
     """The sigmas an img2img pass runs: the schedule of the WebUI's step arithmetic
     (setup_img2img_steps) from step steps - t_enc - 1 on, so t_enc + 1 steps run."""
-    schedule, t_enc = setup_img2img(strength, steps, "fixed" if fixed else "proportional")
+    mode = "fixed" if fixed else "proportional"
+    return img2img_levels(sampler, scheduler, steps, strength, model, mode, xl)[1]
+
+
+def img2img_levels(
+    sampler: str,
+    scheduler: str,
+    steps: int,
+    strength: float,
+    model: ModelSigmas,
+    mode: str = "proportional",
+    xl: bool = False,
+) -> tuple[Any, Any]:
+    """(the whole schedule an img2img pass is cut from, the sigmas it runs): the Brownian
+    samplers' noise spans the whole, as the WebUI's create_noise_sampler takes it."""
+    schedule, t_enc = setup_img2img(strength, steps, mode)
     sigmas = sampler_sigmas(sampler, scheduler, schedule, model, xl=xl)
-    return sigmas[schedule - t_enc - 1 :]
+    return sigmas, sigmas[schedule - t_enc - 1 :]

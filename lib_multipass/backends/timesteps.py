@@ -67,53 +67,50 @@ class NoiseDenoiser:
 Model = Callable[[Any, Any], Any]
 
 
-def _alphas(alphas_cumprod: Any, timesteps: Any) -> tuple[Any, Any]:
-    """alpha bar at each timestep, and at the one before it (float64, as the WebUI pads)."""
+def _ddim_step(alphas_cumprod: Any, timesteps: Any, x: Any) -> Callable[[Any, Any, int], Any]:
+    """DDIM's step at eta 0 as the WebUI's DDIM and PLMS both take it: (x, noise, index) -> x at
+    the timestep before timesteps[index], its alpha bar padded in as float64 and every alpha
+    taken as a float, as the WebUI's `.item()` does."""
     import torch
 
     alphas = alphas_cumprod[timesteps]
     before = torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))
-    return alphas, alphas_cumprod[before].to(torch.float64)
+    alphas_prev = alphas_cumprod[before].to(torch.float64)
+    root_one_minus = (1 - alphas).sqrt()
+    s_x = x.new_ones((x.shape[0], 1, 1, 1))
+
+    def step(x: Any, e_t: Any, index: int) -> Any:
+        a_t = alphas[index].item() * s_x
+        a_prev = alphas_prev[index].item() * s_x
+        pred_x0 = (x - root_one_minus[index].item() * s_x * e_t) / a_t.sqrt()
+        return a_prev.sqrt() * pred_x0 + (1.0 - a_prev).sqrt() * e_t
+
+    return step
 
 
 def ddim(model: Model, x: Any, timesteps: Any, alphas_cumprod: Any, callback: Callback) -> Any:
     """DDIM at eta 0: from the last timestep down, each step to the timestep before it."""
-    alphas, alphas_prev = _alphas(alphas_cumprod, timesteps)
-    root_one_minus = (1 - alphas).sqrt()
+    step = _ddim_step(alphas_cumprod, timesteps, x)
     s_in = x.new_ones((x.shape[0],))
-    s_x = x.new_ones((x.shape[0], 1, 1, 1))
     for i in range(len(timesteps) - 1):
         index = len(timesteps) - 1 - i
-        e_t = model(x, timesteps[index].item() * s_in)
-        a_t = alphas[index].item() * s_x
-        a_prev = alphas_prev[index].item() * s_x
-        pred_x0 = (x - root_one_minus[index].item() * s_x * e_t) / a_t.sqrt()
-        x = a_prev.sqrt() * pred_x0 + (1.0 - a_prev).sqrt() * e_t
+        x = step(x, model(x, timesteps[index].item() * s_in), index)
         callback(i + 1)
     return x
 
 
 def plms(model: Model, x: Any, timesteps: Any, alphas_cumprod: Any, callback: Callback) -> Any:
     """PLMS: a pseudo improved Euler first step, then Adams-Bashforth on up to four noise
-    predictions."""
-    alphas, alphas_prev = _alphas(alphas_cumprod, timesteps)
-    root_one_minus = (1 - alphas).sqrt()
+    predictions, each taken with DDIM's step."""
+    step = _ddim_step(alphas_cumprod, timesteps, x)
     s_in = x.new_ones([x.shape[0]])
-    s_x = x.new_ones((x.shape[0], 1, 1, 1))
     old: list[Any] = []
-
-    def step_from(x: Any, e_t: Any, index: int) -> Any:
-        a_t = alphas[index].item() * s_x
-        a_prev = alphas_prev[index].item() * s_x
-        pred_x0 = (x - root_one_minus[index].item() * s_x * e_t) / a_t.sqrt()
-        return a_prev.sqrt() * pred_x0 + (1.0 - a_prev).sqrt() * e_t
-
     for i in range(len(timesteps) - 1):
         index = len(timesteps) - 1 - i
         e_t = model(x, timesteps[index].item() * s_in)
         if not old:
             t_next = timesteps[max(index - 1, 0)].item() * s_in
-            e_next = model(step_from(x, e_t, index), t_next)
+            e_next = model(step(x, e_t, index), t_next)
             e_prime = (e_t + e_next) / 2
         elif len(old) == 1:
             e_prime = (3 * e_t - old[-1]) / 2
@@ -121,7 +118,7 @@ def plms(model: Model, x: Any, timesteps: Any, alphas_cumprod: Any, callback: Ca
             e_prime = (23 * e_t - 16 * old[-1] + 5 * old[-2]) / 12
         else:
             e_prime = (55 * e_t - 59 * old[-1] + 37 * old[-2] - 9 * old[-3]) / 24
-        x = step_from(x, e_prime, index)
+        x = step(x, e_prime, index)
         old = [*old, e_t][-3:]
         callback(i + 1)
     return x
@@ -266,7 +263,7 @@ def sample(
     callback: Callback,
     init_latent: Any = None,
     strength: float = 1.0,
-    fixed: bool = False,
+    mode: str = "proportional",
 ) -> Any:
     """Run `sampler` as the WebUI runs it: txt2img from `noise` over the grid for `steps`;
     img2img from `init_latent` noised to the strength's timestep. Masked, the result keeps
@@ -278,7 +275,7 @@ def sample(
         timesteps = torch.tensor(timestep_grid(steps), device=noise.device)
         x = noise
     else:
-        schedule, t_enc = setup_img2img(strength, steps, "fixed" if fixed else "proportional")
+        schedule, t_enc = setup_img2img(strength, steps, mode)
         full = torch.tensor(timestep_grid(schedule), device=noise.device)
         timesteps = full[:t_enc]
         a = alphas_cumprod[full[t_enc]]
